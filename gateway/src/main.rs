@@ -1,1 +1,135 @@
-fn main(){}
+//! The `guichet` command.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use guichet_gateway::config::{Config, LogConfig};
+use guichet_gateway::{demo, echo, logging, server};
+
+#[derive(Parser)]
+#[command(
+    name = "guichet",
+    version,
+    about = "Identity-broker reverse proxy for legacy web applications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (0 when valid).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The quickstart: the gateway with demo users in front of a built-in header-echo app.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
+        /// Port of the built-in echo application (0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        echo: SocketAddr,
+    },
+    /// Print the argon2id hash of a password read from standard input (for users files).
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string()),
+            };
+            logging::init(&config.file.log);
+            match server::run_forever(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Demo {
+            listen,
+            admin,
+            echo,
+        } => run_demo(listen, admin, echo),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("guichet: {message}");
+    ExitCode::FAILURE
+}
+
+fn run_demo(listen: SocketAddr, admin: SocketAddr, echo_address: SocketAddr) -> ExitCode {
+    logging::init(&LogConfig::default());
+    let echo = match echo::EchoServer::start(echo_address) {
+        Ok(echo) => echo,
+        Err(e) => return fail(&format!("cannot start the echo app on {echo_address}: {e}")),
+    };
+    let config = match demo::config(listen, admin, echo.address) {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    println!();
+    println!("  Guichet demo");
+    println!("  ------------");
+    println!("  Open            http://{listen}/   (admin: http://{admin}/metrics)");
+    println!(
+        "  Echo app        http://{} (protected by Guichet)",
+        echo.address
+    );
+    println!("  Demo users      (login: username or email, password)");
+    for user in demo::DEMO_USERS {
+        println!(
+            "                  {} / {}  ({})",
+            user.email, user.password, user.display_name
+        );
+    }
+    println!("  Try a spoof     curl -H 'X-Remote-User: admin' http://{listen}/public/");
+    println!();
+    let result = server::run_forever(&config);
+    drop(echo);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (echoed): ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    if stdin.lock().read_line(&mut line).is_err() {
+        return fail("cannot read the password from standard input");
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return fail("empty password");
+    }
+    println!("{}", guichet_protocols::local::hash_password(password));
+    ExitCode::SUCCESS
+}

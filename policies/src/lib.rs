@@ -94,7 +94,10 @@ mod tests {
 
     #[test]
     fn prefixes_match_on_segment_boundaries_only() {
-        let policy = AccessPolicy::new(Access::Authenticated, vec![rule("/public/", Access::Public)]);
+        let policy = AccessPolicy::new(
+            Access::Authenticated,
+            vec![rule("/public/", Access::Public)],
+        );
         assert_eq!(policy.required("/publicity"), Access::Authenticated);
         assert_eq!(policy.required("/public"), Access::Public);
         assert!(prefix_matches("/", "/anything"));

@@ -67,8 +67,14 @@ pub enum LocalUsersError {
 
 impl LocalUsers {
     pub fn from_yaml(text: &str) -> Result<Self, LocalUsersError> {
-        let users: LocalUsers = serde_norway::from_str(text)
-            .map_err(|e| LocalUsersError::Parse(e.to_string()))?;
+        let users: LocalUsers =
+            serde_norway::from_str(text).map_err(|e| LocalUsersError::Parse(e.to_string()))?;
+        users.validate()?;
+        Ok(users)
+    }
+
+    pub fn from_users(users: Vec<LocalUser>) -> Result<Self, LocalUsersError> {
+        let users = LocalUsers { users };
         users.validate()?;
         Ok(users)
     }
@@ -266,7 +272,10 @@ mod tests {
     async fn logs_in_by_username_or_email_case_insensitively() {
         let p = provider();
         let st = ProviderState::default();
-        let by_name = p.finish(&ctx(), &form("alice", "alice"), &st).await.unwrap();
+        let by_name = p
+            .finish(&ctx(), &form("alice", "alice"), &st)
+            .await
+            .unwrap();
         let by_mail = p
             .finish(&ctx(), &form("Alice@Example.org", "alice"), &st)
             .await
@@ -321,11 +330,17 @@ mod tests {
     fn users_file_errors_name_the_field() {
         let err = LocalUsers::from_yaml("users:\n  - username: a\n    password_hash: nope\n")
             .unwrap_err();
-        assert!(err.to_string().starts_with("users[0].password_hash"), "{err}");
+        assert!(
+            err.to_string().starts_with("users[0].password_hash"),
+            "{err}"
+        );
         let h = hash_password("x");
         let dup = format!(
             "users:\n  - {{username: a, password_hash: '{h}'}}\n  - {{username: A, password_hash: '{h}'}}\n"
         );
-        assert!(LocalUsers::from_yaml(&dup).unwrap_err().to_string().contains("duplicate"));
+        assert!(LocalUsers::from_yaml(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate"));
     }
 }

@@ -94,10 +94,8 @@ pub trait IdentityProvider: Send + Sync {
     fn display_name(&self) -> &str;
 
     /// Starts a login. `state` is what the provider wants back at [`Self::finish`].
-    async fn begin(
-        &self,
-        callback_url: &Url,
-    ) -> Result<(LoginStart, ProviderState), ProviderError>;
+    async fn begin(&self, callback_url: &Url)
+        -> Result<(LoginStart, ProviderState), ProviderError>;
 
     /// Finishes a login from the browser's callback.
     async fn finish(

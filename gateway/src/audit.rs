@@ -1,0 +1,61 @@
+//! Audit events: one structured log line (target `audit`) per login success or failure and per
+//! logout. They name who, through which provider and app, from which client IP, with the
+//! correlation id shown to the user, and the precise reason of a failure. They never carry a
+//! password, cookie, token, ticket or assertion.
+
+use std::net::IpAddr;
+
+pub struct AuditContext<'a> {
+    pub correlation_id: &'a str,
+    pub app: &'a str,
+    pub client_ip: Option<IpAddr>,
+}
+
+pub fn login_succeeded(ctx: &AuditContext<'_>, provider: &str, subject: &str) {
+    tracing::info!(
+        target: "audit",
+        event = "login_success",
+        provider,
+        subject,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
+/// `login` is what the user typed (for local logins) or the subject when known.
+pub fn login_failed(ctx: &AuditContext<'_>, provider: &str, login: Option<&str>, reason: &str) {
+    tracing::warn!(
+        target: "audit",
+        event = "login_failure",
+        provider,
+        login,
+        reason,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
+pub fn logged_out(ctx: &AuditContext<'_>, provider: &str, subject: &str) {
+    tracing::info!(
+        target: "audit",
+        event = "logout",
+        provider,
+        subject,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
+pub fn request_refused(ctx: &AuditContext<'_>, reason: &str) {
+    tracing::warn!(
+        target: "audit",
+        event = "request_refused",
+        reason,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}

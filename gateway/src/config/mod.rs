@@ -1,0 +1,321 @@
+//! Loading and validating the configuration.
+//!
+//! Errors are one line naming the path of the bad field (`apps[2].upstream: ...`) so an operator
+//! can fix a Helm value without reading a backtrace; the process then exits non-zero before
+//! listening on anything.
+
+mod model;
+mod secret;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::Engine;
+use guichet_protocols::local::{LocalUser, LocalUsers};
+
+pub use model::*;
+pub use secret::{Secret, SecretSource};
+
+/// A configuration error: the dotted path of the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        Self {
+            path: path.into(),
+            // One line, always: multi-line errors get mangled by log collectors.
+            message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// A validated configuration with its secrets and user files resolved.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: ConfigFile,
+    pub redis: Option<ResolvedRedis>,
+    /// Users of each local provider, by provider id.
+    pub local_users: HashMap<String, LocalUsers>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResolvedRedis {
+    pub url: Secret,
+    pub encryption_key: [u8; 32],
+    pub key_prefix: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
+        Self::from_yaml(&text)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        let file: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { "config".into() } else { path };
+            ConfigError::new(path, strip_location(&e.inner().to_string()))
+        })?;
+        Self::from_file(file)
+    }
+
+    pub fn from_file(file: ConfigFile) -> Result<Config, ConfigError> {
+        validate(&file)?;
+        let redis = match &file.session.store {
+            StoreConfig::Memory => None,
+            StoreConfig::Redis(redis) => Some(resolve_redis(redis)?),
+        };
+        let mut local_users = HashMap::new();
+        for (i, provider) in file.providers.iter().enumerate() {
+            match provider {
+                ProviderConfig::Local(local) => {
+                    let users = match (&local.users_file, &local.users) {
+                        (Some(path), None) => LocalUsers::from_file(path).map_err(|e| {
+                            ConfigError::new(format!("providers[{i}].users_file"), e.to_string())
+                        })?,
+                        (None, Some(users)) => {
+                            LocalUsers::from_users(users.clone()).map_err(|e| {
+                                ConfigError::new(format!("providers[{i}]"), e.to_string())
+                            })?
+                        }
+                        _ => {
+                            return Err(ConfigError::new(
+                                format!("providers[{i}]"),
+                                "exactly one of users_file or users is required",
+                            ))
+                        }
+                    };
+                    local_users.insert(local.id.clone(), users);
+                }
+            }
+        }
+        Ok(Config {
+            file,
+            redis,
+            local_users,
+        })
+    }
+}
+
+/// serde_norway appends " at line L column C": useful, but the path already says where.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn resolve_redis(redis: &RedisStoreConfig) -> Result<ResolvedRedis, ConfigError> {
+    let url = redis
+        .url
+        .resolve()
+        .map_err(|e| ConfigError::new("session.store.url", e))?;
+    let parsed = url::Url::parse(url.expose())
+        .map_err(|e| ConfigError::new("session.store.url", format!("invalid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::new(
+            "session.store.url",
+            "scheme must be redis or rediss",
+        ));
+    }
+    let key = redis
+        .encryption_key
+        .resolve()
+        .map_err(|e| ConfigError::new("session.store.encryption_key", e))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(key.expose().trim())
+        .map_err(|_| ConfigError::new("session.store.encryption_key", "not valid base64"))?;
+    let encryption_key: [u8; 32] = bytes.try_into().map_err(|_| {
+        ConfigError::new(
+            "session.store.encryption_key",
+            "must be 32 bytes (base64 of `head -c32 /dev/urandom`)",
+        )
+    })?;
+    Ok(ResolvedRedis {
+        url,
+        encryption_key,
+        key_prefix: redis.key_prefix.clone(),
+    })
+}
+
+fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
+    if file.listen.is_empty() {
+        return Err(ConfigError::new(
+            "listen",
+            "at least one listener is required",
+        ));
+    }
+    if file.threads == 0 {
+        return Err(ConfigError::new("threads", "must be at least 1"));
+    }
+    validate_session(&file.session)?;
+
+    let mut provider_ids = HashMap::new();
+    for (i, provider) in file.providers.iter().enumerate() {
+        let id = provider.id();
+        if !is_identifier(id) {
+            return Err(ConfigError::new(
+                format!("providers[{i}].id"),
+                "use lowercase letters, digits, '-' and '_'",
+            ));
+        }
+        if let Some(first) = provider_ids.insert(id.to_string(), i) {
+            return Err(ConfigError::new(
+                format!("providers[{i}].id"),
+                format!("duplicate provider id {id:?} (also providers[{first}])"),
+            ));
+        }
+    }
+
+    let mut app_ids = HashMap::new();
+    let mut routes: HashMap<(String, String), usize> = HashMap::new();
+    for (i, app) in file.apps.iter().enumerate() {
+        let at = |field: &str| format!("apps[{i}].{field}");
+        if !is_identifier(&app.id) {
+            return Err(ConfigError::new(
+                at("id"),
+                "use lowercase letters, digits, '-' and '_'",
+            ));
+        }
+        if let Some(first) = app_ids.insert(app.id.clone(), i) {
+            return Err(ConfigError::new(
+                at("id"),
+                format!("duplicate app id {:?} (also apps[{first}])", app.id),
+            ));
+        }
+        let host = validate_app_url(&app.url).map_err(|m| ConfigError::new(at("url"), m))?;
+        validate_upstream(&app.upstream).map_err(|m| ConfigError::new(at("upstream"), m))?;
+        let prefix = app_path_prefix(&app.url);
+        let mut hosts = vec![(host, at("url"))];
+        for (j, alias) in app.aliases.iter().enumerate() {
+            let alias = alias.to_ascii_lowercase();
+            if alias.is_empty() || alias.contains(['/', ':', ' ']) {
+                return Err(ConfigError::new(
+                    format!("apps[{i}].aliases[{j}]"),
+                    "must be a bare host name",
+                ));
+            }
+            hosts.push((alias, format!("apps[{i}].aliases[{j}]")));
+        }
+        for (host, path) in hosts {
+            if let Some(first) = routes.insert((host.clone(), prefix.clone()), i) {
+                return Err(ConfigError::new(
+                    path,
+                    format!(
+                        "duplicate host {host:?} with path prefix {prefix:?} (also apps[{first}])"
+                    ),
+                ));
+            }
+        }
+        if app.providers.is_empty() {
+            return Err(ConfigError::new(
+                at("providers"),
+                "at least one provider is required",
+            ));
+        }
+        for (j, provider) in app.providers.iter().enumerate() {
+            if !provider_ids.contains_key(provider) {
+                return Err(ConfigError::new(
+                    format!("apps[{i}].providers[{j}]"),
+                    format!("unknown provider {provider:?}"),
+                ));
+            }
+        }
+        for (j, rule) in app.rules.iter().enumerate() {
+            if !rule.path_prefix.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("apps[{i}].rules[{j}].path_prefix"),
+                    "must start with '/'",
+                ));
+            }
+        }
+        crate::headers::validate(&app.identity_headers, &at("identity_headers"))?;
+    }
+    Ok(())
+}
+
+fn validate_session(session: &SessionConfig) -> Result<(), ConfigError> {
+    if session.cookie_name.is_empty()
+        || !session
+            .cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ConfigError::new(
+            "session.cookie_name",
+            "use letters, digits, '-' and '_'",
+        ));
+    }
+    if session.idle_timeout.is_zero() {
+        return Err(ConfigError::new("session.idle_timeout", "must be positive"));
+    }
+    if session.absolute_timeout < session.idle_timeout {
+        return Err(ConfigError::new(
+            "session.absolute_timeout",
+            "must not be shorter than session.idle_timeout",
+        ));
+    }
+    Ok(())
+}
+
+fn is_identifier(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Returns the lowercase host the app is routed by.
+fn validate_app_url(url: &url::Url) -> Result<String, String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "invalid URL: scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("invalid URL: no query, fragment or credentials allowed".into());
+    }
+    if url.path().contains("/.guichet") || url.path().contains("//") {
+        return Err("invalid URL: path prefix must be plain segments".into());
+    }
+    url.host_str()
+        .map(|h| h.to_ascii_lowercase())
+        .ok_or_else(|| "invalid URL: no host".into())
+}
+
+fn validate_upstream(url: &url::Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "invalid URL: scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err("invalid URL: no host".into());
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return Err("invalid URL: only scheme, host and port are supported".into());
+    }
+    Ok(())
+}
+
+/// The app's path prefix without trailing slash; empty for a whole host.
+pub fn app_path_prefix(url: &url::Url) -> String {
+    url.path().trim_end_matches('/').to_string()
+}
+
+/// Inline users for a local provider (demo, tests): validated like a users file.
+pub fn inline_users(users: Vec<LocalUser>) -> Result<LocalUsers, String> {
+    LocalUsers::from_users(users).map_err(|e| e.to_string())
+}

@@ -1,0 +1,335 @@
+//! The configuration file, as parsed. Every struct rejects unknown keys so a typo is an error,
+//! not a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use guichet_policies::{Access, PathRule};
+use guichet_protocols::local::LocalUser;
+use ipnet::IpNet;
+use serde::Deserialize;
+use url::Url;
+
+use super::secret::SecretSource;
+use crate::headers::{Encoding, ValueSource};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Vec<Listener>,
+    #[serde(default = "default_admin")]
+    pub admin: SocketAddr,
+    /// Worker threads of the proxy service.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Peers whose X-Forwarded-* headers are believed (a load balancer in front of Guichet).
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub session: SessionConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub apps: Vec<AppConfig>,
+}
+
+fn default_admin() -> SocketAddr {
+    "127.0.0.1:9180".parse().expect("valid literal")
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info` or `info,guichet_gateway=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// Domain attribute of the cookie; host-only when absent (the safer default).
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
+    /// A session unused for this long ends.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after login, used or not.
+    #[serde(default = "default_absolute", with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: default_cookie_name(),
+            cookie_domain: None,
+            idle_timeout: default_idle(),
+            absolute_timeout: default_absolute(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+fn default_cookie_name() -> String {
+    "guichet_session".into()
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_absolute() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// In-process (moka). One replica only: sessions are lost on restart.
+    #[default]
+    Memory,
+    Redis(RedisStoreConfig),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStoreConfig {
+    /// `redis://[:password@]host:port/db` or `rediss://` for TLS.
+    pub url: SecretSource,
+    /// 32 bytes, base64: the AES-256-GCM key sealing records at rest. Generate with
+    /// `head -c32 /dev/urandom | base64`.
+    pub encryption_key: SecretSource,
+    /// Prefix of every key Guichet writes, to share a Redis between deployments.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_key_prefix() -> String {
+    "guichet:".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderConfig {
+    Local(LocalProviderConfig),
+}
+
+impl ProviderConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            ProviderConfig::Local(local) => &local.id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalProviderConfig {
+    pub id: String,
+    #[serde(default = "default_local_name")]
+    pub display_name: String,
+    /// YAML file with `users: [{username, email, password_hash, ...}]`.
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
+    /// Users inline, instead of `users_file` (demos and tests).
+    #[serde(default)]
+    pub users: Option<Vec<LocalUser>>,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+fn default_local_name() -> String {
+    "Compte local / Local account".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Failed attempts on one account within `window` before further attempts are refused.
+    #[serde(default = "default_per_account")]
+    pub max_failures_per_account: u64,
+    /// Failed attempts from one client IP within `window` before further attempts are refused.
+    #[serde(default = "default_per_ip")]
+    pub max_failures_per_ip: u64,
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            max_failures_per_account: default_per_account(),
+            max_failures_per_ip: default_per_ip(),
+            window: default_window(),
+        }
+    }
+}
+
+fn default_per_account() -> u64 {
+    5
+}
+fn default_per_ip() -> u64 {
+    50
+}
+fn default_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub id: String,
+    /// Where users reach the app through Guichet: scheme, host and optional path prefix, e.g.
+    /// `https://intranet.example.org` or `https://portal.example.org/library`.
+    pub url: Url,
+    /// More host names routed to this app (same scheme and path prefix).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Where Guichet forwards to: `http://host:port` or `https://host:port`.
+    pub upstream: Url,
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub upstream_connect_timeout: Duration,
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub upstream_read_timeout: Duration,
+    /// Send the client's Host to the upstream (the default; legacy apps build absolute links
+    /// from it) or the upstream's own host.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    /// Providers a user may sign in with for this app, by id.
+    pub providers: Vec<String>,
+    #[serde(default = "default_access")]
+    pub access: Access,
+    #[serde(default)]
+    pub rules: Vec<PathRule>,
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_access() -> Access {
+    Access::Authenticated
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Verify the upstream's certificate (chain and host name). Turning it off is logged loudly.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// PEM file of CA certificates trusted for this upstream instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SNI and expected certificate name; the upstream URL's host when absent.
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+impl Default for UpstreamTls {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            ca_file: None,
+            sni: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersConfig {
+    /// Every incoming header starting with this prefix is removed (case-insensitive, `_` = `-`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// How non-ASCII values are written unless a header says otherwise.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Joins multi-valued attributes and roles.
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    #[serde(default = "default_headers")]
+    pub headers: Vec<HeaderMapping>,
+}
+
+impl Default for IdentityHeadersConfig {
+    fn default() -> Self {
+        Self {
+            prefix: default_prefix(),
+            encoding: Encoding::default(),
+            separator: default_separator(),
+            headers: default_headers(),
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    "X-Remote-".into()
+}
+fn default_separator() -> String {
+    ",".into()
+}
+fn default_headers() -> Vec<HeaderMapping> {
+    vec![HeaderMapping {
+        name: "X-Remote-User".into(),
+        value: ValueSource::Subject,
+        encoding: None,
+    }]
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMapping {
+    pub name: String,
+    /// `subject`, `provider`, `roles`, `auth_level`, `attribute:NAME` or `constant:TEXT`.
+    pub value: ValueSource,
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+}

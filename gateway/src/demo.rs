@@ -1,0 +1,89 @@
+//! `guichet demo`: the quickstart. An embedded configuration (in-memory sessions, the local
+//! provider with demo users) in front of the built-in header-echo application, which runs
+//! in-process on another loopback port. No external service needed.
+
+use std::net::SocketAddr;
+
+use guichet_protocols::local::hash_password;
+
+use crate::config::{Config, ConfigError};
+
+pub struct DemoUser {
+    pub username: &'static str,
+    pub email: &'static str,
+    pub password: &'static str,
+    pub display_name: &'static str,
+    pub roles: &'static [&'static str],
+}
+
+pub const DEMO_USERS: &[DemoUser] = &[
+    DemoUser {
+        username: "alice",
+        email: "alice@example.org",
+        password: "alice",
+        display_name: "Alice Martin",
+        roles: &["agent", "bibliotheque-admin"],
+    },
+    DemoUser {
+        username: "bob",
+        email: "bob@example.org",
+        password: "bob",
+        display_name: "Grégory Bob-Françoise",
+        roles: &["lecteur"],
+    },
+];
+
+/// The demo configuration, with the echo app at `echo`.
+pub fn config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    echo: SocketAddr,
+) -> Result<Config, ConfigError> {
+    let users: String = DEMO_USERS
+        .iter()
+        .map(|user| {
+            format!(
+                "      - username: {}\n        email: {}\n        display_name: \"{}\"\n        password_hash: '{}'\n        roles: [{}]\n",
+                user.username,
+                user.email,
+                user.display_name,
+                hash_password(user.password),
+                user.roles.join(", ")
+            )
+        })
+        .collect();
+    let yaml = format!(
+        r#"
+listen:
+  - address: {listen}
+admin: {admin}
+threads: 2
+providers:
+  - kind: local
+    id: local
+    display_name: "Comptes de démonstration / Demo accounts"
+    users:
+{users}
+apps:
+  - id: echo
+    url: http://{listen}
+    aliases: [localhost]
+    upstream: http://{echo}
+    providers: [local]
+    access: authenticated
+    rules:
+      - path_prefix: /public
+        access: public
+    identity_headers:
+      prefix: X-Remote-
+      headers:
+        - {{ name: X-Remote-User, value: subject }}
+        - {{ name: X-Remote-Email, value: "attribute:email" }}
+        - {{ name: X-Remote-Name, value: "attribute:display_name" }}
+        - {{ name: X-Remote-Name-Ascii, value: "attribute:display_name", encoding: ascii }}
+        - {{ name: X-Remote-Roles, value: roles }}
+        - {{ name: X-Remote-Provider, value: provider }}
+"#
+    );
+    Config::from_yaml(&yaml)
+}

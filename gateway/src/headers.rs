@@ -1,0 +1,313 @@
+//! Identity headers: removing spoofed ones and writing the real ones.
+//!
+//! Legacy applications trust these headers blindly, so the gateway must be the only writer:
+//! every incoming header the gateway controls, or that starts with the app's identity prefix,
+//! is removed before anything else. Names are compared case-insensitively with `_` equal to `-`,
+//! because many servers (CGI, PHP, some Java containers) map `X_Remote_User` and `X-Remote-User`
+//! to the same variable.
+
+use std::fmt;
+
+use base64::Engine;
+use http::HeaderValue;
+use serde::{de, Deserialize, Deserializer};
+
+use crate::config::{ConfigError, IdentityHeadersConfig};
+
+/// Headers the gateway itself sets or never lets through from a client, on every app.
+pub const GATEWAY_CONTROLLED: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+];
+
+/// The canonical form used to compare header names: lowercase, `_` as `-`.
+pub fn canonical_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+/// Where a header's value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    Subject,
+    Provider,
+    Roles,
+    AuthLevel,
+    Attribute(String),
+    Constant(String),
+}
+
+impl<'de> Deserialize<'de> for ValueSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ValueSource::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl ValueSource {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "subject" => ValueSource::Subject,
+            "provider" => ValueSource::Provider,
+            "roles" => ValueSource::Roles,
+            "auth_level" => ValueSource::AuthLevel,
+            _ => {
+                if let Some(name) = text.strip_prefix("attribute:") {
+                    if name.is_empty() {
+                        return Err("attribute name missing after 'attribute:'".into());
+                    }
+                    ValueSource::Attribute(name.to_string())
+                } else if let Some(value) = text.strip_prefix("constant:") {
+                    ValueSource::Constant(value.to_string())
+                } else {
+                    return Err(format!(
+                        "unknown value {text:?}: expected subject, provider, roles, auth_level, attribute:NAME or constant:TEXT"
+                    ));
+                }
+            }
+        })
+    }
+}
+
+/// How a value is written into a header. HTTP header values are bytes; legacy applications
+/// disagree on what to do with anything outside ASCII, so the operator chooses per header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// UTF-8, then percent-encoding of every byte outside printable ASCII and of `%`
+    /// (`Grégory` → `Gr%C3%A9gory`). Pure ASCII, lossless, the default.
+    #[default]
+    Percent,
+    /// Raw UTF-8 bytes (`Grégory` as `47 72 C3 A9 ...`). For apps that decode UTF-8 headers.
+    Utf8,
+    /// ISO-8859-1 bytes; characters outside Latin-1 become `?`. For old Java/PHP apps.
+    Latin1,
+    /// ASCII transliteration (`Grégory` → `Gregory`, `Françoise` → `Francoise`). Lossy.
+    Ascii,
+    /// Base64 of the UTF-8 bytes.
+    Base64,
+    /// RFC 2047 encoded word (`=?UTF-8?B?...?=`) when non-ASCII, else the plain value.
+    Rfc2047,
+}
+
+/// Writes a value as header bytes. Control characters (CR, LF, NUL, DEL, C1...) are removed
+/// first, whatever the encoding, so a value can never split or smuggle a header.
+pub fn encode(value: &str, encoding: Encoding) -> HeaderValue {
+    let clean: String = value.chars().filter(|c| !c.is_control()).collect();
+    let bytes: Vec<u8> = match encoding {
+        Encoding::Percent => {
+            const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+            percent_encoding::utf8_percent_encode(&clean, SET)
+                .to_string()
+                .into_bytes()
+        }
+        Encoding::Utf8 => clean.into_bytes(),
+        Encoding::Latin1 => clean
+            .chars()
+            .map(|c| if (c as u32) < 256 { c as u8 } else { b'?' })
+            .collect(),
+        Encoding::Ascii => deunicode::deunicode(&clean)
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .collect::<String>()
+            .into_bytes(),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .encode(clean.as_bytes())
+            .into_bytes(),
+        Encoding::Rfc2047 => {
+            if clean.is_ascii() {
+                clean.into_bytes()
+            } else {
+                format!(
+                    "=?UTF-8?B?{}?=",
+                    base64::engine::general_purpose::STANDARD.encode(clean.as_bytes())
+                )
+                .into_bytes()
+            }
+        }
+    };
+    // Cannot fail: control characters were removed and every remaining byte is visible ASCII,
+    // space, tab or obs-text (>= 0x80), all of which HeaderValue accepts.
+    HeaderValue::from_bytes(&bytes).expect("control characters were removed")
+}
+
+/// One identity header to write, ready to use.
+#[derive(Clone, Debug)]
+pub struct HeaderRule {
+    pub name: http::HeaderName,
+    pub source: ValueSource,
+    pub encoding: Encoding,
+}
+
+/// An app's identity header plan, compiled once from config.
+#[derive(Clone, Debug)]
+pub struct IdentityHeaders {
+    /// Canonical prefix (`x-remote-`); empty means "no prefix stripping".
+    prefix: String,
+    /// Canonical names of the configured headers, stripped even when outside the prefix.
+    configured: Vec<String>,
+    pub separator: String,
+    pub rules: Vec<HeaderRule>,
+}
+
+impl IdentityHeaders {
+    pub fn compile(config: &IdentityHeadersConfig) -> Self {
+        let rules: Vec<HeaderRule> = config
+            .headers
+            .iter()
+            .map(|mapping| HeaderRule {
+                name: http::HeaderName::from_bytes(mapping.name.as_bytes())
+                    .expect("validated at config load"),
+                source: mapping.value.clone(),
+                encoding: mapping.encoding.unwrap_or(config.encoding),
+            })
+            .collect();
+        Self {
+            prefix: canonical_name(&config.prefix),
+            configured: config
+                .headers
+                .iter()
+                .map(|h| canonical_name(&h.name))
+                .collect(),
+            separator: config.separator.clone(),
+            rules,
+        }
+    }
+
+    /// True when an incoming header with this name must not reach the application.
+    pub fn must_strip(&self, name: &str) -> bool {
+        let name = canonical_name(name);
+        (!self.prefix.is_empty() && name.starts_with(&self.prefix))
+            || self.configured.contains(&name)
+            || GATEWAY_CONTROLLED.contains(&name.as_str())
+    }
+}
+
+impl fmt::Display for ValueSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueSource::Subject => f.write_str("subject"),
+            ValueSource::Provider => f.write_str("provider"),
+            ValueSource::Roles => f.write_str("roles"),
+            ValueSource::AuthLevel => f.write_str("auth_level"),
+            ValueSource::Attribute(name) => write!(f, "attribute:{name}"),
+            ValueSource::Constant(value) => write!(f, "constant:{value}"),
+        }
+    }
+}
+
+pub fn validate(config: &IdentityHeadersConfig, at: &str) -> Result<(), ConfigError> {
+    if config.separator.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            format!("{at}.separator"),
+            "must not contain control characters",
+        ));
+    }
+    for (i, mapping) in config.headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(mapping.name.as_bytes()).is_err() {
+            return Err(ConfigError::new(
+                format!("{at}.headers[{i}].name"),
+                format!("{:?} is not a valid header name", mapping.name),
+            ));
+        }
+        let canonical = canonical_name(&mapping.name);
+        if GATEWAY_CONTROLLED.contains(&canonical.as_str())
+            || matches!(
+                canonical.as_str(),
+                "host"
+                    | "cookie"
+                    | "connection"
+                    | "content-length"
+                    | "transfer-encoding"
+                    | "upgrade"
+            )
+        {
+            return Err(ConfigError::new(
+                format!("{at}.headers[{i}].name"),
+                format!("{} is reserved", mapping.name),
+            ));
+        }
+        if let ValueSource::Constant(value) = &mapping.value {
+            if value.chars().any(char::is_control) {
+                return Err(ConfigError::new(
+                    format!("{at}.headers[{i}].value"),
+                    "must not contain control characters",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn underscores_and_case_are_equivalent() {
+        assert_eq!(canonical_name("X_Remote_User"), "x-remote-user");
+        let plan = IdentityHeaders::compile(&IdentityHeadersConfig::default());
+        for spoof in [
+            "X-Remote-User",
+            "x-remote-user",
+            "X_Remote_User",
+            "X-REMOTE-ROLES",
+            "x_forwarded_for",
+        ] {
+            assert!(plan.must_strip(spoof), "{spoof}");
+        }
+        assert!(!plan.must_strip("Accept"));
+    }
+
+    #[test]
+    fn encodings_of_accented_names() {
+        assert_eq!(encode("Grégory", Encoding::Percent), "Gr%C3%A9gory");
+        assert_eq!(
+            encode("Grégory", Encoding::Utf8).as_bytes(),
+            "Grégory".as_bytes()
+        );
+        assert_eq!(
+            encode("Françoise", Encoding::Latin1).as_bytes(),
+            b"Fran\xe7oise"
+        );
+        assert_eq!(encode("Françoise", Encoding::Ascii), "Francoise");
+        assert_eq!(encode("Grégory", Encoding::Base64), "R3LDqWdvcnk=");
+        assert_eq!(
+            encode("Grégory", Encoding::Rfc2047),
+            "=?UTF-8?B?R3LDqWdvcnk=?="
+        );
+        assert_eq!(encode("plain", Encoding::Rfc2047), "plain");
+        assert_eq!(encode("a 100%", Encoding::Percent), "a 100%25");
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_header() {
+        for encoding in [
+            Encoding::Percent,
+            Encoding::Utf8,
+            Encoding::Latin1,
+            Encoding::Ascii,
+            Encoding::Rfc2047,
+        ] {
+            let value = encode("alice\r\nX-Admin: 1\u{0}\u{85}", encoding);
+            assert!(
+                !value.as_bytes().iter().any(|b| b.is_ascii_control()),
+                "{encoding:?}: {value:?}"
+            );
+        }
+    }
+}

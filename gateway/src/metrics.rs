@@ -1,0 +1,103 @@
+//! Prometheus metrics, one registry per gateway instance (several run in one test process).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub logins: IntCounterVec,
+    pub logouts: IntCounterVec,
+    pub store_errors: IntCounterVec,
+    pub store_up: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "guichet_requests_total",
+                "Requests handled, by app and response status",
+            ),
+            &["app", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "guichet_request_duration_seconds",
+                "Time from request to response end, by app",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["app"],
+        )
+        .expect("valid metric");
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "guichet_logins_total",
+                "Login attempts, by provider and outcome",
+            ),
+            &["provider", "outcome"],
+        )
+        .expect("valid metric");
+        let logouts = IntCounterVec::new(
+            Opts::new("guichet_logouts_total", "Logouts, by provider"),
+            &["provider"],
+        )
+        .expect("valid metric");
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "guichet_store_errors_total",
+                "Session store failures, by operation",
+            ),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let store_up = IntGauge::new(
+            "guichet_store_up",
+            "1 when the session store answered the last readiness probe",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(logins.clone()),
+            Box::new(logouts.clone()),
+            Box::new(store_errors.clone()),
+            Box::new(store_up.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            logins,
+            logouts,
+            store_errors,
+            store_up,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buffer).expect("Prometheus text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

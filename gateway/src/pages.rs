@@ -1,0 +1,199 @@
+//! The few HTML pages the gateway shows itself, in French and English. Every value written into
+//! a page goes through [`escape`]. Error pages say what happened in general terms and give the
+//! correlation id; the precise reason is in the audit log, never on the page.
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="fr">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{title}</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;background:#f5f5fe;color:#161616;margin:0}}
+main{{max-width:28rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.5rem;box-shadow:0 1px 4px #0002}}
+h1{{font-size:1.4rem;margin-top:0}} .en{{color:#555}} label{{display:block;margin-top:1rem;font-weight:600}}
+input{{width:100%;box-sizing:border-box;padding:.6rem;margin-top:.3rem;font-size:1rem}}
+button{{margin-top:1.5rem;padding:.7rem 1.2rem;font-size:1rem;background:#000091;color:#fff;border:0;border-radius:.25rem;cursor:pointer}}
+.error{{background:#ffe9e9;border-left:4px solid #ce0500;padding:.6rem;margin:1rem 0}}
+.ref{{font-size:.85rem;color:#555;margin-top:2rem}} code{{user-select:all}}
+</style>
+</head>
+<body><main>
+{body}
+</main></body>
+</html>
+"#,
+        title = escape(title)
+    )
+}
+
+/// A message in both languages.
+#[derive(Clone, Copy, Debug)]
+pub struct Bilingual {
+    pub fr: &'static str,
+    pub en: &'static str,
+}
+
+pub fn error_page(title: Bilingual, message: Bilingual, correlation_id: &str) -> String {
+    layout(
+        &format!("{} / {}", title.fr, title.en),
+        &format!(
+            r#"<h1>{tfr} <span class="en" lang="en">/ {ten}</span></h1>
+<p>{mfr}</p>
+<p class="en" lang="en">{men}</p>
+<p class="ref">Référence de l'incident / Incident reference: <code>{id}</code></p>"#,
+            tfr = escape(title.fr),
+            ten = escape(title.en),
+            mfr = escape(message.fr),
+            men = escape(message.en),
+            id = escape(correlation_id),
+        ),
+    )
+}
+
+pub struct LoginForm<'a> {
+    pub app_name: &'a str,
+    pub provider_name: &'a str,
+    pub csrf_token: &'a str,
+    pub username: &'a str,
+    pub error: Option<Bilingual>,
+    pub correlation_id: &'a str,
+}
+
+pub fn login_page(form: &LoginForm<'_>) -> String {
+    let error = form
+        .error
+        .map(|e| {
+            format!(
+                r#"<div class="error" role="alert"><p>{}</p><p class="en" lang="en">{}</p></div>"#,
+                escape(e.fr),
+                escape(e.en)
+            )
+        })
+        .unwrap_or_default();
+    layout(
+        "Connexion / Sign in",
+        &format!(
+            r#"<h1>Connexion <span class="en" lang="en">/ Sign in</span></h1>
+<p>{app} — {provider}</p>
+{error}
+<form method="post" action="/.guichet/login" autocomplete="on">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<label for="username">Identifiant ou courriel <span class="en" lang="en">/ Username or email</span></label>
+<input id="username" name="username" type="text" autocomplete="username" required value="{username}" maxlength="256" autofocus>
+<label for="password">Mot de passe <span class="en" lang="en">/ Password</span></label>
+<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="256">
+<button type="submit">Se connecter / Sign in</button>
+</form>
+<p class="ref">Référence / Reference: <code>{id}</code></p>"#,
+            app = escape(form.app_name),
+            provider = escape(form.provider_name),
+            csrf = escape(form.csrf_token),
+            username = escape(form.username),
+            id = escape(form.correlation_id),
+        ),
+    )
+}
+
+pub fn logged_out_page(correlation_id: &str) -> String {
+    layout(
+        "Déconnecté / Signed out",
+        &format!(
+            r#"<h1>Vous êtes déconnecté <span class="en" lang="en">/ You are signed out</span></h1>
+<p>Votre session est terminée. Fermez le navigateur sur un poste partagé.</p>
+<p class="en" lang="en">Your session has ended. Close the browser on a shared computer.</p>
+<p><a href="/">Se reconnecter / Sign in again</a></p>
+<p class="ref">Référence / Reference: <code>{}</code></p>"#,
+            escape(correlation_id)
+        ),
+    )
+}
+
+/// Page texts used by the gateway, one place so translations stay consistent.
+pub mod text {
+    use super::Bilingual;
+
+    pub const NOT_FOUND: Bilingual = Bilingual {
+        fr: "Page introuvable",
+        en: "Not found",
+    };
+    pub const NO_APP: Bilingual = Bilingual {
+        fr: "Aucune application n'est publiée à cette adresse.",
+        en: "No application is published at this address.",
+    };
+    pub const BAD_REQUEST: Bilingual = Bilingual {
+        fr: "Requête invalide",
+        en: "Bad request",
+    };
+    pub const BAD_PATH: Bilingual = Bilingual {
+        fr: "L'adresse demandée est ambiguë ou mal formée.",
+        en: "The requested address is ambiguous or malformed.",
+    };
+    pub const BAD_FORM: Bilingual = Bilingual {
+        fr: "Le formulaire envoyé est invalide ou a expiré. Veuillez recommencer.",
+        en: "The submitted form is invalid or has expired. Please try again.",
+    };
+    pub const UNAVAILABLE: Bilingual = Bilingual {
+        fr: "Service momentanément indisponible",
+        en: "Service temporarily unavailable",
+    };
+    pub const STORE_DOWN: Bilingual = Bilingual {
+        fr: "Le service de sessions ne répond pas. Réessayez dans quelques instants.",
+        en: "The session service is not responding. Please try again in a moment.",
+    };
+    pub const LOGIN_FAILED: Bilingual = Bilingual {
+        fr: "Connexion impossible",
+        en: "Sign-in failed",
+    };
+    pub const BAD_CREDENTIALS: Bilingual = Bilingual {
+        fr: "Identifiant ou mot de passe incorrect.",
+        en: "Incorrect username or password.",
+    };
+    pub const TOO_MANY: Bilingual = Bilingual {
+        fr: "Trop de tentatives échouées. Réessayez plus tard.",
+        en: "Too many failed attempts. Please try again later.",
+    };
+    pub const UPSTREAM_DOWN: Bilingual = Bilingual {
+        fr: "L'application ne répond pas. Réessayez dans quelques instants.",
+        en: "The application is not responding. Please try again in a moment.",
+    };
+    pub const UNAUTHENTICATED: Bilingual = Bilingual {
+        fr: "Authentification requise",
+        en: "Authentication required",
+    };
+    pub const SIGN_IN_FIRST: Bilingual = Bilingual {
+        fr: "Vous devez vous connecter pour accéder à cette ressource.",
+        en: "You must sign in to access this resource.",
+    };
+    pub const METHOD: Bilingual = Bilingual {
+        fr: "Méthode non autorisée",
+        en: "Method not allowed",
+    };
+    pub const METHOD_TEXT: Bilingual = Bilingual {
+        fr: "Cette adresse n'accepte pas cette méthode.",
+        en: "This address does not accept this method.",
+    };
+    pub const TOO_LARGE: Bilingual = Bilingual {
+        fr: "La requête est trop volumineuse.",
+        en: "The request is too large.",
+    };
+}

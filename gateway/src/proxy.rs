@@ -1,0 +1,471 @@
+//! The pingora proxy: routing, header scrubbing, access decision, identity injection.
+//!
+//! Order matters and is the security argument of this file:
+//! 1. the client's address and forwarding chain are read (trusted proxies only);
+//! 2. the path is normalized (ambiguous paths refused) and the app chosen by Host and path;
+//! 3. every header the gateway controls is removed, on every route, public ones too;
+//! 4. `/.guichet/` requests are answered by the gateway and never forwarded;
+//! 5. the session is loaded and the app's policy decides; anything unresolved denies;
+//! 6. only then is the request forwarded, with identity headers written by the gateway.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::header::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::audit::{self, AuditContext};
+use crate::cookies;
+use crate::endpoints;
+use crate::headers::encode;
+use crate::identity::Identity;
+use crate::pages::text;
+use crate::respond::Reply;
+use crate::routing::{normalize_path, request_host};
+use crate::state::{App, Gateway};
+use crate::upstream::Resolver;
+
+/// Requests whose headers add up to more than this are refused (431).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+pub struct GuichetProxy {
+    pub gateway: Arc<Gateway>,
+    pub resolver: Resolver,
+}
+
+/// Per-request state shared by the proxy phases.
+pub struct RequestCtx {
+    pub correlation_id: String,
+    pub started: Instant,
+    pub app: Option<usize>,
+    pub client_ip: Option<IpAddr>,
+    /// X-Forwarded-For to send upstream.
+    forwarded_for: String,
+    forwarded_proto: String,
+    forwarded_host: String,
+    /// The signed-in user, when there is one.
+    pub identity: Option<Identity>,
+}
+
+impl RequestCtx {
+    pub fn audit<'a>(&'a self, gateway: &'a Gateway) -> AuditContext<'a> {
+        AuditContext {
+            correlation_id: &self.correlation_id,
+            app: self.app.map(|i| gateway.apps[i].id.as_str()).unwrap_or("-"),
+            client_ip: self.client_ip,
+        }
+    }
+}
+
+impl RequestCtx {
+    /// `http` or `https`, as the client reached the gateway (or the trusted proxy in front).
+    pub fn forwarded_proto_str(&self) -> &str {
+        &self.forwarded_proto
+    }
+}
+
+impl GuichetProxy {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self {
+            gateway,
+            resolver: Resolver::new(std::time::Duration::from_secs(30)),
+        }
+    }
+
+    /// Reads who the client is and how it reached us, believing X-Forwarded-* only from
+    /// trusted proxies.
+    fn read_forwarding(&self, session: &Session, ctx: &mut RequestCtx) {
+        let peer = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
+        let tls = session
+            .digest()
+            .is_some_and(|digest| digest.ssl_digest.is_some());
+        let header = |name: &str| {
+            session
+                .req_header()
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let host = header("host").unwrap_or_default();
+        ctx.forwarded_proto = if tls { "https" } else { "http" }.into();
+        ctx.forwarded_host = host;
+        ctx.client_ip = peer;
+        let Some(peer) = peer else { return };
+        ctx.forwarded_for = peer.to_string();
+        if !self.gateway.is_trusted_proxy(peer) {
+            return;
+        }
+        // Walk X-Forwarded-For from the right: the first address that is not a trusted proxy
+        // is the client. Everything left of it could have been written by the client.
+        let chain: Vec<IpAddr> = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse().ok())
+            .collect();
+        let mut client = peer;
+        let mut kept = vec![peer];
+        for ip in chain.iter().rev() {
+            kept.push(*ip);
+            client = *ip;
+            if !self.gateway.is_trusted_proxy(*ip) {
+                break;
+            }
+        }
+        kept.reverse();
+        ctx.client_ip = Some(client);
+        ctx.forwarded_for = kept
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(proto) = header("x-forwarded-proto").filter(|p| p == "https" || p == "http") {
+            ctx.forwarded_proto = proto;
+        }
+        if let Some(host) = header("x-forwarded-host").filter(|h| request_host(h).is_some()) {
+            ctx.forwarded_host = host;
+        }
+    }
+
+    /// Removes every header the app must only ever get from the gateway.
+    fn scrub(&self, request: &mut RequestHeader, app: &App) {
+        let doomed: Vec<http::HeaderName> = request
+            .headers
+            .keys()
+            .filter(|name| app.identity_headers.must_strip(name.as_str()))
+            .cloned()
+            .collect();
+        for name in doomed {
+            request.remove_header(&name);
+        }
+    }
+}
+
+/// True for requests a browser makes when navigating, as opposed to scripts and API clients,
+/// which get a 401 they can handle instead of a redirect to an HTML login page.
+fn is_navigation(request: &RequestHeader) -> bool {
+    if !matches!(request.method, http::Method::GET | http::Method::HEAD) {
+        return false;
+    }
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if header("x-requested-with") == "xmlhttprequest" {
+        return false;
+    }
+    let mode = header("sec-fetch-mode");
+    if !mode.is_empty() && mode != "navigate" {
+        return false;
+    }
+    let accept = header("accept");
+    !(accept.contains("application/json") && !accept.contains("text/html"))
+}
+
+fn header_bytes(request: &RequestHeader) -> usize {
+    request
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + request.uri.to_string().len()
+}
+
+#[async_trait]
+impl ProxyHttp for GuichetProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            started: Instant::now(),
+            app: None,
+            client_ip: None,
+            forwarded_for: String::new(),
+            forwarded_proto: String::new(),
+            forwarded_host: String::new(),
+            identity: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let gateway = &self.gateway;
+        self.read_forwarding(session, ctx);
+        let id = ctx.correlation_id.clone();
+
+        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
+            Reply::error(431, text::BAD_REQUEST, text::TOO_LARGE, &id)
+                .send(session, &id)
+                .await?;
+            return Ok(true);
+        }
+
+        let host = session
+            .req_header()
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
+            .and_then(request_host);
+        let path = match normalize_path(session.req_header().uri.path()) {
+            Ok(path) => path,
+            Err(why) => {
+                audit::request_refused(&ctx.audit(gateway), &why.to_string());
+                Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
+                    .send(session, &id)
+                    .await?;
+                return Ok(true);
+            }
+        };
+        let is_endpoint = path == "/.guichet" || path.starts_with("/.guichet/");
+        let app = host.as_deref().and_then(|host| {
+            if is_endpoint {
+                gateway.default_app_for_host(host)
+            } else {
+                gateway.router.route(host, &path)
+            }
+        });
+        let Some(app_index) = app else {
+            Reply::error(404, text::NOT_FOUND, text::NO_APP, &id)
+                .send(session, &id)
+                .await?;
+            return Ok(true);
+        };
+        ctx.app = Some(app_index);
+        let app = &gateway.apps[app_index];
+        self.scrub(session.req_header_mut(), app);
+
+        if is_endpoint {
+            endpoints::handle(gateway, session, ctx, &path).await?;
+            return Ok(true);
+        }
+
+        let required = app.policy.required(&path);
+        let identity = match crate::identity::current(gateway, session.req_header()).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                gateway
+                    .metrics
+                    .store_errors
+                    .with_label_values(&["load"])
+                    .inc();
+                tracing::error!(correlation_id = %id, error = %e, "session lookup failed");
+                if required == guichet_policies::Access::Public {
+                    // A public page needs no session: serve it anonymously.
+                    None
+                } else {
+                    Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
+                        .send(session, &id)
+                        .await?;
+                    return Ok(true);
+                }
+            }
+        };
+        ctx.identity = identity;
+
+        if required == guichet_policies::Access::Authenticated && ctx.identity.is_none() {
+            let reply = if is_navigation(session.req_header()) {
+                let return_to = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|pq| pq.as_str().to_owned())
+                    .unwrap_or_else(|| "/".into());
+                match endpoints::start_login(gateway, app, &return_to).await {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        gateway
+                            .metrics
+                            .store_errors
+                            .with_label_values(&["login"])
+                            .inc();
+                        tracing::error!(correlation_id = %id, error = %e, "cannot store login transaction");
+                        Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
+                    }
+                }
+            } else {
+                Reply::json(
+                    401,
+                    &serde_json::json!({
+                        "error": "authentication_required",
+                        "login_url": "/.guichet/login",
+                        "correlation_id": id,
+                    }),
+                )
+            };
+            reply.send(session, &id).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let app = &self.gateway.apps[ctx.app.expect("request_filter chose an app")];
+        let address = self
+            .resolver
+            .resolve(&app.upstream.host, app.upstream.port)
+            .await
+            .map_err(|e| {
+                Error::explain(ErrorType::ConnectError, format!("resolving upstream: {e}"))
+            })?;
+        Ok(Box::new(app.upstream.peer(address)))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let gateway = &self.gateway;
+        let app = &gateway.apps[ctx.app.expect("request_filter chose an app")];
+
+        match cookies::without(
+            &request.headers,
+            &[
+                &gateway.sessions.cookie_name,
+                &gateway.sessions.login_cookie_name,
+            ],
+        ) {
+            Some(rest) => request.insert_header("cookie", rest)?,
+            None => {
+                request.remove_header("cookie");
+            }
+        }
+        request.insert_header("x-forwarded-for", &ctx.forwarded_for)?;
+        request.insert_header("x-forwarded-proto", &ctx.forwarded_proto)?;
+        if !ctx.forwarded_host.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&ctx.forwarded_host) {
+                request.insert_header("x-forwarded-host", value)?;
+            }
+        }
+        request.insert_header("x-request-id", &ctx.correlation_id)?;
+        if !app.preserve_host {
+            request.insert_header("host", &app.upstream.authority)?;
+        }
+
+        if let Some(identity) = &ctx.identity {
+            let plan = &app.identity_headers;
+            for rule in &plan.rules {
+                if let Some(value) = identity.value(&rule.source, &plan.separator) {
+                    request.insert_header(rule.name.clone(), encode(&value, rule.encoding))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        RequestCtx: Send + Sync,
+    {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            let id = ctx.correlation_id.clone();
+            let (title, message) = match code {
+                502..=504 => (text::UNAVAILABLE, text::UPSTREAM_DOWN),
+                400..=499 => (text::BAD_REQUEST, text::BAD_PATH),
+                _ => (text::UNAVAILABLE, text::UPSTREAM_DOWN),
+            };
+            if let Err(write_error) = Reply::error(code, title, message, &id)
+                .send(session, &id)
+                .await
+            {
+                tracing::debug!(error = %write_error, "could not send error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|response| response.status.as_u16())
+            .unwrap_or(0);
+        let app = ctx
+            .app
+            .map(|i| self.gateway.apps[i].id.as_str())
+            .unwrap_or("-");
+        let metrics = &self.gateway.metrics;
+        metrics
+            .requests
+            .with_label_values(&[app, status_class(status)])
+            .inc();
+        metrics
+            .latency
+            .with_label_values(&[app])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        tracing::info!(
+            target: "access",
+            correlation_id = %ctx.correlation_id,
+            app,
+            method = %session.req_header().method,
+            path = session.req_header().uri.path(),
+            status,
+            user = ctx.identity.as_ref().map(|i| i.record.principal.subject.as_str()),
+            duration_ms = ctx.started.elapsed().as_millis() as u64,
+            error = error.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// Status codes as the label set Prometheus users expect, without unbounded cardinality.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}

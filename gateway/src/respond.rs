@@ -1,0 +1,84 @@
+//! Writing complete responses from the gateway itself (pages, redirects, JSON).
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::pages::{self, Bilingual};
+
+/// A response the gateway answers with instead of proxying.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+
+impl Reply {
+    pub fn html(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: HTML,
+            body: Bytes::from(body),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: JSON,
+            body: Bytes::from(value.to_string()),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(status: u16, title: Bilingual, message: Bilingual, correlation_id: &str) -> Self {
+        Self::html(status, pages::error_page(title, message, correlation_id))
+    }
+
+    /// 302 to a location the caller has already checked.
+    pub fn redirect(location: &str) -> Self {
+        Self {
+            status: 302,
+            content_type: HTML,
+            body: Bytes::new(),
+            headers: vec![("location", location.to_owned())],
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub async fn send(self, session: &mut Session, correlation_id: &str) -> Result<()> {
+        let mut header = ResponseHeader::build(self.status, Some(10))?;
+        header.insert_header("content-type", self.content_type)?;
+        header.insert_header("content-length", self.body.len().to_string())?;
+        header.insert_header("cache-control", "no-store")?;
+        header.insert_header("x-content-type-options", "nosniff")?;
+        header.insert_header("x-frame-options", "DENY")?;
+        header.insert_header("referrer-policy", "no-referrer")?;
+        header.insert_header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )?;
+        header.insert_header("x-request-id", correlation_id)?;
+        for (name, value) in self.headers {
+            header.append_header(name, value)?;
+        }
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(header), head_only || self.body.is_empty())
+            .await?;
+        if !head_only && !self.body.is_empty() {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}

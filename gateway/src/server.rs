@@ -1,0 +1,136 @@
+//! Assembling and running the pingora server: the proxy service and the admin service.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use tokio::sync::Notify;
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::proxy::GuichetProxy;
+use crate::state::Gateway;
+
+/// Builds the pingora server for a validated config. Nothing listens until it runs.
+pub fn build(config: &Config) -> Result<(Server, Arc<Gateway>), String> {
+    let gateway = Gateway::new(config)?;
+    let file = &config.file;
+    let conf = ServerConf {
+        threads: file.threads,
+        // Shutdown is driven by the orchestrator (SIGTERM): finish in-flight requests quickly.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let server_conf = server.configuration.clone();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server_conf,
+        GuichetProxy::new(gateway.clone()),
+        "guichet-proxy",
+    );
+    for listener in &file.listen {
+        let address = listener.address.to_string();
+        match &listener.tls {
+            None => proxy.add_tcp(&address),
+            Some(tls) => proxy
+                .add_tls(
+                    &address,
+                    &tls.cert_file.to_string_lossy(),
+                    &tls.key_file.to_string_lossy(),
+                )
+                .map_err(|e| format!("listen: TLS for {address}: {e}"))?,
+        }
+    }
+    let mut admin = Service::new(
+        "guichet-admin".to_string(),
+        AdminApp {
+            gateway: gateway.clone(),
+        },
+    );
+    admin.add_tcp(&file.admin.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.bootstrap();
+    Ok((server, gateway))
+}
+
+/// A shutdown signal that code can fire: how tests and the demo stop an in-process gateway.
+#[derive(Clone, Default)]
+pub struct ShutdownHandle(Arc<Notify>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.notify_one();
+    }
+}
+
+struct NotifyWatch(Arc<Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for NotifyWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A gateway running on its own threads in this process.
+pub struct RunningGateway {
+    pub gateway: Arc<Gateway>,
+    shutdown: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// Stops accepting, ends the runtimes and waits for them.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.shutdown.shutdown();
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Starts the gateway in the background of this process (tests, `guichet demo`).
+pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
+    let (server, gateway) = build(config)?;
+    let shutdown = ShutdownHandle::default();
+    let signal = NotifyWatch(shutdown.0.clone());
+    let thread = std::thread::Builder::new()
+        .name("guichet-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        })
+        .map_err(|e| format!("cannot start server thread: {e}"))?;
+    Ok(RunningGateway {
+        gateway,
+        shutdown,
+        thread: Some(thread),
+    })
+}
+
+/// Runs until SIGTERM/SIGINT/SIGQUIT (the `guichet run` command).
+pub fn run_forever(config: &Config) -> Result<(), String> {
+    let (server, _gateway) = build(config)?;
+    server.run(RunArgs::default());
+    Ok(())
+}

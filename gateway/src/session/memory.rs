@@ -1,0 +1,154 @@
+//! In-process store (moka): the embedded default. One replica only; everything is lost on
+//! restart. Nothing is encrypted because nothing leaves the process.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::{SessionId, SessionRecord, Store, StoreError};
+
+/// Each entry carries its own time to live.
+#[derive(Clone)]
+struct Timed<T>(T, Duration);
+
+struct PerEntryTtl;
+
+impl<K, T> Expiry<K, Timed<T>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &Timed<T>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &K,
+        value: &Timed<T>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+}
+
+fn cache<T: Clone + Send + Sync + 'static>(capacity: u64) -> Cache<String, Timed<T>> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .expire_after(PerEntryTtl)
+        .build()
+}
+
+pub struct MemoryStore {
+    sessions: Cache<String, Timed<Arc<SessionRecord>>>,
+    transient: Cache<String, Timed<Arc<Vec<u8>>>>,
+    counters: Cache<String, Timed<Arc<AtomicU64>>>,
+}
+
+impl MemoryStore {
+    /// `capacity` bounds each of the three maps, so a flood of login attempts cannot exhaust
+    /// memory (the oldest entries go first).
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            sessions: cache(capacity),
+            transient: cache(capacity),
+            counters: cache(capacity),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(200_000)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .sessions
+            .get(&id.storage_key())
+            .await
+            .map(|entry| (*entry.0).clone()))
+    }
+
+    async fn save_session(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.sessions
+            .insert(id.storage_key(), Timed(Arc::new(record.clone()), ttl))
+            .await;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.sessions.remove(&id.storage_key()).await;
+        Ok(())
+    }
+
+    async fn put_transient(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.transient
+            .insert(key.to_owned(), Timed(Arc::new(value.to_vec()), ttl))
+            .await;
+        Ok(())
+    }
+
+    async fn take_transient(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .transient
+            .remove(key)
+            .await
+            .map(|entry| (*entry.0).clone()))
+    }
+
+    async fn peek_transient(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .transient
+            .get(key)
+            .await
+            .map(|entry| (*entry.0).clone()))
+    }
+
+    async fn increment(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
+        let entry = self
+            .counters
+            .entry(counter.to_owned())
+            .or_insert_with(async { Timed(Arc::new(AtomicU64::new(0)), window) })
+            .await
+            .into_value();
+        Ok(entry.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .counters
+            .get(counter)
+            .await
+            .map(|entry| entry.0.load(Ordering::Relaxed))
+            .unwrap_or(0))
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        self.counters.remove(counter).await;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

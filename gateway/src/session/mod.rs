@@ -1,0 +1,60 @@
+//! Server-side sessions and the other short-lived state the gateway keeps (login transactions,
+//! rate-limit counters), behind one [`Store`] trait with an in-memory and a Redis backend.
+//!
+//! The browser only ever holds an opaque random id; everything else stays server-side.
+
+mod crypto;
+mod memory;
+mod record;
+mod redis_store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use crypto::Sealer;
+pub use memory::MemoryStore;
+pub use record::{SessionId, SessionRecord};
+pub use redis_store::RedisStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record in session store: {0}")]
+    Corrupt(String),
+}
+
+/// Where sessions and login state live. Implementations must be safe to share between
+/// replicas when they say so (Redis) and must never expose a session id in a key.
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    /// Writes the record; the store forgets it after `ttl`.
+    async fn save_session(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError>;
+
+    /// Short-lived opaque values (login transactions), read once.
+    async fn put_transient(&self, key: &str, value: &[u8], ttl: Duration)
+        -> Result<(), StoreError>;
+    /// Reads and deletes atomically: a value can be taken only once, even across replicas.
+    async fn take_transient(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Reads without deleting.
+    async fn peek_transient(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Adds one to a fixed-window counter (the window starts at the first hit); returns the count.
+    async fn increment(&self, counter: &str, window: Duration) -> Result<u64, StoreError>;
+    async fn count(&self, counter: &str) -> Result<u64, StoreError>;
+    async fn reset(&self, counter: &str) -> Result<(), StoreError>;
+
+    /// Whether the store answers right now (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+pub type SharedStore = Arc<dyn Store>;

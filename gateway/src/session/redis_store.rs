@@ -1,0 +1,192 @@
+//! Redis store, shared by every replica.
+//!
+//! A dump of Redis yields neither usable cookies nor personal data: keys are SHA-256 hashes of
+//! the session id (or transaction id, or counter name) and values are sealed with AES-256-GCM.
+//! There is no in-process copy of sessions, so a logout on one replica is effective on every
+//! other at its next request. The connection is lazy and reconnects by itself: the gateway
+//! starts while Redis is down (`/readyz` says so) and recovers when it comes back.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::crypto::{digest_hex, Sealer};
+use super::{SessionId, SessionRecord, Store, StoreError};
+use crate::config::ResolvedRedis;
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    sealer: Sealer,
+    prefix: String,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    // The error text may carry the URL; keep only its kind and category.
+    StoreError::Unavailable(format!("{:?}: {}", e.kind(), e.category()))
+}
+
+impl RedisStore {
+    /// Does not connect: the first command does, and later ones reconnect as needed.
+    pub fn new(config: &ResolvedRedis) -> Result<Self, String> {
+        let client = redis::Client::open(config.url.expose())
+            .map_err(|e| format!("session.store.url: invalid Redis URL ({:?})", e.kind()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| format!("session.store: {:?}", e.kind()))?;
+        Ok(Self {
+            connection,
+            sealer: Sealer::new(&config.encryption_key),
+            prefix: config.key_prefix.clone(),
+        })
+    }
+
+    fn session_key(&self, id: &SessionId) -> String {
+        format!("{}s:{}", self.prefix, id.storage_key())
+    }
+
+    fn transient_key(&self, key: &str) -> String {
+        format!("{}t:{}", self.prefix, digest_hex(key.as_bytes()))
+    }
+
+    fn counter_key(&self, counter: &str) -> String {
+        format!("{}c:{}", self.prefix, digest_hex(counter.as_bytes()))
+    }
+
+    async fn put_sealed(
+        &self,
+        key: &str,
+        plaintext: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let sealed = self.sealer.seal(plaintext, key.as_bytes());
+        let millis = ttl.as_millis().max(1) as u64;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(sealed)
+            .arg("PX")
+            .arg(millis)
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get_sealed(&self, command: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sealed: Option<Vec<u8>> = redis::cmd(command)
+            .arg(key)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        match sealed {
+            None => Ok(None),
+            Some(sealed) => self
+                .sealer
+                .open(&sealed, key.as_bytes())
+                .map(Some)
+                .ok_or_else(|| {
+                    StoreError::Corrupt("record does not open with the configured key".into())
+                }),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.session_key(id);
+        match self.get_sealed("GET", &key).await {
+            Ok(Some(plain)) => serde_json::from_slice(&plain)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+            Ok(None) => Ok(None),
+            // A record sealed with another key (key rotation) is no session, not an outage.
+            Err(StoreError::Corrupt(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn save_session(
+        &self,
+        id: &SessionId,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let plain = serde_json::to_vec(record).expect("a session record always serializes");
+        self.put_sealed(&self.session_key(id), &plain, ttl).await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        redis::cmd("DEL")
+            .arg(self.session_key(id))
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn put_transient(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put_sealed(&self.transient_key(key), value, ttl).await
+    }
+
+    async fn take_transient(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // GETDEL (Redis >= 6.2) makes "single use" hold across replicas.
+        self.get_sealed("GETDEL", &self.transient_key(key)).await
+    }
+
+    async fn peek_transient(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_sealed("GET", &self.transient_key(key)).await
+    }
+
+    async fn increment(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
+        let key = self.counter_key(counter);
+        let (_, count): ((), u64) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(0)
+            .arg("PX")
+            .arg(window.as_millis().max(1) as u64)
+            .arg("NX")
+            .ignore()
+            .cmd("INCR")
+            .arg(&key)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map(|(count,): (u64,)| ((), count))
+            .map_err(unavailable)?;
+        Ok(count)
+    }
+
+    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
+        let count: Option<u64> = redis::cmd("GET")
+            .arg(self.counter_key(counter))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn reset(&self, counter: &str) -> Result<(), StoreError> {
+        redis::cmd("DEL")
+            .arg(self.counter_key(counter))
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.connection.clone())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

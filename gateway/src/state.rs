@@ -1,0 +1,159 @@
+//! The gateway's runtime state, built once from a validated [`Config`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_policies::AccessPolicy;
+use guichet_protocols::local::LocalProvider;
+use guichet_protocols::IdentityProvider;
+use ipnet::IpNet;
+
+use crate::config::{app_path_prefix, Config, ProviderConfig, RateLimitConfig, StoreConfig};
+use crate::headers::IdentityHeaders;
+use crate::metrics::Metrics;
+use crate::routing::Router;
+use crate::session::{MemoryStore, RedisStore, SharedStore};
+use crate::upstream::Upstream;
+
+/// One protected application.
+pub struct App {
+    pub id: String,
+    /// `scheme://host[:port]` as users reach it.
+    pub origin: String,
+    /// Served over https: cookies get `Secure`.
+    pub secure: bool,
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    pub upstream: Upstream,
+    pub preserve_host: bool,
+    pub providers: Vec<String>,
+    pub policy: AccessPolicy,
+    pub identity_headers: IdentityHeaders,
+}
+
+pub struct ProviderEntry {
+    pub provider: Arc<dyn IdentityProvider>,
+    /// Set for the local provider, whose form and rate limits the gateway handles.
+    pub local: Option<Arc<LocalProvider>>,
+    pub rate_limit: RateLimitConfig,
+}
+
+pub struct SessionSettings {
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    /// Name of the short-lived cookie that binds a login transaction to the browser.
+    pub login_cookie_name: String,
+}
+
+pub struct Gateway {
+    pub apps: Vec<App>,
+    pub router: Router,
+    pub store: SharedStore,
+    pub providers: HashMap<String, ProviderEntry>,
+    pub sessions: SessionSettings,
+    pub trusted_proxies: Vec<IpNet>,
+    pub metrics: Metrics,
+}
+
+impl Gateway {
+    pub fn new(config: &Config) -> Result<Arc<Gateway>, String> {
+        let file = &config.file;
+        let store: SharedStore = match (&file.session.store, &config.redis) {
+            (StoreConfig::Redis(_), Some(redis)) => Arc::new(RedisStore::new(redis)?),
+            _ => Arc::new(MemoryStore::default()),
+        };
+
+        let mut providers = HashMap::new();
+        for provider in &file.providers {
+            match provider {
+                ProviderConfig::Local(local) => {
+                    let users =
+                        config.local_users.get(&local.id).cloned().ok_or_else(|| {
+                            format!("providers: users of {:?} not loaded", local.id)
+                        })?;
+                    let provider = Arc::new(LocalProvider::new(
+                        local.id.clone(),
+                        local.display_name.clone(),
+                        users,
+                    ));
+                    providers.insert(
+                        local.id.clone(),
+                        ProviderEntry {
+                            provider: provider.clone(),
+                            local: Some(provider),
+                            rate_limit: local.rate_limit.clone(),
+                        },
+                    );
+                }
+            }
+        }
+
+        let mut apps = Vec::new();
+        let mut router = Router::default();
+        for (index, app) in file.apps.iter().enumerate() {
+            let host = app.url.host_str().expect("validated").to_ascii_lowercase();
+            let mut hosts = vec![host];
+            hosts.extend(app.aliases.iter().map(|a| a.to_ascii_lowercase()));
+            let path_prefix = app_path_prefix(&app.url);
+            for host in &hosts {
+                router.add(host, &path_prefix, index);
+            }
+            let upstream = Upstream::from_config(app)
+                .map_err(|e| format!("apps[{index}].upstream_tls: {e}"))?;
+            if !app.upstream_tls.verify && app.upstream.scheme() == "https" {
+                tracing::warn!(app = %app.id, "upstream certificate verification is OFF");
+            }
+            apps.push(App {
+                id: app.id.clone(),
+                origin: app.url.origin().ascii_serialization(),
+                secure: app.url.scheme() == "https",
+                hosts,
+                path_prefix,
+                upstream,
+                preserve_host: app.preserve_host,
+                providers: app.providers.clone(),
+                policy: AccessPolicy::new(app.access, app.rules.clone()),
+                identity_headers: IdentityHeaders::compile(&app.identity_headers),
+            });
+        }
+
+        Ok(Arc::new(Gateway {
+            apps,
+            router,
+            store,
+            providers,
+            sessions: SessionSettings {
+                cookie_name: file.session.cookie_name.clone(),
+                cookie_domain: file.session.cookie_domain.clone(),
+                idle_timeout: file.session.idle_timeout,
+                absolute_timeout: file.session.absolute_timeout,
+                login_cookie_name: format!("{}_login", file.session.cookie_name),
+            },
+            trusted_proxies: file.trusted_proxies.clone(),
+            metrics: Metrics::new(),
+        }))
+    }
+
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The app serving the gateway's own endpoints on this host: the one with the shortest path
+    /// prefix (the login transaction, when there is one, names the real app).
+    pub fn default_app_for_host(&self, host: &str) -> Option<usize> {
+        self.apps
+            .iter()
+            .enumerate()
+            .filter(|(_, app)| app.hosts.iter().any(|h| h == host))
+            .min_by_key(|(_, app)| app.path_prefix.len())
+            .map(|(index, _)| index)
+    }
+
+    pub fn app_by_id(&self, id: &str) -> Option<usize> {
+        self.apps.iter().position(|app| app.id == id)
+    }
+}
