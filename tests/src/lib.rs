@@ -1,1 +1,573 @@
+//! The Guichet test kit: real components on ephemeral loopback ports.
+//!
+//! - [`RedisServer`]: a real `redis-server` started for the test and killed after it;
+//! - [`TestGateway`]: the gateway booted in-process from a config built in code, in front of the
+//!   built-in echo application;
+//! - [`Browser`]: an HTTP client that never follows redirects (each hop is asserted) and keeps
+//!   its own cookie jar.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guichet_gateway::config::Config;
+use guichet_gateway::echo::EchoServer;
+use guichet_gateway::server::{self, RunningGateway};
+
+/// The host name test apps are published on (resolved to 127.0.0.1 by the [`Browser`]).
+pub const APP_HOST: &str = "app.test";
+pub const OTHER_HOST: &str = "other.test";
+
+/// A free TCP port on loopback. The port is released before use; the race with other
+/// processes is acceptable on a test machine.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A real `redis-server` on an ephemeral loopback port, without persistence.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (sessions are lost: persistence is off).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server must be installed: run the README's test command (scripts/test.sh)",
+            );
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Runs a redis-cli-like command through a raw connection (for assertions on what is stored).
+    pub fn command(&self, args: &[&str]) -> String {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{}\r\n", arg.len(), arg));
+        }
+        stream.write_all(request.as_bytes()).expect("write redis");
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut response = Vec::new();
+        // Read until the server stops sending for a moment: enough for small test replies.
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .ok();
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&response).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Which session store a test gateway uses.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Memory,
+    Redis { url: String },
+}
+
+/// What a test gateway looks like; defaults are the common case, tests change what they need.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    pub store: Store,
+    pub idle_timeout: &'static str,
+    pub absolute_timeout: &'static str,
+    pub max_failures_per_account: u64,
+    pub max_failures_per_ip: u64,
+    /// Extra YAML appended to the `identity_headers.headers` list of the main app.
+    pub extra_headers: Vec<String>,
+    pub trusted_proxies: Vec<String>,
+    /// Port to listen on (0: a free one). Fixed ports let a restarted gateway keep its URL.
+    pub port: u16,
+    /// Upstream of the main app instead of the echo app.
+    pub upstream_override: Option<String>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            store: Store::Memory,
+            idle_timeout: "30m",
+            absolute_timeout: "8h",
+            max_failures_per_account: 5,
+            max_failures_per_ip: 50,
+            extra_headers: Vec::new(),
+            trusted_proxies: Vec::new(),
+            port: 0,
+            upstream_override: None,
+        }
+    }
+}
+
+/// A demo user of every test gateway.
+pub const ALICE: (&str, &str) = ("alice@example.org", "alice");
+pub const BOB: (&str, &str) = ("bob", "bob");
+
+/// A precomputed argon2id hash per test user, so tests don't spend seconds hashing.
+fn user_hash(password: &str) -> &'static str {
+    use std::sync::OnceLock;
+    static HASHES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    let hashes = HASHES.get_or_init(|| {
+        ["alice", "bob", "carol"]
+            .iter()
+            .map(|p| (p.to_string(), guichet_protocols::local::hash_password(p)))
+            .collect()
+    });
+    hashes[password].as_str()
+}
+
+/// The configuration text of a test gateway.
+pub fn config_yaml(
+    options: &GatewayOptions,
+    port: u16,
+    admin_port: u16,
+    echo: SocketAddr,
+) -> String {
+    let store = match &options.store {
+        Store::Memory => "kind: memory".to_string(),
+        Store::Redis { url } => format!(
+            "kind: redis\n    url: \"{url}\"\n    encryption_key: \"{}\"",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
+        ),
+    };
+    let extra_headers: String = options
+        .extra_headers
+        .iter()
+        .map(|h| format!("        - {h}\n"))
+        .collect();
+    let trusted = format!("[{}]", options.trusted_proxies.join(", "));
+    let main_upstream = options
+        .upstream_override
+        .clone()
+        .unwrap_or_else(|| format!("http://{echo}"));
+    format!(
+        r#"
+listen:
+  - address: 127.0.0.1:{port}
+admin: 127.0.0.1:{admin_port}
+threads: 1
+trusted_proxies: {trusted}
+log:
+  level: warn
+session:
+  idle_timeout: {idle}
+  absolute_timeout: {absolute}
+  store:
+    {store}
+providers:
+  - kind: local
+    id: local
+    rate_limit:
+      max_failures_per_account: {per_account}
+      max_failures_per_ip: {per_ip}
+      window: 10m
+    users:
+      - username: alice
+        email: alice@example.org
+        display_name: "Alice Martin"
+        password_hash: '{alice}'
+        roles: [agent, admin]
+      - username: bob
+        email: bob@example.org
+        display_name: "Grégory Françoise"
+        password_hash: '{bob}'
+        roles: [reader]
+        attributes:
+          evil: ["x\r\nX-Injected: 1"]
+      - username: carol
+        password_hash: '{carol}'
+        disabled: true
+apps:
+  - id: main
+    url: http://{APP_HOST}:{port}
+    upstream: {main_upstream}
+    providers: [local]
+    rules:
+      - path_prefix: /public
+        access: public
+    identity_headers:
+      prefix: X-Remote-
+      headers:
+        - {{ name: X-Remote-User, value: subject }}
+        - {{ name: X-Remote-Email, value: "attribute:email" }}
+        - {{ name: X-Remote-Roles, value: roles }}
+        - {{ name: X-Remote-Name, value: "attribute:display_name" }}
+{extra_headers}
+  - id: other
+    url: http://{OTHER_HOST}:{port}/other
+    upstream: http://{echo}
+    providers: [local]
+    access: public
+"#,
+        idle = options.idle_timeout,
+        absolute = options.absolute_timeout,
+        per_account = options.max_failures_per_account,
+        per_ip = options.max_failures_per_ip,
+        alice = user_hash("alice"),
+        bob = user_hash("bob"),
+        carol = user_hash("carol"),
+    )
+}
+
+/// A gateway running in this process, in front of an echo app.
+pub struct TestGateway {
+    pub port: u16,
+    pub admin_port: u16,
+    pub echo: Arc<EchoServer>,
+    pub running: Option<RunningGateway>,
+    pub options: GatewayOptions,
+}
+
+impl TestGateway {
+    pub fn start(options: GatewayOptions) -> TestGateway {
+        let echo = Arc::new(guichet_gateway::echo::start_on_loopback().expect("echo app"));
+        Self::start_with_echo(options, echo)
+    }
+
+    /// Starts another gateway in front of the same echo app (two replicas, or a restart).
+    pub fn start_with_echo(options: GatewayOptions, echo: Arc<EchoServer>) -> TestGateway {
+        let port = if options.port == 0 {
+            free_port()
+        } else {
+            options.port
+        };
+        let admin_port = free_port();
+        let yaml = config_yaml(&options, port, admin_port, echo.address);
+        let config =
+            Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
+        guichet_gateway::logging::init(&config.file.log);
+        let running = server::spawn(&config).expect("gateway starts");
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "gateway did not listen"
+        );
+        assert!(
+            wait_for_port(admin_port, Duration::from_secs(10)),
+            "admin did not listen"
+        );
+        TestGateway {
+            port,
+            admin_port,
+            echo,
+            running: Some(running),
+            options: GatewayOptions { port, ..options },
+        }
+    }
+
+    /// `http://app.test:PORT` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{APP_HOST}:{}{path}", self.port)
+    }
+
+    pub fn host_url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// A browser that resolves the test hosts to this gateway.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.port)
+    }
+
+    /// Stops the gateway (its in-process state is gone; what is in Redis stays).
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A response with what tests look at.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The echo app's JSON view of the request it received.
+    pub fn echo(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("not an echo JSON page: {} {}", self.status, self.body))
+    }
+
+    /// Every value the upstream received for a header (lowercase name).
+    pub fn upstream_header(&self, name: &str) -> Vec<String> {
+        self.echo()["headers"]
+            .as_array()
+            .expect("headers array")
+            .iter()
+            .filter(|pair| pair[0] == name)
+            .map(|pair| pair[1].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Raw bytes of a header the upstream received.
+    pub fn upstream_header_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.echo()["raw_headers"]
+            .as_array()
+            .expect("raw_headers array")
+            .iter()
+            .find(|pair| pair[0] == name)
+            .map(|pair| hex_decode(pair[1].as_str().unwrap_or_default()))
+    }
+
+    /// The CSRF token of a login form page.
+    pub fn csrf_token(&self) -> String {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no CSRF token in: {}", self.body))
+            + marker.len();
+        let end = self.body[start..].find('"').expect("closing quote") + start;
+        self.body[start..end].to_owned()
+    }
+}
+
+/// A header name as many servers see it: lowercase, `_` as `-`.
+pub fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// An HTTP client that does not follow redirects and keeps cookies the way a browser would
+/// for one site (name → value; cleared by `Max-Age=0`).
+pub struct Browser {
+    client: reqwest::Client,
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(port: u16) -> Browser {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], port));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(APP_HOST, loopback)
+            .resolve(OTHER_HOST, loopback)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("reqwest client");
+        Browser {
+            client,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
+    fn cookie_header(&self) -> Option<String> {
+        (!self.cookies.is_empty()).then(|| {
+            self.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    pub async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let request = match self.cookie_header() {
+            Some(cookies) => request.header("cookie", cookies),
+            None => request,
+        };
+        let response = request.send().await.expect("request reaches the gateway");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        for set in headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let pair = set.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if set.contains("Max-Age=0") || value.is_empty() {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let body = response.text().await.unwrap_or_default();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        self.client.get(url).header("accept", "text/html")
+    }
+
+    /// A GET asking the echo app for JSON (authenticated requests only: a JSON request without
+    /// a session gets 401, not a redirect).
+    pub fn get_json(&self, url: &str) -> reqwest::RequestBuilder {
+        self.client.get(url).header("accept", "application/json")
+    }
+
+    pub fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    }
+
+    pub fn raw(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The full local login dance from a protected URL; returns the final redirect response.
+    pub async fn login(&mut self, gateway: &TestGateway, path: &str, user: (&str, &str)) -> Page {
+        let first = self.send(self.get(&gateway.url(path))).await;
+        assert_eq!(
+            first.status, 302,
+            "protected page redirects to login: {}",
+            first.body
+        );
+        assert_eq!(first.location(), Some("/.guichet/login"));
+        let form = self.send(self.get(&gateway.url("/.guichet/login"))).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let token = form.csrf_token();
+        self.send(self.post_form(
+            &gateway.url("/.guichet/login"),
+            &[
+                ("csrf_token", &token),
+                ("username", user.0),
+                ("password", user.1),
+            ],
+        ))
+        .await
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Sends a GET with the request target exactly as given (no client-side normalization) and
+/// returns the status and the whole response text.
+pub fn raw_get(port: u16, host: &str, target: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect gateway");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

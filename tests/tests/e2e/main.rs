@@ -1,1 +1,12 @@
+//! End-to-end tests: the gateway in-process, a real Redis, the echo application, and an HTTP
+//! client that asserts each hop. One test binary for all of them.
 
+mod admin;
+mod config;
+mod demo;
+mod headers;
+mod login;
+mod proxy;
+mod redirects;
+mod redis_store;
+mod sessions;

@@ -1,0 +1,70 @@
+//! The quickstart, as the README shows it with curl: the embedded demo config in front of the
+//! echo app.
+
+use std::net::SocketAddr;
+
+use guichet_gateway::{demo, echo, server};
+use guichet_tests::{free_port, Browser};
+
+#[tokio::test]
+async fn the_demo_signs_alice_in_and_never_delivers_a_spoofed_user() {
+    let port = free_port();
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let echo = echo::start_on_loopback().unwrap();
+    let config = demo::config(listen, admin, echo.address).unwrap();
+    let running = server::spawn(&config).unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut browser = Browser::new(port);
+    // Wait for the listener.
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(listen).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    let first = browser.send(browser.get(&format!("{base}/"))).await;
+    assert_eq!(first.status, 302);
+    assert_eq!(first.location(), Some("/.guichet/login"));
+    let form = browser
+        .send(browser.get(&format!("{base}/.guichet/login")))
+        .await;
+    assert!(form.body.contains("name=\"username\"") && form.body.contains("name=\"password\""));
+    let done = browser
+        .send(browser.post_form(
+            &format!("{base}/.guichet/login"),
+            &[
+                ("csrf_token", &form.csrf_token()),
+                ("username", "alice@example.org"),
+                ("password", "alice"),
+            ],
+        ))
+        .await;
+    assert_eq!(done.status, 302);
+    assert_eq!(done.location(), Some("/"));
+    let page = browser.send(browser.get(&format!("{base}/"))).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("x-remote-user</th><td>alice</td>"),
+        "{}",
+        page.body
+    );
+
+    for spoof in ["X-Remote-User", "x-remote-user", "X_Remote_User"] {
+        let mut anonymous = Browser::new(port);
+        for who in [&mut browser, &mut anonymous] {
+            for path in ["/public/", "/"] {
+                let request = who.get(&format!("{base}{path}")).header(spoof, "admin");
+                let page = who.send(request).await;
+                assert!(page.status == 200 || page.status == 302, "{}", page.status);
+                assert!(
+                    !page.body.contains("<td>admin</td>"),
+                    "{spoof} delivered: {}",
+                    page.body
+                );
+            }
+        }
+    }
+    running.stop();
+}

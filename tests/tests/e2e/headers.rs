@@ -1,0 +1,173 @@
+use guichet_tests::{canonical, GatewayOptions, TestGateway, ALICE, BOB};
+
+/// Every value the app received under a header whose name means `x-remote-user` to it.
+fn remote_user_values(page: &guichet_tests::Page) -> Vec<String> {
+    page.echo()["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pair| canonical(pair[0].as_str().unwrap()).starts_with("x-remote-"))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_app() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let spoofs = [
+        ("X-Remote-User", "admin"),
+        ("x-remote-user", "admin"),
+        ("X_Remote_User", "admin"),
+        ("X-REMOTE-ROLES", "admin"),
+        ("x_remote_email", "admin"),
+        ("X-Remote-Anything-Else", "admin"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Original-URL", "/admin"),
+    ];
+    let mut anonymous = gw.browser();
+    let mut signed_in = gw.browser();
+    signed_in.login(&gw, "/", ALICE).await;
+    for (signed, path) in [
+        (false, "/public/page"),
+        (true, "/public/page"),
+        (true, "/private"),
+    ] {
+        let browser = if signed {
+            &mut signed_in
+        } else {
+            &mut anonymous
+        };
+        let mut request = browser.get_json(&gw.url(path));
+        for (name, value) in spoofs {
+            request = request.header(name, value);
+        }
+        let page = browser.send(request).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let values = remote_user_values(&page);
+        assert!(
+            !values.iter().any(|v| v == "admin"),
+            "{path}: spoof delivered: {values:?}"
+        );
+        assert!(!page.body.contains("6.6.6.6"));
+        assert!(page.upstream_header("x-original-url").is_empty());
+        if signed {
+            assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);
+        } else {
+            assert!(
+                values.is_empty(),
+                "anonymous request carries identity: {values:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn identity_headers_carry_the_user() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", ALICE).await;
+    let page = browser.send(browser.get_json(&gw.url("/"))).await;
+    assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);
+    assert_eq!(
+        page.upstream_header("x-remote-email"),
+        ["alice@example.org"]
+    );
+    assert_eq!(page.upstream_header("x-remote-roles"), ["agent,admin"]);
+    assert_eq!(page.upstream_header("x-remote-name"), ["Alice Martin"]);
+    // The gateway's cookies are not the app's business.
+    assert!(page
+        .upstream_header("cookie")
+        .iter()
+        .all(|c| !c.contains("guichet_session")));
+}
+
+#[tokio::test]
+async fn non_ascii_values_are_encoded_as_configured() {
+    let gw = TestGateway::start(GatewayOptions {
+        extra_headers: vec![
+            r#"{ name: X-Remote-Name-Utf8, value: "attribute:display_name", encoding: utf8 }"#
+                .into(),
+            r#"{ name: X-Remote-Name-Latin1, value: "attribute:display_name", encoding: latin1 }"#
+                .into(),
+            r#"{ name: X-Remote-Name-Ascii, value: "attribute:display_name", encoding: ascii }"#
+                .into(),
+            r#"{ name: X-Remote-Name-B64, value: "attribute:display_name", encoding: base64 }"#
+                .into(),
+            r#"{ name: X-Remote-Name-Mime, value: "attribute:display_name", encoding: rfc2047 }"#
+                .into(),
+            r#"{ name: X-Remote-Evil, value: "attribute:evil", encoding: utf8 }"#.into(),
+        ],
+        ..Default::default()
+    });
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", BOB).await;
+    let page = browser.send(browser.get_json(&gw.url("/"))).await;
+    let bytes = |name: &str| {
+        page.upstream_header_bytes(name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(bytes("x-remote-name"), b"Gr%C3%A9gory Fran%C3%A7oise");
+    assert_eq!(bytes("x-remote-name-utf8"), "Grégory Françoise".as_bytes());
+    assert_eq!(bytes("x-remote-name-latin1"), b"Gr\xe9gory Fran\xe7oise");
+    assert_eq!(bytes("x-remote-name-ascii"), b"Gregory Francoise");
+    assert_eq!(bytes("x-remote-name-b64"), b"R3LDqWdvcnkgRnJhbsOnb2lzZQ==");
+    assert_eq!(
+        bytes("x-remote-name-mime"),
+        b"=?UTF-8?B?R3LDqWdvcnkgRnJhbsOnb2lzZQ==?="
+    );
+    // bob's `evil` attribute holds "x\r\nX-Injected: 1": no control character reaches the app
+    // and no header is injected.
+    assert_eq!(bytes("x-remote-evil"), b"xX-Injected: 1");
+    assert!(page.upstream_header("x-injected").is_empty());
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_set_by_the_gateway() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", ALICE).await;
+    let page = browser
+        .send(
+            browser
+                .get_json(&gw.url("/"))
+                .header("x-forwarded-for", "6.6.6.6")
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-host", "evil.example"),
+        )
+        .await;
+    assert_eq!(page.upstream_header("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(page.upstream_header("x-forwarded-proto"), ["http"]);
+    assert_eq!(
+        page.upstream_header("x-forwarded-host"),
+        [format!("app.test:{}", gw.port)]
+    );
+    assert_eq!(
+        page.upstream_header("host"),
+        [format!("app.test:{}", gw.port)]
+    );
+    assert_eq!(page.upstream_header("x-request-id").len(), 1);
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_kept() {
+    let gw = TestGateway::start(GatewayOptions {
+        trusted_proxies: vec!["127.0.0.0/8".into(), "10.0.0.0/8".into()],
+        ..Default::default()
+    });
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", ALICE).await;
+    let page = browser
+        .send(
+            browser
+                .get_json(&gw.url("/"))
+                .header("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.1.2.3")
+                .header("x-forwarded-proto", "https"),
+        )
+        .await;
+    // The first untrusted address from the right is the client; what it claims before is dropped.
+    assert_eq!(
+        page.upstream_header("x-forwarded-for"),
+        ["203.0.113.7, 10.1.2.3, 127.0.0.1"]
+    );
+    assert_eq!(page.upstream_header("x-forwarded-proto"), ["https"]);
+}

@@ -1,0 +1,133 @@
+//! What only the shared Redis store can show: restarts, several replicas, data at rest, outages.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guichet_tests::{GatewayOptions, RedisServer, Store, TestGateway, ALICE};
+
+fn redis_options(redis: &RedisServer) -> GatewayOptions {
+    GatewayOptions {
+        store: Store::Redis { url: redis.url() },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_session_in_redis_survives_a_gateway_restart() {
+    let redis = RedisServer::start();
+    let mut first = TestGateway::start(redis_options(&redis));
+    let mut browser = first.browser();
+    browser.login(&first, "/", ALICE).await;
+    let options = first.options.clone();
+    let echo = first.echo.clone();
+    first.stop();
+    drop(first);
+
+    let second = TestGateway::start_with_echo(options, echo);
+    let mut browser2 = second.browser();
+    browser2.cookies = browser.cookies.clone();
+    let page = browser2.send(browser2.get_json(&second.url("/"))).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);
+}
+
+#[tokio::test]
+async fn logout_on_one_replica_is_effective_on_the_other_within_a_second() {
+    let redis = RedisServer::start();
+    let a = TestGateway::start(redis_options(&redis));
+    let b = TestGateway::start_with_echo(redis_options(&redis), a.echo.clone());
+    let mut on_a = a.browser();
+    on_a.login(&a, "/", ALICE).await;
+    let mut on_b = b.browser();
+    on_b.cookies = on_a.cookies.clone();
+    let page = on_b.send(on_b.get_json(&b.url("/"))).await;
+    assert_eq!(page.status, 200, "the session is shared");
+
+    let logout = on_a.send(on_a.get(&a.url("/.guichet/logout"))).await;
+    assert_eq!(logout.status, 200);
+    let logged_out_at = Instant::now();
+    let page = on_b.send(on_b.get_json(&b.url("/"))).await;
+    assert_eq!(
+        page.status, 401,
+        "replica B still accepts the session after logout on A"
+    );
+    assert!(logged_out_at.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_redis_dump_yields_no_cookie_and_no_personal_data() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(redis_options(&redis));
+    let mut browser = gw.browser();
+    browser.login(&gw, "/private?name=alice", ALICE).await;
+    let cookie = browser.cookie("guichet_session").unwrap().to_owned();
+    // Leave a login transaction in the store too.
+    let mut other = gw.browser();
+    other
+        .send(other.get(&gw.url("/private?secret=alice")))
+        .await;
+
+    let keys = redis.command(&["KEYS", "*"]);
+    assert!(keys.contains("guichet:s:"), "a session key exists: {keys}");
+    assert!(!keys.contains(&cookie), "the cookie is a key");
+    let mut dump = keys.clone();
+    for key in keys.lines().filter(|l| l.starts_with("guichet:")) {
+        dump.push_str(&redis.command(&["GET", key]));
+    }
+    for secret in [cookie.as_str(), "alice", "Alice Martin", "agent", "secret="] {
+        assert!(!dump.contains(secret), "{secret:?} readable in Redis");
+    }
+}
+
+#[tokio::test]
+async fn redis_outage_at_start_and_at_runtime() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let gw = TestGateway::start(redis_options(&redis));
+    let client = reqwest::Client::new();
+
+    let ready = client.get(gw.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready without the store");
+    let health = client.get(gw.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "alive all the same");
+
+    let mut browser = gw.browser();
+    let page = browser.send(browser.get(&gw.url("/private"))).await;
+    assert_eq!(page.status, 503, "a login needs the store: {}", page.body);
+    assert!(page.body.contains("Incident reference"));
+    let page = browser.send(browser.get_json(&gw.url("/public/x"))).await;
+    assert_eq!(page.status, 200, "public pages need no store");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = client.get(gw.admin_url("/readyz")).send().await.unwrap();
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not recover when Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = browser.login(&gw, "/private", ALICE).await;
+    assert_eq!(done.status, 302);
+
+    // Redis goes away while users are signed in: 503, no panic, recovery afterwards.
+    redis.stop();
+    let page = browser.send(browser.get(&gw.url("/private"))).await;
+    assert_eq!(page.status, 503);
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = browser.send(browser.get(&gw.url("/private"))).await;
+        // Redis lost its data (no persistence): recovered means "back to the login redirect".
+        if page.status == 302 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", page.status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = Arc::new(());
+}
