@@ -174,7 +174,7 @@ fn is_navigation(request: &RequestHeader) -> bool {
         return false;
     }
     let accept = header("accept");
-    !(accept.contains("application/json") && !accept.contains("text/html"))
+    !accept.contains("application/json") || accept.contains("text/html")
 }
 
 fn header_bytes(request: &RequestHeader) -> usize {
@@ -426,7 +426,7 @@ impl ProxyHttp for GuichetProxy {
         let metrics = &self.gateway.metrics;
         metrics
             .requests
-            .with_label_values(&[app, status_class(status)])
+            .with_label_values(&[app, &status.to_string()])
             .inc();
         metrics
             .latency
@@ -443,29 +443,5 @@ impl ProxyHttp for GuichetProxy {
             duration_ms = ctx.started.elapsed().as_millis() as u64,
             error = error.map(|e| e.to_string()),
         );
-    }
-}
-
-/// Status codes as the label set Prometheus users expect, without unbounded cardinality.
-fn status_class(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
     }
 }

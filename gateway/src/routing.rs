@@ -82,7 +82,7 @@ impl Router {
     pub fn add(&mut self, host: &str, prefix: &str, app: usize) {
         let routes = self.by_host.entry(host.to_ascii_lowercase()).or_default();
         routes.push((prefix.to_owned(), app));
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
     }
 
     /// `path` is the normalized path. No match means 404: never fall through to another app.

@@ -38,7 +38,7 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     pub fn new(default: Access, mut rules: Vec<PathRule>) -> Self {
-        rules.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()));
+        rules.sort_by_key(|rule| std::cmp::Reverse(rule.path_prefix.len()));
         Self { default, rules }
     }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian machine, then runs
+# formatting and lint checks and the whole test suite (unit + end-to-end).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -- FILTER  only tests whose name contains FILTER
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: build dependencies of the crates (pingora, later xmlsec for SAML) and
+# redis-server, which the test kit starts on an ephemeral loopback port.
+needed=(cmake pkg-config clang libclang-dev libssl-dev libxml2-dev libxmlsec1-dev redis-server)
+missing=()
+for package in "${needed[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The distribution's redis-server service is not used; the tests start their own.
+
+filter=()
+if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
+
+if [ ${#filter[@]} -eq 0 ]; then
+  echo "==> cargo fmt --check"
+  cargo fmt --all -- --check
+  echo "==> cargo clippy"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+fi
+echo "==> building the guichet binary (the CLI tests run it)"
+cargo build --quiet --bin guichet
+echo "==> cargo test"
+cargo test --workspace -- "${filter[@]}"
