@@ -96,7 +96,7 @@ fn run_demo(listen: SocketAddr, admin: SocketAddr, echo_address: SocketAddr) -> 
     println!("  ------------");
     println!("  Open            http://{listen}/   (admin: http://{admin}/metrics)");
     println!(
-        "  Echo app        http://{} (protected by Guichet)",
+        "  Upstream        http://{} (the echo app; reach it through Guichet)",
         echo.address
     );
     println!("  Demo users      (login: username or email, password)");

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use guichet_gateway::config::Config;
 use guichet_gateway::echo::EchoServer;
 use guichet_gateway::server::{self, RunningGateway};
+
+pub mod tls;
 
 /// The host name test apps are published on (resolved to 127.0.0.1 by the [`Browser`]).
 pub const APP_HOST: &str = "app.test";
@@ -150,6 +153,10 @@ pub struct GatewayOptions {
     pub port: u16,
     /// Upstream of the main app instead of the echo app.
     pub upstream_override: Option<String>,
+    /// `upstream_tls` of the main app, as inline YAML (`{ ca_file: ..., sni: ... }`).
+    pub upstream_tls: Option<String>,
+    /// Serve the apps over HTTPS with this certificate and key (files).
+    pub listener_tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for GatewayOptions {
@@ -164,6 +171,8 @@ impl Default for GatewayOptions {
             trusted_proxies: Vec::new(),
             port: 0,
             upstream_override: None,
+            upstream_tls: None,
+            listener_tls: None,
         }
     }
 }
@@ -205,6 +214,24 @@ pub fn config_yaml(
         .map(|h| format!("        - {h}\n"))
         .collect();
     let trusted = format!("[{}]", options.trusted_proxies.join(", "));
+    let scheme = if options.listener_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let listener_tls = match &options.listener_tls {
+        Some((cert, key)) => format!(
+            "\n    tls: {{ cert_file: \"{}\", key_file: \"{}\" }}",
+            cert.display(),
+            key.display()
+        ),
+        None => String::new(),
+    };
+    let upstream_tls = options
+        .upstream_tls
+        .as_ref()
+        .map(|yaml| format!("\n    upstream_tls: {yaml}"))
+        .unwrap_or_default();
     let main_upstream = options
         .upstream_override
         .clone()
@@ -212,7 +239,7 @@ pub fn config_yaml(
     format!(
         r#"
 listen:
-  - address: 127.0.0.1:{port}
+  - address: 127.0.0.1:{port}{listener_tls}
 admin: 127.0.0.1:{admin_port}
 threads: 1
 trusted_proxies: {trusted}
@@ -248,8 +275,8 @@ providers:
         disabled: true
 apps:
   - id: main
-    url: http://{APP_HOST}:{port}
-    upstream: {main_upstream}
+    url: {scheme}://{APP_HOST}:{port}
+    upstream: {main_upstream}{upstream_tls}
     providers: [local]
     rules:
       - path_prefix: /public
@@ -263,7 +290,7 @@ apps:
         - {{ name: X-Remote-Name, value: "attribute:display_name" }}
 {extra_headers}
   - id: other
-    url: http://{OTHER_HOST}:{port}/other
+    url: {scheme}://{OTHER_HOST}:{port}/other
     upstream: http://{echo}
     providers: [local]
     access: public
@@ -323,13 +350,21 @@ impl TestGateway {
         }
     }
 
-    /// `http://app.test:PORT` + path.
+    fn scheme(&self) -> &'static str {
+        if self.options.listener_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `http://app.test:PORT` + path (https when the listener has TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{APP_HOST}:{}{path}", self.port)
+        format!("{}://{APP_HOST}:{}{path}", self.scheme(), self.port)
     }
 
     pub fn host_url(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.port)
+        format!("{}://{host}:{}{path}", self.scheme(), self.port)
     }
 
     pub fn admin_url(&self, path: &str) -> String {
@@ -438,8 +473,19 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(port: u16) -> Browser {
+        Self::with_roots(port, None)
+    }
+
+    /// A browser that trusts `ca_pem` for HTTPS.
+    pub fn with_roots(port: u16, ca_pem: Option<&str>) -> Browser {
         let loopback = SocketAddr::from(([127, 0, 0, 1], port));
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            builder = builder.tls_built_in_root_certs(false).add_root_certificate(
+                reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM"),
+            );
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .resolve(APP_HOST, loopback)
             .resolve(OTHER_HOST, loopback)

@@ -59,7 +59,7 @@ pub struct ListenerTls {
     pub key_file: PathBuf,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -67,6 +67,15 @@ pub struct LogConfig {
     /// An `EnvFilter` directive, e.g. `info` or `info,guichet_gateway=debug`.
     #[serde(default = "default_log_level")]
     pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
 }
 
 fn default_log_level() -> String {

@@ -10,3 +10,4 @@ mod proxy;
 mod redirects;
 mod redis_store;
 mod sessions;
+mod tls;
