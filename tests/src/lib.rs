@@ -17,6 +17,7 @@ use guichet_gateway::config::Config;
 use guichet_gateway::echo::EchoServer;
 use guichet_gateway::server::{self, RunningGateway};
 
+pub mod logs;
 pub mod tls;
 
 /// The host name test apps are published on (resolved to 127.0.0.1 by the [`Browser`]).
@@ -331,7 +332,7 @@ impl TestGateway {
         let yaml = config_yaml(&options, port, admin_port, echo.address);
         let config =
             Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
-        guichet_gateway::logging::init(&config.file.log);
+        logs::capture();
         let running = server::spawn(&config).expect("gateway starts");
         assert!(
             wait_for_port(port, Duration::from_secs(10)),

@@ -2,6 +2,7 @@
 //! client that asserts each hop. One test binary for all of them.
 
 mod admin;
+mod audit;
 mod config;
 mod demo;
 mod headers;
