@@ -35,4 +35,14 @@ fi
 echo "==> building the guichet binary (the CLI tests run it)"
 cargo build --quiet --bin guichet
 echo "==> cargo test"
-cargo test --workspace -- "${filter[@]}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace -- "${filter[@]}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary, doc-tests last).
+count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
+echo
+echo "summary: $(count passed) passed, $(count failed) failed"
+exit "$status"
