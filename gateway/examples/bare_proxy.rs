@@ -1,8 +1,9 @@
 //! A bare pingora reverse proxy, no authentication: the baseline Guichet's overhead is measured
 //! against (see `bench/run.sh` and `docs/benchmarks.md`).
 //!
-//! Usage: `bare_proxy LISTEN UPSTREAM`, e.g. `bare_proxy 127.0.0.1:18082 127.0.0.1:18090`.
-//! One worker thread; every request goes to UPSTREAM over plain HTTP/1.1 (pooled connections).
+//! Usage: `bare_proxy LISTEN UPSTREAM [THREADS]`, e.g. `bare_proxy 127.0.0.1:18082 127.0.0.1:18090`.
+//! One worker thread unless THREADS says otherwise; every request goes to UPSTREAM over plain
+//! HTTP/1.1 (pooled connections).
 
 use std::net::SocketAddr;
 
@@ -29,12 +30,15 @@ impl ProxyHttp for BareProxy {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        eprintln!("usage: bare_proxy LISTEN_ADDR UPSTREAM_ADDR");
+        eprintln!("usage: bare_proxy LISTEN_ADDR UPSTREAM_ADDR [THREADS]");
         std::process::exit(2);
     };
     let upstream: SocketAddr = upstream.parse().expect("UPSTREAM_ADDR must be ip:port");
+    let threads = args
+        .next()
+        .map_or(1, |t| t.parse().expect("THREADS must be a number"));
     let conf = ServerConf {
-        threads: 1,
+        threads,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

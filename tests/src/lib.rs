@@ -47,21 +47,36 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
 /// A real `redis-server` on an ephemeral loopback port, without persistence.
 pub struct RedisServer {
     pub port: u16,
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with_password(None)
+    }
+
+    /// A server that requires `AUTH password` (`requirepass`).
+    pub fn start_with_password(password: Option<&str>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
+            password: password.map(str::to_owned),
             child: None,
         };
         server.restart();
         server
     }
 
+    /// `redis://[:password@]127.0.0.1:PORT/` (the password percent-encoded).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(password) => format!(
+                "redis://:{}@127.0.0.1:{}/",
+                url::form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>(),
+                self.port
+            ),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// Kills the server (sessions are lost: persistence is off).
@@ -75,17 +90,21 @@ impl RedisServer {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
+        let mut args = vec![
+            "--port".to_string(),
+            self.port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass".into(), password.clone()]);
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,10 +124,18 @@ impl RedisServer {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{}\r\n", arg.len(), arg));
+        let encode = |args: &[&str]| {
+            let mut request = format!("*{}\r\n", args.len());
+            for arg in args {
+                request.push_str(&format!("${}\r\n{}\r\n", arg.len(), arg));
+            }
+            request
+        };
+        let mut request = String::new();
+        if let Some(password) = &self.password {
+            request.push_str(&encode(&["AUTH", password]));
         }
+        request.push_str(&encode(args));
         stream.write_all(request.as_bytes()).expect("write redis");
         let mut buffer = vec![0u8; 1 << 20];
         let mut response = Vec::new();

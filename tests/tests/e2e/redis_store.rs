@@ -131,3 +131,28 @@ async fn redis_outage_at_start_and_at_runtime() {
     }
     let _ = Arc::new(());
 }
+
+#[tokio::test]
+async fn redis_requiring_a_password() {
+    let redis = RedisServer::start_with_password(Some("p@ss:w/rd"));
+    let gw = TestGateway::start(redis_options(&redis));
+    let mut browser = gw.browser();
+    assert_eq!(browser.login(&gw, "/", ALICE).await.status, 302);
+    let page = browser.send(browser.get_json(&gw.url("/"))).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        redis.command(&["DBSIZE"]).contains(":"),
+        "authenticated raw access works"
+    );
+    // A wrong password: the store is unreachable, readiness says so, nothing is served.
+    let wrong = RedisServer::start_with_password(Some("other"));
+    let url = wrong.url().replace("other", "nope");
+    let gw = TestGateway::start(GatewayOptions {
+        store: Store::Redis { url },
+        ..Default::default()
+    });
+    let ready = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let mut browser = gw.browser();
+    assert_eq!(browser.send(browser.get(&gw.url("/"))).await.status, 503);
+}
