@@ -40,6 +40,19 @@ pub fn canonical_name(name: &str) -> String {
         .collect()
 }
 
+/// `name` equals `canonical` (already lowercase with `-`) once canonicalized.
+fn canonical_eq(name: &[u8], canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name.iter().zip(canonical.bytes()).all(|(&a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
 /// Where a header's value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValueSource {
@@ -189,11 +202,14 @@ impl IdentityHeaders {
     }
 
     /// True when an incoming header with this name must not reach the application.
+    /// Runs for every header of every request: compares in place, without allocating.
     pub fn must_strip(&self, name: &str) -> bool {
-        let name = canonical_name(name);
-        (!self.prefix.is_empty() && name.starts_with(&self.prefix))
-            || self.configured.contains(&name)
-            || GATEWAY_CONTROLLED.contains(&name.as_str())
+        let name = name.as_bytes();
+        (!self.prefix.is_empty()
+            && name.len() >= self.prefix.len()
+            && canonical_eq(&name[..self.prefix.len()], &self.prefix))
+            || self.configured.iter().any(|c| canonical_eq(name, c))
+            || GATEWAY_CONTROLLED.iter().any(|c| canonical_eq(name, c))
     }
 }
 

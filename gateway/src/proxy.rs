@@ -183,7 +183,10 @@ fn header_bytes(request: &RequestHeader) -> usize {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum::<usize>()
-        + request.uri.to_string().len()
+        + request
+            .uri
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len())
 }
 
 #[async_trait]
