@@ -111,32 +111,21 @@ fn transaction_cookie(gateway: &Gateway, session: &Session) -> Option<String> {
     .find_map(transaction_key)
 }
 
-async fn peek_transaction(
+/// The browser's login transaction. `take` removes it (single use); otherwise it stays.
+async fn transaction(
     gateway: &Gateway,
     session: &Session,
+    take: bool,
 ) -> Result<Option<LoginTransaction>, StoreError> {
-    match transaction_cookie(gateway, session) {
-        None => Ok(None),
-        Some(key) => Ok(gateway
-            .store
-            .peek_transient(&key)
-            .await?
-            .and_then(|bytes| LoginTransaction::from_bytes(&bytes))),
-    }
-}
-
-async fn take_transaction(
-    gateway: &Gateway,
-    session: &Session,
-) -> Result<Option<LoginTransaction>, StoreError> {
-    match transaction_cookie(gateway, session) {
-        None => Ok(None),
-        Some(key) => Ok(gateway
-            .store
-            .take_transient(&key)
-            .await?
-            .and_then(|bytes| LoginTransaction::from_bytes(&bytes))),
-    }
+    let Some(key) = transaction_cookie(gateway, session) else {
+        return Ok(None);
+    };
+    let bytes = if take {
+        gateway.store.take_transient(&key).await?
+    } else {
+        gateway.store.peek_transient(&key).await?
+    };
+    Ok(bytes.and_then(|bytes| LoginTransaction::from_bytes(&bytes)))
 }
 
 fn query_param(session: &Session, name: &str) -> Option<String> {
@@ -155,7 +144,7 @@ async fn login_page(
     let host_app = &gateway.apps[ctx.app.expect("routed")];
     // The transaction decides the app and the return URL; without one (a bookmarked login
     // page), log in to this host's app and land on its root.
-    let (txn, fresh_cookie) = match peek_transaction(gateway, session).await? {
+    let (txn, fresh_cookie) = match transaction(gateway, session, false).await? {
         Some(txn)
             if host_app.hosts.iter().any(|h| {
                 gateway
@@ -323,7 +312,7 @@ async fn login_submit(
     };
 
     // Single use: whatever happens next, this transaction is spent.
-    let Some(txn) = take_transaction(gateway, session).await? else {
+    let Some(txn) = transaction(gateway, session, true).await? else {
         audit::login_failed(
             &ctx.audit(gateway),
             "-",

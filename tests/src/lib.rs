@@ -596,6 +596,24 @@ impl Browser {
         &self.client
     }
 
+    /// POSTs the login form with this CSRF token and credentials.
+    pub async fn submit_login(
+        &mut self,
+        gateway: &TestGateway,
+        token: &str,
+        user: (&str, &str),
+    ) -> Page {
+        self.send(self.post_form(
+            &gateway.url("/.guichet/login"),
+            &[
+                ("csrf_token", token),
+                ("username", user.0),
+                ("password", user.1),
+            ],
+        ))
+        .await
+    }
+
     /// The full local login dance from a protected URL; returns the final redirect response.
     pub async fn login(&mut self, gateway: &TestGateway, path: &str, user: (&str, &str)) -> Page {
         let first = self.send(self.get(&gateway.url(path))).await;

@@ -95,16 +95,7 @@ async fn login_post_without_csrf_token_is_refused() {
     );
 
     // The transaction was spent by the refused attempt: even the right token fails now.
-    let replay = browser
-        .send(browser.post_form(
-            &gw.url("/.guichet/login"),
-            &[
-                ("csrf_token", &token),
-                ("username", ALICE.0),
-                ("password", ALICE.1),
-            ],
-        ))
-        .await;
+    let replay = browser.submit_login(&gw, &token, ALICE).await;
     assert_eq!(replay.status, 403);
     assert!(browser.cookie("guichet_session").is_none());
 
@@ -112,16 +103,7 @@ async fn login_post_without_csrf_token_is_refused() {
     let form = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
     let token = form.csrf_token();
     let mut attacker = gw.browser();
-    let forged = attacker
-        .send(attacker.post_form(
-            &gw.url("/.guichet/login"),
-            &[
-                ("csrf_token", &token),
-                ("username", ALICE.0),
-                ("password", ALICE.1),
-            ],
-        ))
-        .await;
+    let forged = attacker.submit_login(&gw, &token, ALICE).await;
     assert_eq!(forged.status, 403);
     assert!(attacker.cookie("guichet_session").is_none());
 
@@ -166,31 +148,13 @@ async fn a_login_transaction_is_single_use() {
     let form = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
     let token = form.csrf_token();
     let txn_cookie = browser.cookie("guichet_session_login").unwrap().to_owned();
-    let ok = browser
-        .send(browser.post_form(
-            &gw.url("/.guichet/login"),
-            &[
-                ("csrf_token", &token),
-                ("username", ALICE.0),
-                ("password", ALICE.1),
-            ],
-        ))
-        .await;
+    let ok = browser.submit_login(&gw, &token, ALICE).await;
     assert_eq!(ok.status, 302);
     let mut replayer = gw.browser();
     replayer
         .cookies
         .insert("guichet_session_login".into(), txn_cookie);
-    let replay = replayer
-        .send(replayer.post_form(
-            &gw.url("/.guichet/login"),
-            &[
-                ("csrf_token", &token),
-                ("username", ALICE.0),
-                ("password", ALICE.1),
-            ],
-        ))
-        .await;
+    let replay = replayer.submit_login(&gw, &token, ALICE).await;
     assert_eq!(replay.status, 403);
     assert!(replayer.cookie("guichet_session").is_none());
 }
