@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 use crate::cookies;
 use crate::headers::ValueSource;
 use crate::session::{SessionId, SessionRecord, StoreError};
-use crate::state::Gateway;
+use crate::state::{App, Gateway};
 
 pub struct Identity {
     pub id: SessionId,
@@ -20,7 +20,7 @@ impl Identity {
     /// The value for a header, or `None` when the user has none (the header is then omitted).
     pub fn value(&self, source: &ValueSource, separator: &str) -> Option<String> {
         let principal = &self.record.principal;
-        let joined = |values: &[String]| (!values.is_empty()).then(|| values.join(separator));
+        let joined = |values: &[String]| join_values(values, separator);
         match source {
             ValueSource::Subject => Some(principal.subject.clone()),
             ValueSource::Provider => Some(principal.provider.clone()),
@@ -32,22 +32,52 @@ impl Identity {
     }
 }
 
+/// Joins values with the separator. A separator inside a value is percent-encoded (`,` →
+/// `%2C`), so a value like `x,admin` stays one value for the application instead of two.
+pub fn join_values(values: &[String], separator: &str) -> Option<String> {
+    if values.is_empty() {
+        return None;
+    }
+    let escaped_separator: String = separator.bytes().map(|b| format!("%{b:02X}")).collect();
+    Some(
+        values
+            .iter()
+            .map(|value| {
+                if separator.is_empty() || !value.contains(separator) {
+                    value.clone()
+                } else {
+                    value.replace(separator, &escaped_separator)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(separator),
+    )
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// The session id from the request's cookie, if it has a well-formed one.
-pub fn session_id(gateway: &Gateway, headers: &HeaderMap) -> Option<SessionId> {
-    cookies::values(headers, &gateway.sessions.cookie_name).find_map(SessionId::parse)
+/// The session id from the request's cookie for this app, if it has exactly one well-formed
+/// value. Several values mean a cookie was tossed in beside ours (by a sibling subdomain, with
+/// a more specific path): which one is the user's cannot be known, so neither is used.
+pub fn session_id(gateway: &Gateway, app: &App, headers: &HeaderMap) -> Option<SessionId> {
+    let mut values = cookies::values(headers, gateway.sessions.cookie_name_for(app));
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    SessionId::parse(value)
 }
 
 /// Loads the request's session. A malformed, unknown or expired cookie is no session; only a
 /// store failure is an error (the caller decides whether that denies).
 pub async fn current(
     gateway: &Gateway,
+    app: &App,
     request: &RequestHeader,
 ) -> Result<Option<Identity>, StoreError> {
-    let Some(id) = session_id(gateway, &request.headers) else {
+    let Some(id) = session_id(gateway, app, &request.headers) else {
         return Ok(None);
     };
     let Some(mut record) = gateway.store.load_session(&id).await? else {
@@ -76,4 +106,23 @@ pub async fn current(
 pub fn remaining_ttl(record: &SessionRecord, idle: Duration, now: i64) -> Duration {
     let absolute_left = (record.expires_at - now).max(1) as u64;
     idle.min(Duration::from_secs(absolute_left))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_values;
+
+    #[test]
+    fn a_separator_inside_a_value_cannot_split_it() {
+        let values = vec!["reader".to_string(), "x,admin".to_string()];
+        assert_eq!(
+            join_values(&values, ",").as_deref(),
+            Some("reader,x%2Cadmin")
+        );
+        assert_eq!(
+            join_values(&values, " ; ").as_deref(),
+            Some("reader ; x,admin")
+        );
+        assert_eq!(join_values(&[], ","), None);
+    }
 }

@@ -128,6 +128,115 @@ pub fn logged_out_page(correlation_id: &str) -> String {
     )
 }
 
+/// Asks before signing out when the request came from another site.
+pub fn logout_confirm_page(return_to: Option<&str>, correlation_id: &str) -> String {
+    let hidden = return_to
+        .map(|to| {
+            format!(
+                r#"<input type="hidden" name="return_to" value="{}">"#,
+                escape(to)
+            )
+        })
+        .unwrap_or_default();
+    layout(
+        "Déconnexion / Sign out",
+        &format!(
+            r#"<h1>Se déconnecter ? <span class="en" lang="en">/ Sign out?</span></h1>
+<form method="post" action="/.guichet/logout">{hidden}
+<button type="submit">Se déconnecter / Sign out</button>
+</form>
+<p><a href="/">Rester connecté / Stay signed in</a></p>
+<p class="ref">Référence / Reference: <code>{}</code></p>"#,
+            escape(correlation_id)
+        ),
+    )
+}
+
+/// The provider chooser: `(link, name)` pairs.
+pub fn chooser_page(choices: &[(String, String)], correlation_id: &str) -> String {
+    let items: String = choices
+        .iter()
+        .map(|(href, name)| {
+            format!(
+                r#"<li><a href="{}">{}</a></li>"#,
+                escape(href),
+                escape(name)
+            )
+        })
+        .collect();
+    layout(
+        "Connexion / Sign in",
+        &format!(
+            r#"<h1>Connexion <span class="en" lang="en">/ Sign in</span></h1>
+<p>Choisissez comment vous connecter. <span class="en" lang="en">Choose how to sign in.</span></p>
+<ul>{items}</ul>
+<p class="ref">Référence / Reference: <code>{}</code></p>"#,
+            escape(correlation_id)
+        ),
+    )
+}
+
+/// The auto-post page's only script, allowed by its hash in the page's CSP.
+pub const AUTO_POST_SCRIPT: &str = "document.getElementById('auto').submit()";
+/// `sha256-` + base64(SHA-256(AUTO_POST_SCRIPT)); a unit test keeps it in step.
+pub const AUTO_POST_SCRIPT_HASH: &str = "sha256-frbOqu9NtXPbMrcyi7zwp54i2fcRIdeSOcvRAUSvdjI=";
+
+/// An auto-submitting form (SAML POST binding). Every value is escaped; a button is there for
+/// browsers without JavaScript.
+pub fn auto_post_page(action: &str, fields: &[(String, String)], correlation_id: &str) -> String {
+    let inputs: String = fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    layout(
+        "Connexion / Sign in",
+        &format!(
+            r#"<form method="post" action="{}" id="auto">{inputs}
+<noscript><button type="submit">Continuer / Continue</button></noscript>
+</form>
+<script>{AUTO_POST_SCRIPT}</script>
+<p class="ref">Référence / Reference: <code>{}</code></p>"#,
+            escape(action),
+            escape(correlation_id)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_auto_post_script_hash_matches_the_script() {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(AUTO_POST_SCRIPT.as_bytes());
+        let expected = format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        );
+        assert_eq!(AUTO_POST_SCRIPT_HASH, expected);
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let page = auto_post_page(
+            "https://idp.example/sso?a=1&b=\"",
+            &[("RelayState".into(), "<script>x</script>".into())],
+            "id",
+        );
+        assert!(!page.contains("<script>x</script>"));
+        assert!(page.contains("&lt;script&gt;x&lt;/script&gt;"));
+        assert!(page.contains("a=1&amp;b=&quot;"));
+    }
+}
+
 /// Page texts used by the gateway, one place so translations stay consistent.
 pub mod text {
     use super::Bilingual;
@@ -191,6 +300,14 @@ pub mod text {
     pub const METHOD_TEXT: Bilingual = Bilingual {
         fr: "Cette adresse n'accepte pas cette méthode.",
         en: "This address does not accept this method.",
+    };
+    pub const SLOW_DOWN: Bilingual = Bilingual {
+        fr: "Trop de connexions commencées depuis votre adresse. Réessayez dans une minute.",
+        en: "Too many sign-ins started from your address. Please try again in a minute.",
+    };
+    pub const TRY_AGAIN: Bilingual = Bilingual {
+        fr: "Le service est très sollicité. Réessayez dans quelques instants.",
+        en: "The service is very busy. Please try again in a moment.",
     };
     pub const TOO_LARGE: Bilingual = Bilingual {
         fr: "La requête est trop volumineuse.",

@@ -25,7 +25,7 @@ use crate::headers::encode;
 use crate::identity::Identity;
 use crate::pages::text;
 use crate::respond::Reply;
-use crate::routing::{normalize_path, request_host};
+use crate::routing::{parse_target, request_host};
 use crate::state::{App, Gateway};
 use crate::upstream::Resolver;
 
@@ -49,6 +49,8 @@ pub struct RequestCtx {
     forwarded_host: String,
     /// The signed-in user, when there is one.
     pub identity: Option<Identity>,
+    /// The request target forwarded upstream: origin-form, the bytes the policy decided on.
+    origin_form: String,
 }
 
 impl RequestCtx {
@@ -104,22 +106,26 @@ impl GuichetProxy {
             return;
         }
         // Walk X-Forwarded-For from the right: the first address that is not a trusted proxy
-        // is the client. Everything left of it could have been written by the client.
-        let chain: Vec<IpAddr> = session
+        // is the client. Everything left of it could have been written by the client, and so
+        // could anything after an entry we cannot parse: there we stop at the last trusted hop.
+        let entries: Vec<String> = session
             .req_header()
             .headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|ip| ip.trim().parse().ok())
+            .map(|entry| entry.trim().to_owned())
             .collect();
         let mut client = peer;
         let mut kept = vec![peer];
-        for ip in chain.iter().rev() {
-            kept.push(*ip);
-            client = *ip;
-            if !self.gateway.is_trusted_proxy(*ip) {
+        for entry in entries.iter().rev() {
+            let Ok(ip) = entry.parse::<IpAddr>() else {
+                break;
+            };
+            kept.push(ip);
+            client = ip;
+            if !self.gateway.is_trusted_proxy(ip) {
                 break;
             }
         }
@@ -203,6 +209,7 @@ impl ProxyHttp for GuichetProxy {
             forwarded_proto: String::new(),
             forwarded_host: String::new(),
             identity: None,
+            origin_form: String::new(),
         }
     }
 
@@ -225,8 +232,9 @@ impl ProxyHttp for GuichetProxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
             .and_then(request_host);
-        let path = match normalize_path(session.req_header().uri.path()) {
-            Ok(path) => path,
+        // Decide on the client's own bytes, not on a parser's idea of them.
+        let target = match parse_target(session.req_header().raw_path()) {
+            Ok(target) => target,
             Err(why) => {
                 audit::request_refused(&ctx.audit(gateway), &why.to_string());
                 Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
@@ -235,6 +243,8 @@ impl ProxyHttp for GuichetProxy {
                 return Ok(true);
             }
         };
+        let path = target.decision_path;
+        ctx.origin_form = target.origin_form;
         let is_endpoint = path == "/.guichet" || path.starts_with("/.guichet/");
         let app = host.as_deref().and_then(|host| {
             if is_endpoint {
@@ -259,7 +269,7 @@ impl ProxyHttp for GuichetProxy {
         }
 
         let required = app.policy.required(&path);
-        let identity = match crate::identity::current(gateway, session.req_header()).await {
+        let identity = match crate::identity::current(gateway, app, session.req_header()).await {
             Ok(identity) => identity,
             Err(e) => {
                 gateway
@@ -279,17 +289,14 @@ impl ProxyHttp for GuichetProxy {
                 }
             }
         };
-        ctx.identity = identity;
+        // A session only counts for apps that accept the provider it came from: a guest
+        // account must not open an agents' application that shares the host or cookie domain.
+        ctx.identity =
+            identity.filter(|identity| app.providers.contains(&identity.record.principal.provider));
 
         if required == guichet_policies::Access::Authenticated && ctx.identity.is_none() {
             let reply = if is_navigation(session.req_header()) {
-                let return_to = session
-                    .req_header()
-                    .uri
-                    .path_and_query()
-                    .map(|pq| pq.as_str().to_owned())
-                    .unwrap_or_else(|| "/".into());
-                match endpoints::start_login(gateway, app, &return_to).await {
+                match endpoints::start_login(gateway, session, ctx, app, &ctx.origin_form).await {
                     Ok(reply) => reply,
                     Err(e) => {
                         gateway
@@ -341,6 +348,14 @@ impl ProxyHttp for GuichetProxy {
     ) -> Result<()> {
         let gateway = &self.gateway;
         let app = &gateway.apps[ctx.app.expect("request_filter chose an app")];
+
+        // Absolute-form targets become origin-form: the app gets exactly the decided path.
+        if request.raw_path() != ctx.origin_form.as_bytes() {
+            let uri = ctx.origin_form.parse::<http::Uri>().map_err(|e| {
+                Error::explain(ErrorType::InvalidHTTPHeader, format!("request target: {e}"))
+            })?;
+            request.set_uri(uri);
+        }
 
         match cookies::without(
             &request.headers,

@@ -13,7 +13,12 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
+    /// Content-Security-Policy, when the page needs more than the strict default.
+    pub csp: Option<String>,
 }
+
+/// No script, no outside resource, forms only to the gateway itself, never framed.
+const STRICT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const HTML: &str = "text/html; charset=utf-8";
 const JSON: &str = "application/json";
@@ -25,6 +30,7 @@ impl Reply {
             content_type: HTML,
             body: Bytes::from(body),
             headers: Vec::new(),
+            csp: None,
         }
     }
 
@@ -34,6 +40,7 @@ impl Reply {
             content_type: JSON,
             body: Bytes::from(value.to_string()),
             headers: Vec::new(),
+            csp: None,
         }
     }
 
@@ -48,7 +55,23 @@ impl Reply {
             content_type: HTML,
             body: Bytes::new(),
             headers: vec![("location", location.to_owned())],
+            csp: None,
         }
+    }
+
+    /// An auto-submitting form to `action` (SAML POST binding): the one inline script allowed
+    /// by its hash, and form submission allowed to that origin only.
+    pub fn auto_post(action: &url::Url, fields: &[(String, String)], correlation_id: &str) -> Self {
+        let mut reply = Self::html(
+            200,
+            pages::auto_post_page(action.as_str(), fields, correlation_id),
+        );
+        reply.csp = Some(format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src '{}'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+            pages::AUTO_POST_SCRIPT_HASH,
+            action.origin().ascii_serialization()
+        ));
+        reply
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
@@ -66,7 +89,7 @@ impl Reply {
         header.insert_header("referrer-policy", "no-referrer")?;
         header.insert_header(
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            self.csp.as_deref().unwrap_or(STRICT_CSP),
         )?;
         header.insert_header("x-request-id", correlation_id)?;
         for (name, value) in self.headers {

@@ -15,11 +15,62 @@ use guichet_policies::prefix_matches;
 pub enum PathError {
     #[error("path must start with '/'")]
     NotAbsolute,
+    #[error("request target is neither origin-form nor http(s) absolute-form")]
+    BadTarget,
     #[error("ambiguous path: {0}")]
     Ambiguous(&'static str),
 }
 
-/// Returns the percent-decoded path, or why it is refused.
+/// The request target as the application will get it: origin-form `path[?query]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Origin-form, exactly the client's bytes for path and query.
+    pub origin_form: String,
+    /// The path the policy decides on (see [`normalize_path`]).
+    pub decision_path: String,
+}
+
+/// Reads the raw request target. Only printable ASCII is accepted (browsers percent-encode
+/// everything else); absolute-form (`http://host/path`) is reduced to origin-form so the
+/// application receives the same path the policy saw, and any other form is refused.
+pub fn parse_target(raw: &[u8]) -> Result<Target, PathError> {
+    if raw.iter().any(|b| !(0x21..=0x7e).contains(b)) {
+        return Err(PathError::Ambiguous(
+            "non-ASCII or control byte in the request target",
+        ));
+    }
+    let raw = std::str::from_utf8(raw).map_err(|_| PathError::BadTarget)?;
+    let origin_form = if raw.starts_with('/') {
+        raw
+    } else {
+        let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+        let rest = if lower.starts_with("http://") {
+            &raw[7..]
+        } else if lower.starts_with("https://") {
+            &raw[8..]
+        } else {
+            return Err(PathError::BadTarget);
+        };
+        match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            _ => return Err(PathError::BadTarget),
+        }
+    };
+    if origin_form.contains('#') {
+        return Err(PathError::Ambiguous("fragment in the request target"));
+    }
+    let path = origin_form.split('?').next().unwrap_or(origin_form);
+    Ok(Target {
+        decision_path: normalize_path(path)?,
+        origin_form: origin_form.to_owned(),
+    })
+}
+
+/// Returns the percent-decoded path the policy decides on, or why it is refused.
+///
+/// Path parameters (`;jsessionid=...`, which Java containers strip before routing) are removed
+/// from each segment for the decision, so `/admin;x=1` is decided as `/admin`; a segment that is
+/// a dot segment once its parameters are removed (`..;`) is refused like `..`.
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
@@ -33,6 +84,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         ("%5c", "encoded backslash"),
         ("%00", "encoded NUL"),
         ("%25", "double encoding"),
+        ("%3b", "encoded semicolon"),
     ] {
         if lower.contains(needle) {
             return Err(PathError::Ambiguous(why));
@@ -45,30 +97,50 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::Ambiguous("not UTF-8"))?;
     let segments: Vec<&str> = decoded[1..].split('/').collect();
     let last = segments.len() - 1;
+    let mut decision = String::with_capacity(decoded.len());
     for (i, segment) in segments.iter().enumerate() {
-        match *segment {
+        let (name, parameters) = match segment.split_once(';') {
+            Some((name, _)) => (name, true),
+            None => (*segment, false),
+        };
+        match name {
             "." | ".." => return Err(PathError::Ambiguous("dot segment")),
-            // A trailing slash is fine; `//x` or `/a//b` is not.
-            "" if i != last => return Err(PathError::Ambiguous("empty segment")),
+            // A trailing slash is fine; `//x` or `/a//b` is not, nor `/;x/`.
+            "" if i != last || parameters => return Err(PathError::Ambiguous("empty segment")),
             _ => {}
         }
+        decision.push('/');
+        decision.push_str(name);
     }
-    Ok(decoded)
+    Ok(decision)
 }
 
-/// The host name a request is for: lowercase, without port or trailing dot.
+/// The host name a request is for: lowercase, without port or trailing dot. `None` when the
+/// header is not a host name with an optional numeric port.
 pub fn request_host(host_header: &str) -> Option<String> {
     let host = host_header.trim();
-    let name = if let Some(rest) = host.strip_prefix('[') {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal: [::1]:8080
         let end = rest.find(']')?;
-        &host[..end + 2]
+        (&host[..end + 2], &host[end + 2..])
     } else {
-        host.split(':').next()?
+        match host.find(':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, ""),
+        }
     };
+    if !port.is_empty() {
+        let digits = port.strip_prefix(':')?;
+        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
     let name = name.trim_end_matches('.');
-    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()))
-        .then(|| name.to_ascii_lowercase())
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)))
+    .then(|| name.to_ascii_lowercase())
 }
 
 /// Host and path-prefix lookup of app indexes.
@@ -122,6 +194,55 @@ mod tests {
     }
 
     #[test]
+    fn path_parameters_are_not_a_way_around_the_policy() {
+        assert_eq!(normalize_path("/admin;x=1").unwrap(), "/admin");
+        assert_eq!(
+            normalize_path("/app;jsessionid=AB12/page").unwrap(),
+            "/app/page"
+        );
+        for path in [
+            "/public/..;/admin",
+            "/public/.;/admin",
+            "/;x/admin",
+            "/a%3bb",
+            "/public/..;x=1/admin",
+        ] {
+            assert!(normalize_path(path).is_err(), "{path} should be refused");
+        }
+    }
+
+    #[test]
+    fn only_origin_and_http_absolute_form_targets_are_accepted() {
+        let t = parse_target(b"/a/b?c=d").unwrap();
+        assert_eq!(
+            (t.origin_form.as_str(), t.decision_path.as_str()),
+            ("/a/b?c=d", "/a/b")
+        );
+        let t = parse_target(b"http://app.example/x?y").unwrap();
+        assert_eq!(t.origin_form, "/x?y");
+        assert_eq!(
+            parse_target(b"HTTPS://app.example/").unwrap().origin_form,
+            "/"
+        );
+        for bad in [
+            &b"a:/admin"[..],
+            b"admin/secret",
+            b"*",
+            b"http://app.example",
+            b"http://app.example?x",
+            b"/caf\xc3\xa9",
+            b"/a#b",
+            b"/a\x01",
+        ] {
+            assert!(
+                parse_target(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
     fn ordinary_paths_decode_once() {
         assert_eq!(normalize_path("/").unwrap(), "/");
         assert_eq!(normalize_path("/a/b/").unwrap(), "/a/b/");
@@ -139,6 +260,9 @@ mod tests {
         assert_eq!(request_host("[::1]:8080").as_deref(), Some("[::1]"));
         assert_eq!(request_host("example.org.").as_deref(), Some("example.org"));
         assert_eq!(request_host(""), None);
+        assert_eq!(request_host("app.example:evil.com"), None);
+        assert_eq!(request_host("app.example:"), None);
+        assert_eq!(request_host("[::1]x"), None);
     }
 
     #[test]

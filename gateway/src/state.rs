@@ -47,6 +47,22 @@ pub struct SessionSettings {
     pub absolute_timeout: Duration,
     /// Name of the short-lived cookie that binds a login transaction to the browser.
     pub login_cookie_name: String,
+    /// `__Host-` + `cookie_name`: used for https apps without `cookie_domain`, so that no
+    /// other host (a sibling subdomain) can set or shadow the session cookie.
+    pub host_cookie_name: String,
+    /// Logins each client address may start per minute.
+    pub login_starts_per_minute: u64,
+}
+
+impl SessionSettings {
+    /// The session cookie's name on this app.
+    pub fn cookie_name_for(&self, app: &App) -> &str {
+        if app.secure && self.cookie_domain.is_none() {
+            &self.host_cookie_name
+        } else {
+            &self.cookie_name
+        }
+    }
 }
 
 pub struct Gateway {
@@ -116,7 +132,14 @@ impl Gateway {
                 upstream,
                 preserve_host: app.preserve_host,
                 providers: app.providers.clone(),
-                policy: AccessPolicy::new(app.access, app.rules.clone()),
+                policy: {
+                    let policy = AccessPolicy::new(app.access, app.rules.clone());
+                    if app.case_insensitive_paths {
+                        policy.case_insensitive()
+                    } else {
+                        policy
+                    }
+                },
                 identity_headers: IdentityHeaders::compile(&app.identity_headers),
             });
         }
@@ -132,6 +155,8 @@ impl Gateway {
                 idle_timeout: file.session.idle_timeout,
                 absolute_timeout: file.session.absolute_timeout,
                 login_cookie_name: format!("{}_login", file.session.cookie_name),
+                host_cookie_name: format!("__Host-{}", file.session.cookie_name),
+                login_starts_per_minute: file.session.login_starts_per_minute,
             },
             trusted_proxies: file.trusted_proxies.clone(),
             metrics: Metrics::new(),

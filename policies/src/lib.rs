@@ -34,17 +34,39 @@ pub struct AccessPolicy {
     default: Access,
     /// Sorted longest prefix first, so the most specific rule wins.
     rules: Vec<PathRule>,
+    /// For applications that ignore case in paths (IIS, ASP.NET): `/ADMIN` is `/admin`.
+    case_insensitive: bool,
 }
 
 impl AccessPolicy {
     pub fn new(default: Access, mut rules: Vec<PathRule>) -> Self {
         rules.sort_by_key(|rule| std::cmp::Reverse(rule.path_prefix.len()));
-        Self { default, rules }
+        Self {
+            default,
+            rules,
+            case_insensitive: false,
+        }
+    }
+
+    /// Paths are compared case-insensitively (ASCII), as the application itself does.
+    pub fn case_insensitive(mut self) -> Self {
+        self.case_insensitive = true;
+        for rule in &mut self.rules {
+            rule.path_prefix = rule.path_prefix.to_ascii_lowercase();
+        }
+        self
     }
 
     /// The requirement for `path`, which must already be normalized by the caller (no dot
     /// segments, no percent-encoded separators): this function compares strings, nothing more.
     pub fn required(&self, path: &str) -> Access {
+        let lowered;
+        let path = if self.case_insensitive {
+            lowered = path.to_ascii_lowercase();
+            &lowered
+        } else {
+            path
+        };
         self.rules
             .iter()
             .find(|rule| prefix_matches(&rule.path_prefix, path))
@@ -90,6 +112,16 @@ mod tests {
         assert_eq!(policy.required("/public/"), Access::Public);
         assert_eq!(policy.required("/public/a.css"), Access::Public);
         assert_eq!(policy.required("/public/private/x"), Access::Authenticated);
+    }
+
+    #[test]
+    fn case_insensitive_policies_for_case_insensitive_apps() {
+        let rules = vec![rule("/Admin", Access::Authenticated)];
+        let sensitive = AccessPolicy::new(Access::Public, rules.clone());
+        assert_eq!(sensitive.required("/ADMIN/x"), Access::Public);
+        let insensitive = AccessPolicy::new(Access::Public, rules).case_insensitive();
+        assert_eq!(insensitive.required("/ADMIN/x"), Access::Authenticated);
+        assert_eq!(insensitive.required("/admin"), Access::Authenticated);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::{
 pub const MAX_CREDENTIAL_LEN: usize = 256;
 
 /// One account of the users file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalUser {
     pub username: String,
@@ -41,6 +41,17 @@ pub struct LocalUser {
     pub attributes: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub disabled: bool,
+}
+
+impl std::fmt::Debug for LocalUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalUser")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("password_hash", &"<redacted>")
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The users file: `users: [ ... ]`.
@@ -90,10 +101,19 @@ impl LocalUsers {
     fn validate(&self) -> Result<(), LocalUsersError> {
         let mut seen = std::collections::HashSet::new();
         for (index, user) in self.users.iter().enumerate() {
-            PasswordHash::new(&user.password_hash).map_err(|e| LocalUsersError::BadHash {
-                index,
-                reason: e.to_string(),
-            })?;
+            let hash =
+                PasswordHash::new(&user.password_hash).map_err(|e| LocalUsersError::BadHash {
+                    index,
+                    reason: e.to_string(),
+                })?;
+            // One algorithm for everyone: a user hashed otherwise would answer in a different
+            // time than the decoy, telling which accounts exist.
+            if hash.algorithm.as_str() != "argon2id" || argon2::Params::try_from(&hash).is_err() {
+                return Err(LocalUsersError::BadHash {
+                    index,
+                    reason: "only argon2id hashes are accepted (guichet hash-password)".into(),
+                });
+            }
             for login in std::iter::once(&user.username).chain(user.email.iter()) {
                 if !seen.insert(normalize_login(login)) {
                     return Err(LocalUsersError::Duplicate {
@@ -114,11 +134,7 @@ fn normalize_login(login: &str) -> String {
 
 /// Hashes a password as an argon2id PHC string with a random salt.
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing with default parameters cannot fail")
-        .to_string()
+    hash_with(argon2::Params::default(), password)
 }
 
 fn verify_password(password: &str, phc: &str) -> bool {
@@ -134,12 +150,42 @@ pub struct LocalProvider {
     id: String,
     display_name: String,
     by_login: BTreeMap<String, Arc<LocalUser>>,
-    /// Verified against when the login is unknown, so both paths cost one argon2 run.
+    /// Verified against when the login is unknown, so both paths cost one argon2 run. It uses
+    /// the costliest parameters found in the users file.
     decoy_hash: String,
+    /// argon2 uses ~19 MiB and tens of milliseconds per check: bound how many run at once so
+    /// a flood of login attempts cannot exhaust memory or the blocking thread pool.
+    verify_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// The argon2id parameters costing the most among the users' hashes (the default when none).
+fn costliest_params(users: &[LocalUser]) -> argon2::Params {
+    users
+        .iter()
+        .filter_map(|user| PasswordHash::new(&user.password_hash).ok())
+        .filter_map(|hash| argon2::Params::try_from(&hash).ok())
+        .max_by_key(|p| u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost()))
+        .unwrap_or_default()
+}
+
+fn hash_with(params: argon2::Params, password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing with validated parameters cannot fail")
+        .to_string()
 }
 
 impl LocalProvider {
     pub fn new(id: impl Into<String>, display_name: impl Into<String>, users: LocalUsers) -> Self {
+        let decoy_hash = hash_with(
+            costliest_params(&users.users),
+            "decoy password never matches",
+        );
+        let slots = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            * 2;
         let mut by_login = BTreeMap::new();
         for user in users.users {
             let user = Arc::new(user);
@@ -152,7 +198,8 @@ impl LocalProvider {
             id: id.into(),
             display_name: display_name.into(),
             by_login,
-            decoy_hash: hash_password("decoy password never matches anything"),
+            decoy_hash,
+            verify_slots: Arc::new(tokio::sync::Semaphore::new(slots.max(2))),
         }
     }
 
@@ -223,8 +270,18 @@ impl IdentityProvider for LocalProvider {
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| self.decoy_hash.clone());
         let password = password.to_owned();
+        let Ok(slot) = self.verify_slots.clone().try_acquire_owned() else {
+            return Err(ProviderError::Unavailable(
+                "too many password checks in progress".into(),
+            ));
+        };
         // argon2 is deliberately slow: keep it off the proxy's async workers.
-        let matches = tokio_blocking(move || verify_password(&password, &hash)).await;
+        let matches = tokio_blocking(move || {
+            let matches = verify_password(&password, &hash);
+            drop(slot);
+            matches
+        })
+        .await;
         match user {
             Some(user) if matches && !user.disabled => Ok(self.principal(&user)),
             Some(user) if matches && user.disabled => Err(ProviderError::AccountDisabled),
@@ -324,6 +381,36 @@ mod tests {
             p.finish(&ctx(), &form("alice", &long), &st).await,
             Err(ProviderError::MalformedCallback(_))
         ));
+    }
+
+    #[test]
+    fn only_argon2id_hashes_are_accepted() {
+        let pbkdf2 = "users:\n  - username: a\n    password_hash: '$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA'\n";
+        let err = LocalUsers::from_yaml(pbkdf2).unwrap_err().to_string();
+        assert!(err.contains("only argon2id"), "{err}");
+        let argon2i = Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            argon2::Params::default(),
+        )
+        .hash_password(b"x", &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+        let yaml = format!("users:\n  - username: a\n    password_hash: '{argon2i}'\n");
+        assert!(LocalUsers::from_yaml(&yaml).is_err());
+    }
+
+    #[test]
+    fn the_decoy_costs_as_much_as_the_costliest_user() {
+        let strong = argon2::Params::new(47104, 1, 1, None).unwrap();
+        let yaml = format!(
+            "users:\n  - username: a\n    password_hash: '{}'\n  - username: b\n    password_hash: '{}'\n",
+            hash_password("a"),
+            hash_with(strong, "b")
+        );
+        let provider = LocalProvider::new("local", "Local", LocalUsers::from_yaml(&yaml).unwrap());
+        let decoy = PasswordHash::new(&provider.decoy_hash).unwrap();
+        assert_eq!(argon2::Params::try_from(&decoy).unwrap().m_cost(), 47104);
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub struct GatewayOptions {
     pub upstream_tls: Option<String>,
     /// Serve the apps over HTTPS with this certificate and key (files).
     pub listener_tls: Option<(PathBuf, PathBuf)>,
+    pub login_starts_per_minute: u64,
 }
 
 impl Default for GatewayOptions {
@@ -201,6 +202,7 @@ impl Default for GatewayOptions {
             upstream_override: None,
             upstream_tls: None,
             listener_tls: None,
+            login_starts_per_minute: 600,
         }
     }
 }
@@ -214,7 +216,7 @@ fn user_hash(password: &str) -> &'static str {
     use std::sync::OnceLock;
     static HASHES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
     let hashes = HASHES.get_or_init(|| {
-        ["alice", "bob", "carol"]
+        ["alice", "bob", "carol", "guest"]
             .iter()
             .map(|p| (p.to_string(), guichet_protocols::local::hash_password(p)))
             .collect()
@@ -274,6 +276,7 @@ trusted_proxies: {trusted}
 log:
   level: warn
 session:
+  login_starts_per_minute: {login_starts}
   idle_timeout: {idle}
   absolute_timeout: {absolute}
   store:
@@ -301,6 +304,14 @@ providers:
       - username: carol
         password_hash: '{carol}'
         disabled: true
+  - kind: local
+    id: guests
+    display_name: "Invités / Guests"
+    users:
+      - username: guest
+        password_hash: '{guest}'
+        attributes:
+          groups: ["a,b", "c"]
 apps:
   - id: main
     url: {scheme}://{APP_HOST}:{port}
@@ -317,6 +328,20 @@ apps:
         - {{ name: X-Remote-Roles, value: roles }}
         - {{ name: X-Remote-Name, value: "attribute:display_name" }}
 {extra_headers}
+  - id: partners
+    url: {scheme}://{APP_HOST}:{port}/partners
+    upstream: http://{echo}
+    providers: [guests]
+    access: public
+    case_insensitive_paths: true
+    rules:
+      - path_prefix: /partners/admin
+        access: authenticated
+    identity_headers:
+      separator: ","
+      headers:
+        - {{ name: X-Remote-User, value: subject }}
+        - {{ name: X-Remote-Groups, value: "attribute:groups", encoding: utf8 }}
   - id: other
     url: {scheme}://{OTHER_HOST}:{port}/other
     upstream: http://{echo}
@@ -327,6 +352,8 @@ apps:
         absolute = options.absolute_timeout,
         per_account = options.max_failures_per_account,
         per_ip = options.max_failures_per_ip,
+        login_starts = options.login_starts_per_minute,
+        guest = user_hash("guest"),
         alice = user_hash("alice"),
         bob = user_hash("bob"),
         carol = user_hash("carol"),
@@ -645,14 +672,18 @@ fn urlencode(text: &str) -> String {
 /// Sends a GET with the request target exactly as given (no client-side normalization) and
 /// returns the status and the whole response text.
 pub fn raw_get(port: u16, host: &str, target: &str) -> (u16, String) {
+    raw_request(
+        port,
+        &format!("GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `request` byte for byte and returns the status and the whole response text.
+pub fn raw_request(port: u16, request: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect gateway");
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write request");
+    stream.write_all(request.as_bytes()).expect("write request");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok();
     let text = String::from_utf8_lossy(&response).into_owned();

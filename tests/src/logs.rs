@@ -23,7 +23,8 @@ impl Write for CaptureWriter {
     }
 }
 
-/// Installs the capturing subscriber (JSON lines, every level of Guichet's own targets) once per
+/// Installs the capturing subscriber (JSON lines, every level of Guichet's own targets, info
+/// for the rest) once per
 /// process. The gateway's own `logging::init` then finds a subscriber in place and does nothing.
 pub fn capture() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
@@ -31,7 +32,9 @@ pub fn capture() {
         tracing_subscriber::fmt()
             .json()
             .with_writer(|| CaptureWriter)
-            .with_env_filter("info,pingora=warn,pingora_core=warn,pingora_proxy=warn")
+            .with_env_filter(
+                "info,guichet_gateway=trace,guichet_protocols=trace,audit=trace,access=trace,pingora=warn,pingora_core=warn,pingora_proxy=warn",
+            )
             .try_init()
             .ok();
     });

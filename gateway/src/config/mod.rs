@@ -44,11 +44,21 @@ pub struct Config {
     pub local_users: HashMap<String, LocalUsers>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ResolvedRedis {
     pub url: Secret,
     pub encryption_key: [u8; 32],
     pub key_prefix: String,
+}
+
+impl std::fmt::Debug for ResolvedRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedRedis")
+            .field("url", &self.url)
+            .field("encryption_key", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
 }
 
 impl Config {

@@ -104,6 +104,10 @@ pub struct SessionConfig {
     /// A session ends this long after login, used or not.
     #[serde(default = "default_absolute", with = "humantime_serde")]
     pub absolute_timeout: Duration,
+    /// Logins one client address (IPv4, or IPv6 /64) may start per minute: each one stores a
+    /// login transaction, so this bounds what anonymous traffic can make the store hold.
+    #[serde(default = "default_login_starts")]
+    pub login_starts_per_minute: u64,
     #[serde(default)]
     pub store: StoreConfig,
 }
@@ -115,9 +119,14 @@ impl Default for SessionConfig {
             cookie_domain: None,
             idle_timeout: default_idle(),
             absolute_timeout: default_absolute(),
+            login_starts_per_minute: default_login_starts(),
             store: StoreConfig::default(),
         }
     }
+}
+
+fn default_login_starts() -> u64 {
+    600
 }
 
 fn default_cookie_name() -> String {
@@ -251,6 +260,10 @@ pub struct AppConfig {
     pub access: Access,
     #[serde(default)]
     pub rules: Vec<PathRule>,
+    /// Compare paths case-insensitively in `rules`, for apps that do (IIS, ASP.NET), so that
+    /// `/ADMIN` cannot slip past a rule on `/admin`.
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
     #[serde(default)]
     pub identity_headers: IdentityHeadersConfig,
 }

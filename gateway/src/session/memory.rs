@@ -134,6 +134,16 @@ impl Store for MemoryStore {
         Ok(entry.0.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
+    async fn decrement(&self, counter: &str) -> Result<(), StoreError> {
+        if let Some(entry) = self.counters.get(counter).await {
+            entry
+                .0
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .ok();
+        }
+        Ok(())
+    }
+
     async fn count(&self, counter: &str) -> Result<u64, StoreError> {
         Ok(self
             .counters

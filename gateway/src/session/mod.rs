@@ -50,6 +50,8 @@ pub trait Store: Send + Sync {
 
     /// Adds one to a fixed-window counter (the window starts at the first hit); returns the count.
     async fn increment(&self, counter: &str, window: Duration) -> Result<u64, StoreError>;
+    /// Takes back one hit (never below zero, never creating the counter).
+    async fn decrement(&self, counter: &str) -> Result<(), StoreError>;
     async fn count(&self, counter: &str) -> Result<u64, StoreError>;
     async fn reset(&self, counter: &str) -> Result<(), StoreError>;
 

@@ -1,7 +1,9 @@
 //! Redis store, shared by every replica.
 //!
-//! A dump of Redis yields neither usable cookies nor personal data: keys are SHA-256 hashes of
-//! the session id (or transaction id, or counter name) and values are sealed with AES-256-GCM.
+//! A dump of Redis yields neither usable cookies nor personal data: keys are keyed hashes
+//! (HMAC-SHA-256 under a key derived from the encryption key) of the session id, transaction id
+//! or counter name, so even a counter named after an IPv4 address cannot be brute-forced back,
+//! and values are sealed with AES-256-GCM.
 //! There is no in-process copy of sessions, so a logout on one replica is effective on every
 //! other at its next request. The connection is lazy and reconnects by itself: the gateway
 //! starts while Redis is down (`/readyz` says so) and recovers when it comes back.
@@ -11,13 +13,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::crypto::{digest_hex, Sealer};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use super::crypto::Sealer;
 use super::{SessionId, SessionRecord, Store, StoreError};
 use crate::config::ResolvedRedis;
 
 pub struct RedisStore {
     connection: ConnectionManager,
     sealer: Sealer,
+    /// Names keys; derived from the encryption key, never equal to it.
+    key_namer: Hmac<Sha256>,
     prefix: String,
 }
 
@@ -38,23 +45,41 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|e| format!("session.store: {:?}", e.kind()))?;
+        let naming_key = Sha256::new()
+            .chain_update(b"guichet redis key names v1")
+            .chain_update(config.encryption_key)
+            .finalize();
         Ok(Self {
             connection,
             sealer: Sealer::new(&config.encryption_key),
+            key_namer: Hmac::<Sha256>::new_from_slice(&naming_key)
+                .expect("HMAC takes any key length"),
             prefix: config.key_prefix.clone(),
         })
     }
 
+    fn name(&self, kind: &str, secret: &[u8]) -> String {
+        let mut mac = self.key_namer.clone();
+        mac.update(kind.as_bytes());
+        mac.update(b":");
+        mac.update(secret);
+        format!(
+            "{}{kind}:{}",
+            self.prefix,
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+
     fn session_key(&self, id: &SessionId) -> String {
-        format!("{}s:{}", self.prefix, id.storage_key())
+        self.name("s", id.storage_key().as_bytes())
     }
 
     fn transient_key(&self, key: &str) -> String {
-        format!("{}t:{}", self.prefix, digest_hex(key.as_bytes()))
+        self.name("t", key.as_bytes())
     }
 
     fn counter_key(&self, counter: &str) -> String {
-        format!("{}c:{}", self.prefix, digest_hex(counter.as_bytes()))
+        self.name("c", counter.as_bytes())
     }
 
     async fn put_sealed(
@@ -163,6 +188,19 @@ impl Store for RedisStore {
             .map(|(count,): (u64,)| ((), count))
             .map_err(unavailable)?;
         Ok(count)
+    }
+
+    async fn decrement(&self, counter: &str) -> Result<(), StoreError> {
+        // DECR would create a missing key without expiry; only touch a live, positive counter.
+        const SCRIPT: &str = "if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then return redis.call('DECR', KEYS[1]) end return 0";
+        redis::cmd("EVAL")
+            .arg(SCRIPT)
+            .arg(1)
+            .arg(self.counter_key(counter))
+            .query_async::<i64>(&mut self.connection.clone())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn count(&self, counter: &str) -> Result<u64, StoreError> {

@@ -171,3 +171,40 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept() {
     );
     assert_eq!(page.upstream_header("x-forwarded-proto"), ["https"]);
 }
+
+#[tokio::test]
+async fn an_unparseable_forwarded_entry_stops_the_walk_at_the_last_trusted_hop() {
+    let gw = TestGateway::start(GatewayOptions {
+        trusted_proxies: vec!["127.0.0.0/8".into(), "10.0.0.0/8".into()],
+        ..Default::default()
+    });
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", ALICE).await;
+    let page = browser
+        .send(
+            browser
+                .get_json(&gw.url("/"))
+                .header("x-forwarded-for", "6.6.6.6, 203.0.113.9:4711, 10.1.2.3"),
+        )
+        .await;
+    assert_eq!(
+        page.upstream_header("x-forwarded-for"),
+        ["10.1.2.3, 127.0.0.1"]
+    );
+}
+
+#[tokio::test]
+async fn a_separator_inside_a_value_does_not_split_it() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let mut browser = gw.browser();
+    let done = browser
+        .login(&gw, "/partners/admin/", ("guest", "guest"))
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let page = browser
+        .send(browser.get_json(&gw.url("/partners/admin/")))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // groups: ["a,b", "c"] → two values for the app, not three.
+    assert_eq!(page.upstream_header("x-remote-groups"), ["a%2Cb,c"]);
+}

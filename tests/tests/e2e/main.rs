@@ -1,12 +1,14 @@
 //! End-to-end tests: the gateway in-process, a real Redis, the echo application, and an HTTP
 //! client that asserts each hop. One test binary for all of them.
 
+mod access;
 mod admin;
 mod audit;
 mod config;
 mod demo;
 mod headers;
 mod login;
+mod logout;
 mod proxy;
 mod redirects;
 mod redis_store;

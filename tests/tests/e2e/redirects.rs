@@ -142,6 +142,11 @@ async fn ambiguous_paths_are_refused_before_the_policy() {
         "/public%2fprivate",
         "/public/%252e%252e/private",
         "/public/.%2e/private",
+        "/public/..;/private",
+        "/public/.;/private",
+        "/public/..;x=1/private",
+        "/public%3b/../private",
+        "/;x/private",
     ] {
         // Sent raw: HTTP clients normalize dot segments themselves, attackers do not.
         let (status, body) = guichet_tests::raw_get(gw.port, "app.test", path);
@@ -209,4 +214,55 @@ async fn gateway_endpoints_are_never_forwarded() {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn path_parameters_are_decided_without_them() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    // `/public;x` is `/public` for the policy (and for Tomcat); `/private;public` is protected.
+    let (status, _) = guichet_tests::raw_get(gw.port, "app.test", "/private;jsessionid=x/public");
+    assert_eq!(status, 302);
+    let (status, body) = guichet_tests::raw_get(gw.port, "app.test", "/public;jsessionid=AB/page");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn only_origin_form_and_http_absolute_form_targets_are_served() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let port = gw.port;
+    for target in ["a:/private", "private/secret", "*", "/caf\u{e9}"] {
+        let (status, _) = guichet_tests::raw_get(port, "app.test", target);
+        assert_eq!(status, 400, "{target}");
+    }
+    // Absolute-form is decided and forwarded as the origin-form path.
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", ALICE).await;
+    let cookie = format!(
+        "guichet_session={}",
+        browser.cookie("guichet_session").unwrap()
+    );
+    let (status, text) = guichet_tests::raw_request(
+        port,
+        &format!(
+            "GET http://app.test:{port}/private?q=1 HTTP/1.1\r\nHost: app.test:{port}\r\nAccept: application/json\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""target":"/private?q=1""#), "{text}");
+    // Anonymous absolute-form to a protected path: a login, not the page.
+    let (status, _) = guichet_tests::raw_request(
+        port,
+        &format!("GET http://app.test:{port}/private HTTP/1.1\r\nHost: app.test:{port}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 302);
+}
+
+#[tokio::test]
+async fn a_host_with_a_non_numeric_port_matches_no_app() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let (status, _) = guichet_tests::raw_request(
+        gw.port,
+        "GET /public/x HTTP/1.1\r\nHost: app.test:evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 404);
 }

@@ -74,7 +74,16 @@ async fn a_redis_dump_yields_no_cookie_and_no_personal_data() {
     for key in keys.lines().filter(|l| l.starts_with("guichet:")) {
         dump.push_str(&redis.command(&["GET", key]));
     }
-    for secret in [cookie.as_str(), "alice", "Alice Martin", "agent", "secret="] {
+    assert!(keys.contains("guichet:c:"), "counters are there: {keys}");
+    for secret in [
+        cookie.as_str(),
+        "alice",
+        "Alice Martin",
+        "agent",
+        "secret=",
+        "127.0.0.1",
+        "fail:",
+    ] {
         assert!(!dump.contains(secret), "{secret:?} readable in Redis");
     }
 }
@@ -155,4 +164,24 @@ async fn redis_requiring_a_password() {
     assert_eq!(ready.status(), 503);
     let mut browser = gw.browser();
     assert_eq!(browser.send(browser.get(&gw.url("/"))).await.status, 503);
+}
+
+#[tokio::test]
+async fn only_failed_logins_count_against_an_address_in_redis() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(GatewayOptions {
+        max_failures_per_ip: 3,
+        ..redis_options(&redis)
+    });
+    for _ in 0..5 {
+        let mut browser = gw.browser();
+        assert_eq!(browser.login(&gw, "/", ALICE).await.status, 302);
+    }
+    for expected in [401, 401, 401, 429] {
+        let mut browser = gw.browser();
+        assert_eq!(
+            browser.login(&gw, "/", ("bob", "wrong")).await.status,
+            expected
+        );
+    }
 }

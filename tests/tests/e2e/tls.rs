@@ -82,9 +82,18 @@ async fn the_gateway_terminates_tls_and_marks_cookies_secure() {
     let cookie = done
         .set_cookies()
         .into_iter()
-        .find(|c| c.starts_with("guichet_session="))
-        .unwrap();
+        .find(|c| c.starts_with("__Host-guichet_session="))
+        .unwrap_or_else(|| {
+            panic!(
+                "https app without cookie_domain: a __Host- cookie: {:?}",
+                done.set_cookies()
+            )
+        });
     assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("Path=/;") && !cookie.contains("Domain="),
+        "{cookie}"
+    );
     let page = browser.send(browser.get_json(&gw.url("/"))).await;
     assert_eq!(page.upstream_header("x-forwarded-proto"), ["https"]);
     assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);

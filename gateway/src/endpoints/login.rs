@@ -1,0 +1,453 @@
+//! Signing in: starting a login transaction, the login page (form or chooser), the form POST.
+
+use std::time::Duration;
+
+use guichet_protocols::{Callback, FinishContext, LoginStart, ProviderError};
+use pingora::proxy::Session;
+use subtle::ConstantTimeEq;
+
+use super::{
+    client_bucket, login_cookie, new_transaction, query_param, read_form, same_origin_post,
+    save_transaction, session_cookie, transaction,
+};
+use crate::audit;
+use crate::identity::{self, now};
+use crate::login::{safe_return_path, transaction_key, LoginTransaction};
+use crate::pages::{self, text, Bilingual, LoginForm};
+use crate::proxy::RequestCtx;
+use crate::respond::Reply;
+use crate::session::{SessionId, SessionRecord, StoreError};
+use crate::state::{App, Gateway, ProviderEntry};
+
+/// Longest login or password accepted from the form.
+const MAX_CREDENTIAL_CHARS: usize = 256;
+
+/// Begins a login for a protected request: remember where the user was going (server-side),
+/// send the browser to the login endpoint. A browser that already has a transaction reuses it,
+/// and each client address may start only so many logins a minute, so anonymous traffic cannot
+/// fill the store.
+pub async fn start_login(
+    gateway: &Gateway,
+    session: &Session,
+    ctx: &RequestCtx,
+    app: &App,
+    return_to: &str,
+) -> Result<Reply, StoreError> {
+    let txn = LoginTransaction::new(&app.id, return_to);
+    if let Some((key, _)) = transaction(gateway, session, false).await? {
+        save_transaction(gateway, &key, &txn).await?;
+        return Ok(Reply::redirect("/.guichet/login"));
+    }
+    if let Some(refusal) = too_many_starts(gateway, ctx).await? {
+        return Ok(refusal);
+    }
+    let txn_id = new_transaction(gateway, &txn).await?;
+    Ok(Reply::redirect("/.guichet/login")
+        .with_header("set-cookie", login_cookie(gateway, app).set(&txn_id)))
+}
+
+/// Counts a new login transaction for the client's address; `Some(page)` when over the limit.
+async fn too_many_starts(gateway: &Gateway, ctx: &RequestCtx) -> Result<Option<Reply>, StoreError> {
+    let starts = gateway
+        .store
+        .increment(
+            &format!("starts:ip:{}", client_bucket(ctx.client_ip)),
+            Duration::from_secs(60),
+        )
+        .await?;
+    if starts <= gateway.sessions.login_starts_per_minute {
+        return Ok(None);
+    }
+    audit::request_refused(
+        &ctx.audit(gateway),
+        "too many logins started from this address",
+    );
+    Ok(Some(Reply::error(
+        429,
+        text::LOGIN_FAILED,
+        text::SLOW_DOWN,
+        &ctx.correlation_id,
+    )))
+}
+
+/// GET /.guichet/login
+pub async fn page(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Reply, StoreError> {
+    let id = ctx.correlation_id.clone();
+    let host_app = &gateway.apps[ctx.app.expect("routed")];
+    // The transaction decides the app and the return URL; without one (a bookmarked login
+    // page), log in to this host's app and land on its root.
+    let same_host = |txn: &LoginTransaction| {
+        gateway.app_by_id(&txn.app).is_some_and(|i| {
+            gateway.apps[i]
+                .hosts
+                .iter()
+                .any(|h| host_app.hosts.contains(h))
+        })
+    };
+    let (key, mut txn, fresh_cookie) = match transaction(gateway, session, false).await? {
+        Some((key, txn)) if same_host(&txn) => (key, txn, None),
+        _ => {
+            if let Some(refusal) = too_many_starts(gateway, ctx).await? {
+                return Ok(refusal);
+            }
+            let txn = LoginTransaction::new(&host_app.id, &format!("{}/", host_app.path_prefix));
+            let txn_id = new_transaction(gateway, &txn).await?;
+            let key = transaction_key(&txn_id).expect("generated ids are well-formed");
+            (key, txn, Some(login_cookie(gateway, host_app).set(&txn_id)))
+        }
+    };
+    let app_index = gateway
+        .app_by_id(&txn.app)
+        .unwrap_or(ctx.app.expect("routed"));
+    ctx.app = Some(app_index);
+    let app = &gateway.apps[app_index];
+    let with_cookie = |reply: Reply| match &fresh_cookie {
+        Some(cookie) => reply.with_header("set-cookie", cookie.clone()),
+        None => reply,
+    };
+
+    // Already signed in with a provider this app accepts: nothing to do but go back.
+    if let Some(current) = identity::current(gateway, app, session.req_header()).await? {
+        if app.providers.contains(&current.record.principal.provider) {
+            gateway.store.take_transient(&key).await?;
+            return Ok(
+                Reply::redirect(safe_return_path(&txn.return_to).unwrap_or("/"))
+                    .with_header("set-cookie", login_cookie(gateway, app).clear()),
+            );
+        }
+    }
+
+    let chosen = match query_param(session, "idp") {
+        Some(idp) if app.providers.contains(&idp) => Some(idp),
+        _ if app.providers.len() == 1 => Some(app.providers[0].clone()),
+        _ => None,
+    };
+    let Some(provider_id) = chosen else {
+        return Ok(with_cookie(Reply::html(
+            200,
+            chooser_page(gateway, app, &id),
+        )));
+    };
+    let entry = &gateway.providers[&provider_id];
+    let callback =
+        url::Url::parse(&format!("{}/.guichet/login", app.origin)).expect("origin is a URL");
+    match entry.provider.begin(&callback).await {
+        Ok((start, state)) => {
+            // The login is bound to the provider chosen here: the callback cannot be finished
+            // by another one.
+            txn.provider = Some(provider_id.clone());
+            txn.provider_state = state;
+            save_transaction(gateway, &key, &txn).await?;
+            Ok(with_cookie(match start {
+                LoginStart::CredentialsForm => Reply::html(
+                    200,
+                    pages::login_page(&LoginForm {
+                        app_name: &app.id,
+                        provider_name: entry.provider.display_name(),
+                        csrf_token: &txn.csrf_token,
+                        username: "",
+                        error: None,
+                        correlation_id: &id,
+                    }),
+                ),
+                LoginStart::Redirect { location } => Reply::redirect(location.as_str()),
+                LoginStart::AutoPost { action, fields } => Reply::auto_post(&action, &fields, &id),
+            }))
+        }
+        Err(error) => {
+            audit::login_failed(
+                &ctx.audit(gateway),
+                &provider_id,
+                None,
+                &format!("cannot start the login: {error}"),
+            );
+            Ok(Reply::error(
+                502,
+                text::LOGIN_FAILED,
+                text::UPSTREAM_DOWN,
+                &id,
+            ))
+        }
+    }
+}
+
+/// The minimal provider chooser (a polished one is its own piece of work).
+fn chooser_page(gateway: &Gateway, app: &App, correlation_id: &str) -> String {
+    let choices: Vec<(String, String)> = app
+        .providers
+        .iter()
+        .map(|pid| {
+            (
+                format!("/.guichet/login?idp={pid}"),
+                gateway.providers[pid].provider.display_name().to_owned(),
+            )
+        })
+        .collect();
+    pages::chooser_page(&choices, correlation_id)
+}
+
+/// POST /.guichet/login: the credentials form of a password provider.
+pub async fn submit(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Reply, StoreError> {
+    let id = ctx.correlation_id.clone();
+    let form = match read_form(session).await {
+        Ok(Some(form)) => form,
+        Ok(None) => {
+            audit::request_refused(&ctx.audit(gateway), "login form too large");
+            return Ok(Reply::error(413, text::BAD_REQUEST, text::TOO_LARGE, &id));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read login form");
+            return Ok(Reply::error(400, text::BAD_REQUEST, text::BAD_FORM, &id));
+        }
+    };
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+
+    // Single use: whatever happens next, this transaction is spent.
+    let Some((_, txn)) = transaction(gateway, session, true).await? else {
+        audit::login_failed(
+            &ctx.audit(gateway),
+            "-",
+            None,
+            "login transaction missing or expired",
+        );
+        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
+    };
+    let Some(app_index) = gateway.app_by_id(&txn.app) else {
+        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
+    };
+    ctx.app = Some(app_index);
+    let app = &gateway.apps[app_index];
+    let token_ok = field("csrf_token")
+        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(txn.csrf_token.as_bytes())));
+    if !token_ok || !same_origin_post(session, app, ctx) {
+        audit::login_failed(
+            &ctx.audit(gateway),
+            "-",
+            None,
+            "CSRF check failed (token or Origin)",
+        );
+        gateway
+            .metrics
+            .logins
+            .with_label_values(&["-", "csrf"])
+            .inc();
+        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
+    }
+    // The provider the login page was shown for, and it must take passwords.
+    let provider = txn
+        .provider
+        .as_deref()
+        .filter(|pid| app.providers.iter().any(|p| p == pid))
+        .and_then(|pid| gateway.providers.get_key_value(pid))
+        .filter(|(_, entry)| entry.local.is_some());
+    let Some((provider_id, entry)) = provider else {
+        audit::login_failed(
+            &ctx.audit(gateway),
+            "-",
+            None,
+            "no password provider bound to this login",
+        );
+        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
+    };
+
+    let typed_login = field("username").unwrap_or("").trim();
+    let password = field("password").unwrap_or("");
+    let retry = RetryForm {
+        app,
+        return_to: &txn.return_to,
+        provider_id,
+        entry,
+        typed_login: &typed_login
+            .chars()
+            .take(MAX_CREDENTIAL_CHARS)
+            .collect::<String>(),
+        correlation_id: &id,
+    };
+    // Empty or oversized fields are a form error, not a guess: they are not counted.
+    if typed_login.is_empty()
+        || password.is_empty()
+        || typed_login.chars().count() > MAX_CREDENTIAL_CHARS
+        || password.chars().count() > MAX_CREDENTIAL_CHARS
+    {
+        audit::login_failed(
+            &ctx.audit(gateway),
+            provider_id,
+            None,
+            "empty or oversized credentials",
+        );
+        gateway
+            .metrics
+            .logins
+            .with_label_values(&[provider_id, "malformed"])
+            .inc();
+        return retry.render(gateway, text::BAD_CREDENTIALS, 401).await;
+    }
+
+    // Rate limits, counted before the password is checked so that parallel guesses cannot all
+    // slip under the limit: per account (the canonical name, so `Alice` and `alice@...` count
+    // together) and per client address. A success resets the account's count.
+    let local = entry.local.as_ref().expect("filtered on local");
+    let account = local
+        .canonical_login(typed_login)
+        .map(str::to_owned)
+        .unwrap_or_else(|| typed_login.to_lowercase());
+    let account_counter = format!("fail:acct:{provider_id}:{account}");
+    let ip_counter = format!("fail:ip:{}", client_bucket(ctx.client_ip));
+    let limits = &entry.rate_limit;
+    let account_attempts = gateway
+        .store
+        .increment(&account_counter, limits.window)
+        .await?;
+    let ip_attempts = gateway.store.increment(&ip_counter, limits.window).await?;
+    if account_attempts > limits.max_failures_per_account
+        || ip_attempts > limits.max_failures_per_ip
+    {
+        audit::login_failed(
+            &ctx.audit(gateway),
+            provider_id,
+            Some(typed_login),
+            "rate limited",
+        );
+        gateway
+            .metrics
+            .logins
+            .with_label_values(&[provider_id, "rate_limited"])
+            .inc();
+        return retry.render(gateway, text::TOO_MANY, 429).await;
+    }
+
+    let callback = Callback {
+        query: Vec::new(),
+        form: form.clone(),
+    };
+    let finish = FinishContext {
+        callback_url: url::Url::parse(&format!("{}/.guichet/login", app.origin))
+            .expect("origin is a URL"),
+    };
+    match entry
+        .provider
+        .finish(&finish, &callback, &txn.provider_state)
+        .await
+    {
+        Ok(principal) => {
+            // Only failures count: take back this attempt's hit on the address, and clear the
+            // account's (its owner knows the password).
+            gateway.store.reset(&account_counter).await?;
+            gateway.store.decrement(&ip_counter).await?;
+            // Rotate: a fresh id at every login, and the previous session (if any) is gone.
+            if let Some(old) = identity::session_id(gateway, app, &session.req_header().headers) {
+                gateway.store.delete_session(&old).await?;
+            }
+            let now = now();
+            let record = SessionRecord {
+                roles: principal.attribute_values("roles").to_vec(),
+                principal,
+                app: app.id.clone(),
+                created_at: now,
+                last_seen: now,
+                expires_at: now + gateway.sessions.absolute_timeout.as_secs() as i64,
+            };
+            let session_id = SessionId::generate();
+            let ttl = identity::remaining_ttl(&record, gateway.sessions.idle_timeout, now);
+            gateway
+                .store
+                .save_session(&session_id, &record, ttl)
+                .await?;
+            audit::login_succeeded(&ctx.audit(gateway), provider_id, &record.principal.subject);
+            gateway
+                .metrics
+                .logins
+                .with_label_values(&[provider_id, "success"])
+                .inc();
+            Ok(
+                Reply::redirect(safe_return_path(&txn.return_to).unwrap_or("/"))
+                    .with_header(
+                        "set-cookie",
+                        session_cookie(gateway, app).set(session_id.as_cookie_value()),
+                    )
+                    .with_header("set-cookie", login_cookie(gateway, app).clear()),
+            )
+        }
+        Err(ProviderError::Unavailable(reason)) => {
+            // Nothing was checked: not a failure.
+            gateway.store.decrement(&account_counter).await?;
+            gateway.store.decrement(&ip_counter).await?;
+            audit::login_failed(&ctx.audit(gateway), provider_id, Some(typed_login), &reason);
+            gateway
+                .metrics
+                .logins
+                .with_label_values(&[provider_id, "unavailable"])
+                .inc();
+            Ok(Reply::error(503, text::UNAVAILABLE, text::TRY_AGAIN, &id))
+        }
+        Err(error) => {
+            audit::login_failed(
+                &ctx.audit(gateway),
+                provider_id,
+                Some(typed_login),
+                &error.to_string(),
+            );
+            let outcome = match error {
+                ProviderError::InvalidCredentials => "invalid_credentials",
+                ProviderError::AccountDisabled => "account_disabled",
+                ProviderError::MalformedCallback(_) => "malformed",
+                _ => "error",
+            };
+            gateway
+                .metrics
+                .logins
+                .with_label_values(&[provider_id, outcome])
+                .inc();
+            // Same message for every failure: the page must not reveal which accounts exist.
+            retry.render(gateway, text::BAD_CREDENTIALS, 401).await
+        }
+    }
+}
+
+/// The login form again after a failed attempt, with a fresh transaction (the old one is spent)
+/// bound to the same provider.
+struct RetryForm<'a> {
+    app: &'a App,
+    return_to: &'a str,
+    provider_id: &'a str,
+    entry: &'a ProviderEntry,
+    typed_login: &'a str,
+    correlation_id: &'a str,
+}
+
+impl RetryForm<'_> {
+    async fn render(
+        &self,
+        gateway: &Gateway,
+        error: Bilingual,
+        status: u16,
+    ) -> Result<Reply, StoreError> {
+        let mut txn = LoginTransaction::new(&self.app.id, self.return_to);
+        txn.provider = Some(self.provider_id.to_owned());
+        let txn_id = new_transaction(gateway, &txn).await?;
+        Ok(Reply::html(
+            status,
+            pages::login_page(&LoginForm {
+                app_name: &self.app.id,
+                provider_name: self.entry.provider.display_name(),
+                csrf_token: &txn.csrf_token,
+                username: self.typed_login,
+                error: Some(error),
+                correlation_id: self.correlation_id,
+            }),
+        )
+        .with_header("set-cookie", login_cookie(gateway, self.app).set(&txn_id)))
+    }
+}

@@ -1,0 +1,144 @@
+//! Signing out, and the session's own view of itself.
+
+use pingora::proxy::Session;
+
+use super::{query_param, read_form, same_origin_post, session_cookie};
+use crate::audit;
+use crate::identity;
+use crate::login::safe_return_path;
+use crate::pages::{self, text};
+use crate::proxy::RequestCtx;
+use crate::respond::Reply;
+use crate::session::StoreError;
+use crate::state::Gateway;
+
+/// GET /.guichet/logout. A link followed from another site (`Sec-Fetch-Site: cross-site` or
+/// `same-site`) only gets a confirmation page: a third party cannot sign users out. Links in
+/// the application itself, typed URLs and non-browser clients sign out at once.
+pub async fn on_get(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Reply, StoreError> {
+    let fetch_site = session
+        .req_header()
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    let return_to = query_param(session, "return_to");
+    if matches!(fetch_site, "cross-site" | "same-site") {
+        let target = return_to.filter(|to| allowed_logout_target(gateway, to).is_some());
+        return Ok(Reply::html(
+            200,
+            pages::logout_confirm_page(target.as_deref(), &ctx.correlation_id),
+        ));
+    }
+    sign_out(gateway, session, ctx, return_to).await
+}
+
+/// POST /.guichet/logout, from the confirmation page or an application's own form.
+pub async fn on_post(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Reply, StoreError> {
+    let app = &gateway.apps[ctx.app.expect("routed")];
+    if !same_origin_post(session, app, ctx) {
+        audit::request_refused(&ctx.audit(gateway), "cross-origin logout POST");
+        return Ok(Reply::error(
+            403,
+            text::BAD_REQUEST,
+            text::BAD_FORM,
+            &ctx.correlation_id,
+        ));
+    }
+    let form = read_form(session).await.ok().flatten().unwrap_or_default();
+    let return_to = form
+        .into_iter()
+        .find(|(k, _)| k == "return_to")
+        .map(|(_, v)| v)
+        .or_else(|| query_param(session, "return_to"));
+    sign_out(gateway, session, ctx, return_to).await
+}
+
+async fn sign_out(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    return_to: Option<String>,
+) -> Result<Reply, StoreError> {
+    let app = &gateway.apps[ctx.app.expect("routed")];
+    if let Some(session_id) = identity::session_id(gateway, app, &session.req_header().headers) {
+        let record = gateway.store.load_session(&session_id).await?;
+        // If this fails the user sees a 503 and keeps the cookie: nothing is half-done.
+        gateway.store.delete_session(&session_id).await?;
+        if let Some(record) = record {
+            audit::logged_out(
+                &ctx.audit(gateway),
+                &record.principal.provider,
+                &record.principal.subject,
+            );
+            gateway
+                .metrics
+                .logouts
+                .with_label_values(&[&record.principal.provider])
+                .inc();
+        }
+    }
+    let target = return_to.and_then(|to| allowed_logout_target(gateway, &to));
+    Ok(match target {
+        Some(location) => Reply::redirect(&location),
+        None => Reply::html(200, pages::logged_out_page(&ctx.correlation_id)),
+    }
+    .with_header("set-cookie", session_cookie(gateway, app).clear()))
+}
+
+/// Where logout may send the browser: a same-host path, or an http(s) URL on a host that one
+/// of the configured apps is published on (exact host comparison). Anything else: nowhere.
+pub fn allowed_logout_target(gateway: &Gateway, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return safe_return_path(target).map(str::to_owned);
+    }
+    if target.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let url = url::Url::parse(target).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    gateway
+        .apps
+        .iter()
+        .any(|app| app.hosts.contains(&host))
+        .then(|| url.to_string())
+}
+
+/// GET /.guichet/whoami: the current session as JSON.
+pub async fn whoami(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Reply, StoreError> {
+    let app = &gateway.apps[ctx.app.expect("routed")];
+    let Some(identity) = identity::current(gateway, app, session.req_header()).await? else {
+        return Ok(Reply::json(
+            401,
+            &serde_json::json!({"error": "authentication_required", "correlation_id": ctx.correlation_id}),
+        ));
+    };
+    let record = &identity.record;
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({
+            "subject": record.principal.subject,
+            "provider": record.principal.provider,
+            "attributes": record.principal.attributes,
+            "roles": record.roles,
+            "auth_time": record.principal.auth_time.unix_timestamp(),
+            "session_app": record.app,
+            "expires_at": record.expires_at,
+        }),
+    ))
+}

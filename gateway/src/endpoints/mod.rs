@@ -1,0 +1,225 @@
+//! The gateway's own endpoints under `/.guichet/` on every app host: login, logout, whoami.
+//! They are answered here and never forwarded to an application.
+
+mod login;
+mod logout;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::cookies::{self, CookieSpec};
+use crate::login::{random_token, transaction_key, LoginTransaction, TRANSACTION_TTL_SECS};
+use crate::pages::text;
+use crate::proxy::RequestCtx;
+use crate::respond::Reply;
+use crate::session::StoreError;
+use crate::state::{App, Gateway};
+
+pub use login::start_login;
+pub use logout::allowed_logout_target;
+
+pub async fn handle(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    path: &str,
+) -> Result<()> {
+    use http::Method;
+    let id = ctx.correlation_id.clone();
+    let method = session.req_header().method.clone();
+    let reply = match (path, &method) {
+        ("/.guichet/login", &Method::GET | &Method::HEAD) => {
+            login::page(gateway, session, ctx).await
+        }
+        ("/.guichet/login", &Method::POST) => login::submit(gateway, session, ctx).await,
+        ("/.guichet/logout", &Method::GET) => logout::on_get(gateway, session, ctx).await,
+        ("/.guichet/logout", &Method::POST) => logout::on_post(gateway, session, ctx).await,
+        ("/.guichet/whoami", &Method::GET) => logout::whoami(gateway, session, ctx).await,
+        ("/.guichet/login" | "/.guichet/logout" | "/.guichet/whoami", _) => {
+            Ok(Reply::error(405, text::METHOD, text::METHOD_TEXT, &id))
+        }
+        _ => Ok(Reply::error(404, text::NOT_FOUND, text::NO_APP, &id)),
+    };
+    let reply = reply.unwrap_or_else(|e: StoreError| {
+        gateway
+            .metrics
+            .store_errors
+            .with_label_values(&["endpoint"])
+            .inc();
+        tracing::error!(correlation_id = %id, error = %e, "session store failure");
+        Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
+    });
+    reply.send(session, &id).await
+}
+
+/// The cookie binding a login transaction to the browser: short-lived, only sent to
+/// `/.guichet/`.
+fn login_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
+    CookieSpec {
+        name: &gateway.sessions.login_cookie_name,
+        path: "/.guichet/",
+        domain: None,
+        secure: app.secure,
+        max_age: Some(TRANSACTION_TTL_SECS),
+    }
+}
+
+fn session_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
+    CookieSpec {
+        name: gateway.sessions.cookie_name_for(app),
+        path: "/",
+        domain: gateway.sessions.cookie_domain.as_deref(),
+        secure: app.secure,
+        max_age: None,
+    }
+}
+
+/// Stores a new login transaction and returns its id (the cookie value).
+async fn new_transaction(gateway: &Gateway, txn: &LoginTransaction) -> Result<String, StoreError> {
+    let txn_id = random_token();
+    let key = transaction_key(&txn_id).expect("generated ids are well-formed");
+    save_transaction(gateway, &key, txn).await?;
+    Ok(txn_id)
+}
+
+/// Writes a transaction under its key (again, when the user picked a provider).
+async fn save_transaction(
+    gateway: &Gateway,
+    key: &str,
+    txn: &LoginTransaction,
+) -> Result<(), StoreError> {
+    gateway
+        .store
+        .put_transient(
+            key,
+            &txn.to_bytes(),
+            Duration::from_secs(TRANSACTION_TTL_SECS),
+        )
+        .await
+}
+
+/// The store key named by the browser's login cookie. Several values (a cookie tossed in by a
+/// sibling domain) are no transaction at all.
+fn transaction_cookie(gateway: &Gateway, session: &Session) -> Option<String> {
+    let mut values = cookies::values(
+        &session.req_header().headers,
+        &gateway.sessions.login_cookie_name,
+    );
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    transaction_key(value)
+}
+
+/// The browser's login transaction and its store key. `take` removes it (single use);
+/// otherwise it stays.
+async fn transaction(
+    gateway: &Gateway,
+    session: &Session,
+    take: bool,
+) -> Result<Option<(String, LoginTransaction)>, StoreError> {
+    let Some(key) = transaction_cookie(gateway, session) else {
+        return Ok(None);
+    };
+    let bytes = if take {
+        gateway.store.take_transient(&key).await?
+    } else {
+        gateway.store.peek_transient(&key).await?
+    };
+    Ok(bytes
+        .and_then(|bytes| LoginTransaction::from_bytes(&bytes))
+        .map(|txn| (key, txn)))
+}
+
+fn query_param(session: &Session, name: &str) -> Option<String> {
+    let query = session.req_header().uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Largest form body accepted on the gateway's endpoints.
+pub const MAX_FORM_BYTES: usize = 8 * 1024;
+
+/// Reads a urlencoded form, or `None` when it is larger than [`MAX_FORM_BYTES`].
+async fn read_form(
+    session: &mut Session,
+) -> Result<Option<Vec<(String, String)>>, pingora::BError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_FORM_BYTES) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > MAX_FORM_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(form_urlencoded::parse(&body).into_owned().collect()))
+}
+
+/// A POST from another site carries an Origin naming it: refuse it. Browsers always send
+/// Origin on POST; its absence means a non-browser client, which cannot ride a user's cookies.
+fn same_origin_post(session: &Session, app: &App, ctx: &RequestCtx) -> bool {
+    let Some(origin) = session
+        .req_header()
+        .headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    if origin == app.origin {
+        return true;
+    }
+    let host = session
+        .req_header()
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin == format!("{}://{}", ctx.forwarded_proto_str(), host)
+}
+
+/// What rate limits count a client as: its IPv4 address, or its IPv6 /64 (one subscriber's
+/// allocation, which it can rotate through freely).
+pub fn client_bucket(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_bucket;
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let a = client_bucket(Some("2001:db8:1:2::1".parse().unwrap()));
+        let b = client_bucket(Some("2001:db8:1:2:ffff::9".parse().unwrap()));
+        assert_eq!(a, b);
+        assert_ne!(a, client_bucket(Some("2001:db8:1:3::1".parse().unwrap())));
+        assert_eq!(
+            client_bucket(Some("::ffff:192.0.2.1".parse().unwrap())),
+            "192.0.2.1"
+        );
+    }
+}
