@@ -24,4 +24,5 @@ pub mod routing;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod store_watch;
 pub mod upstream;

@@ -9,10 +9,13 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use tokio::sync::Notify;
 
+use std::time::Duration;
+
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::GuichetProxy;
 use crate::state::Gateway;
+use crate::store_watch::StoreWatch;
 
 /// Builds the pingora server for a validated config. Nothing listens until it runs.
 pub fn build(config: &Config) -> Result<(Server, Arc<Gateway>), String> {
@@ -55,8 +58,17 @@ pub fn build(config: &Config) -> Result<(Server, Arc<Gateway>), String> {
     admin.add_tcp(&file.admin.to_string());
     admin.threads = Some(1);
 
+    let watch = pingora::services::background::background_service(
+        "store watch",
+        StoreWatch {
+            gateway: gateway.clone(),
+            interval: Duration::from_secs(5),
+        },
+    );
+
     server.add_service(proxy);
     server.add_service(admin);
+    server.add_service(watch);
     server.bootstrap();
     Ok((server, gateway))
 }
@@ -130,7 +142,30 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
 
 /// Runs until SIGTERM/SIGINT/SIGQUIT (the `guichet run` command).
 pub fn run_forever(config: &Config) -> Result<(), String> {
-    let (server, _gateway) = build(config)?;
+    let (server, gateway) = build(config)?;
+    let listeners: Vec<String> = config
+        .file
+        .listen
+        .iter()
+        .map(|l| {
+            format!(
+                "{}{}",
+                if l.tls.is_some() {
+                    "https://"
+                } else {
+                    "http://"
+                },
+                l.address
+            )
+        })
+        .collect();
+    tracing::info!(
+        listen = ?listeners,
+        admin = %config.file.admin,
+        apps = gateway.apps.len(),
+        store = if config.redis.is_some() { "redis" } else { "memory" },
+        "guichet starting"
+    );
     server.run(RunArgs::default());
     Ok(())
 }

@@ -161,4 +161,8 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
 }

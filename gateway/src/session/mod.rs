@@ -57,6 +57,9 @@ pub trait Store: Send + Sync {
 
     /// Whether the store answers right now (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where the store is, for log lines: never includes credentials.
+    fn describe(&self) -> String;
 }
 
 pub type SharedStore = Arc<dyn Store>;

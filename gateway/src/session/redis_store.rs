@@ -26,6 +26,8 @@ pub struct RedisStore {
     /// Names keys; derived from the encryption key, never equal to it.
     key_namer: Hmac<Sha256>,
     prefix: String,
+    /// `redis://host:port/db` without credentials, for log lines.
+    location: String,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -55,6 +57,7 @@ impl RedisStore {
             key_namer: Hmac::<Sha256>::new_from_slice(&naming_key)
                 .expect("HMAC takes any key length"),
             prefix: config.key_prefix.clone(),
+            location: redacted_location(config.url.expose()),
         })
     }
 
@@ -116,6 +119,18 @@ impl RedisStore {
                     StoreError::Corrupt("record does not open with the configured key".into())
                 }),
         }
+    }
+}
+
+/// The URL without user name and password.
+fn redacted_location(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_username("").ok();
+            parsed.set_password(None).ok();
+            parsed.to_string()
+        }
+        Err(_) => "redis (unparseable URL)".into(),
     }
 }
 
@@ -220,11 +235,26 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    fn describe(&self) -> String {
+        self.location.clone()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         redis::cmd("PING")
             .query_async::<String>(&mut self.connection.clone())
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_location_has_no_credentials() {
+        assert_eq!(
+            super::redacted_location("redis://user:s3cret@redis.example:6380/2"),
+            "redis://redis.example:6380/2"
+        );
     }
 }

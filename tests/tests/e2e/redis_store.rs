@@ -97,6 +97,19 @@ async fn redis_outage_at_start_and_at_runtime() {
 
     let ready = client.get(gw.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "not ready without the store");
+    // And the log says so clearly, naming the store (without credentials).
+    let location = format!("redis://127.0.0.1:{}/", redis.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !guichet_tests::logs::text()
+        .lines()
+        .any(|l| l.contains("session store unreachable") && l.contains(&location))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no clear log line about the unreachable store"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let health = client.get(gw.admin_url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "alive all the same");
 
