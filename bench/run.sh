@@ -2,7 +2,7 @@
 # Load test: Guichet against the same upstream reached directly, through a bare pingora proxy
 # and through nginx. Loopback only (127.0.0.1); everything it starts is stopped on exit.
 #
-#   bash bench/run.sh                 # builds release binaries, then about 10 minutes of load
+#   bash bench/run.sh                 # builds release binaries, then about 13 minutes of load
 #   DURATION=5 REPS=1 bash bench/run.sh   # a quick look
 #
 # Needs wrk, curl, taskset and (for the nginx row) nginx. The proxy under test and the
@@ -11,13 +11,18 @@
 #
 # Targets (every proxy forwards to the same header-echo app, the one built into `guichet demo`):
 #   direct       the echo app itself (no proxy)
-#   guichet      `guichet demo` (threads: 2, access log at info to /dev/null), authenticated
+#   guichet      `guichet demo` (threads: 2, access log at info, to a file), authenticated
 #                requests with a session cookie: the full pipeline, identity headers included
 #   bare         gateway/examples/bare_proxy.rs: pingora, no auth, threads=1
 #   nginx        nginx as a plain reverse proxy, 1 worker, upstream keepalive, no access log
-# and two diagnostic rows that help attribute the difference between guichet and bare:
+# and diagnostic rows that help attribute the difference between guichet and bare:
 #   guichet-nolog  the same demo with RUST_LOG=warn (no per-request access log line)
 #   bare-t2        the bare proxy with threads=2, as the demo configures Guichet
+#   bare-hdrs      the bare proxy (threads=1), the client sending the headers Guichet adds
+#                  upstream (x-forwarded-*, x-request-id, x-remote-*, read from a request
+#                  through Guichet): the echo app then receives, and answers, the same bytes
+#                  as behind Guichet. It echoes every header, so its answer through Guichet is
+#                  about twice as large as the plain request's, and costs it (on core 0) more.
 #
 # Scenarios:
 #   max          wrk -t2 -c50: closed loop, throughput at saturation
@@ -36,12 +41,12 @@ PORT_BASE=${PORT_BASE:-18400}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
 # This machine may be shared: a run during which other processes used more than OTHER_MAX % of a
-# core is "disturbed", measured again (up to RETRIES times) and left out of the medians when a
+# core (user mode) is "disturbed", measured again (up to RETRIES times) and left out of the medians when a
 # clean run exists. Before each run, wait up to QUIET_WAIT seconds for the machine to be quiet.
 OTHER_MAX=${OTHER_MAX:-10}
 RETRIES=${RETRIES:-2}
 QUIET_WAIT=${QUIET_WAIT:-180}
-TARGETS=${TARGETS:-"direct guichet guichet-nolog bare bare-t2 nginx"}
+TARGETS=${TARGETS:-"direct guichet guichet-nolog bare bare-t2 bare-hdrs nginx"}
 SCENARIOS=${SCENARIOS:-"max c8 moderate"}
 
 HOST=127.0.0.1
@@ -171,12 +176,24 @@ log "work directory: $WORK"
 # Upstream + Guichet (the echo app runs inside this process, on its own thread).
 start_guichet "$GUICHET_PORT" "$ADMIN_PORT" "$ECHO_PORT" "$WORK/guichet.log"
 SESSION=$(login "http://$HOST:$GUICHET_PORT")
+# The headers Guichet adds to what the app receives, as "name: value" lines (for bare-hdrs).
+curl -s --max-time 5 -H "Cookie: guichet_session=$SESSION" "http://$HOST:$GUICHET_PORT/" |
+    sed -n 's#^<tr[^>]*><th>\(x-remote-[^<]*\|x-forwarded-[^<]*\|x-request-id\)</th><td>\([^<]*\)</td></tr>$#\1: \2#p' |
+    sed -e 's/&lt;/</g' -e 's/&gt;/>/g' -e 's/&quot;/"/g' -e "s/&#39;/'/g" -e 's/&amp;/\&/g' >"$WORK/added-headers.txt"
+ADDED_HEADERS=()
+while IFS= read -r header; do
+    ADDED_HEADERS+=(-H "$header")
+done <"$WORK/added-headers.txt"
+if [[ " $TARGETS " == *" bare-hdrs "* ]] && ! grep -q '^x-remote-user: ' "$WORK/added-headers.txt"; then
+    log "could not read the headers Guichet adds (for bare-hdrs)"
+    exit 1
+fi
 if [[ " $TARGETS " == *" guichet-nolog "* ]]; then
     start_guichet "$GUICHET2_PORT" "$ADMIN2_PORT" "$ECHO2_PORT" "$WORK/guichet-nolog.log" RUST_LOG=warn
     SESSION2=$(login "http://$HOST:$GUICHET2_PORT")
 fi
 
-if [[ " $TARGETS " == *" bare "* ]]; then
+if [[ " $TARGETS " == *" bare "* || " $TARGETS " == *" bare-hdrs "* ]]; then
     taskset -c 0 "$BARE_BIN" "$HOST:$BARE_PORT" "$HOST:$ECHO_PORT" 1 >"$WORK/bare.log" 2>&1 &
     PIDS+=($!)
     wait_http "http://$HOST:$BARE_PORT/"
@@ -245,25 +262,31 @@ url_of() {
         direct) echo "http://$HOST:$ECHO_PORT/" ;;
         guichet) echo "http://$HOST:$GUICHET_PORT/" ;;
         guichet-nolog) echo "http://$HOST:$GUICHET2_PORT/" ;;
-        bare) echo "http://$HOST:$BARE_PORT/" ;;
+        bare | bare-hdrs) echo "http://$HOST:$BARE_PORT/" ;;
         bare-t2) echo "http://$HOST:$BARE2_PORT/" ;;
         nginx) echo "http://$HOST:$NGINX_PORT/" ;;
     esac
 }
 
-cookie_of() {
+headers_of() { # target: sets HEADERS, wrk's -H arguments
     case $1 in
-        guichet) echo "Cookie: guichet_session=$SESSION" ;;
-        guichet-nolog) echo "Cookie: guichet_session=$SESSION2" ;;
-        *) echo "X-Bench: 1" ;; # same request shape, no cookie
+        guichet) HEADERS=(-H "Cookie: guichet_session=$SESSION") ;;
+        guichet-nolog) HEADERS=(-H "Cookie: guichet_session=$SESSION2") ;;
+        bare-hdrs) HEADERS=("${ADDED_HEADERS[@]}") ;;
+        *) HEADERS=() ;;
     esac
 }
 
 # Busy share of core 0 (where the proxy and the upstream run) between two /proc/stat reads.
 cpu0() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
-# Busy clock ticks of the whole machine (user, nice, system, irq, softirq).
-all_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-# Clock ticks used so far by the processes this script started (all threads; nginx's worker too).
+# Other processes are detected from user-mode time only: a tick in user mode is charged to the
+# task that was running, exactly. Kernel time is not: the network softirqs that the load itself
+# causes are partly charged to no task (softirq work run from the idle loop), which would look
+# like another process. Compilers and test suites, what disturbs runs here, are mostly user time.
+# User-mode clock ticks of the whole machine (user, nice).
+all_ticks() { awk '$1 == "cpu" { print $2 + $3 }' /proc/stat; }
+# User-mode clock ticks used so far by the processes this script started (all threads; nginx's
+# worker too).
 ours_ticks() {
     local pid pids=() total=0
     for pid in "${PIDS[@]}"; do
@@ -272,34 +295,36 @@ ours_ticks() {
         pids+=($(pgrep -P "$pid" || true))
     done
     for pid in "${pids[@]}"; do
-        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 }' || echo 0)))
     done
     echo "$total"
 }
-# Clock ticks used by this shell's waited-for children (wrk), from `times`.
-children_ticks() {
-    times | tail -n1 | awk -v hz="$(getconf CLK_TCK)" '{
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
-        printf "%.0f", t * hz }'
+# User-mode clock ticks used by this shell's waited-for children (wrk), from `times`. Call it
+# in the shell that ran wrk, not in a $(...) subshell, which has children of its own.
+children_ticks() { # file to write the ticks to
+    times >"$1.times"
+    tail -n1 "$1.times" | awk -v hz="$(getconf CLK_TCK)" '{ split($1, a, /[ms]/); printf "%.0f", (a[1] * 60 + a[2]) * hz }' >"$1"
 }
 
-# One wrk run. Prints wrk's RESULT line plus cpu0= (busy % of core 0) and other= (CPU, in % of
-# one core, used during the run by processes this script did not start: anything above a few %
-# means something else was running and the run is suspect).
+# One wrk run. Prints wrk's RESULT line plus cpu0= (busy % of core 0) and other= (user-mode CPU,
+# in % of one core, used during the run by processes this script did not start: anything above a
+# few % means something else was running and the run is suspect).
 run_wrk() { # target scenario duration
     local target=$1 scenario=$2 duration=$3 args delay=0
+    headers_of "$target"
     case $scenario in
         max) args=(-t2 -c50) ;;
         c8) args=(-t1 -c8) ;;
         moderate) args=(-t2 -c16) delay=$PACED_DELAY_MS ;;
     esac
     local before after all0 ours0 kids0 t0 all1 ours1 kids1 t1
-    before=$(cpu0) all0=$(all_ticks) ours0=$(ours_ticks) kids0=$(children_ticks) t0=$(date +%s.%N)
+    children_ticks "$WORK/kids0"
+    before=$(cpu0) all0=$(all_ticks) ours0=$(ours_ticks) kids0=$(<"$WORK/kids0") t0=$(date +%s.%N)
     WRK_DELAY_MS=$delay timeout $((duration + 30)) taskset -c 1 wrk "${args[@]}" -d"${duration}s" \
-        --timeout 5s -s "$WORK/report.lua" -H "$(cookie_of "$target")" "$(url_of "$target")" \
+        --timeout 5s -s "$WORK/report.lua" "${HEADERS[@]}" "$(url_of "$target")" \
         >"$WORK/wrk.out" 2>&1 || { log "wrk failed for $target/$scenario"; cat "$WORK/wrk.out" >&2; return 1; }
-    after=$(cpu0) all1=$(all_ticks) ours1=$(ours_ticks) kids1=$(children_ticks) t1=$(date +%s.%N)
+    children_ticks "$WORK/kids1"
+    after=$(cpu0) all1=$(all_ticks) ours1=$(ours_ticks) kids1=$(<"$WORK/kids1") t1=$(date +%s.%N)
     local line
     line=$(grep '^RESULT' "$WORK/wrk.out") || { cat "$WORK/wrk.out" >&2; return 1; }
     read -r b_busy b_all <<<"$before"
@@ -412,6 +437,8 @@ if has guichet max; then
     has bare max && has nginx max && echo "throughput bare pingora / nginx (max):    $(ratio "$(m bare max rps)" "$(m nginx max rps)")" || true
     has guichet-nolog max && has bare max && echo "diagnostic guichet-nolog / bare (max):    $(ratio "$(m guichet-nolog max rps)" "$(m bare max rps)")" || true
     has guichet-nolog max && has bare-t2 max && echo "diagnostic guichet-nolog / bare-t2 (max): $(ratio "$(m guichet-nolog max rps)" "$(m bare-t2 max rps)")" || true
+    has bare-hdrs max && echo "diagnostic guichet / bare-hdrs (max):       $(ratio "$g" "$(m bare-hdrs max rps)")" || true
+    has guichet-nolog max && has bare-hdrs max && echo "diagnostic guichet-nolog / bare-hdrs (max): $(ratio "$(m guichet-nolog max rps)" "$(m bare-hdrs max rps)")" || true
 fi
 if has guichet moderate && has direct moderate; then
     echo "added p99 at moderate load, guichet - direct:  $(diff_ms "$(m guichet moderate p99)" "$(m direct moderate p99)")   (target: < 1 ms)"

@@ -126,7 +126,8 @@ fn identity_injection(c: &mut Criterion) {
     let plan = demo_plan();
     let identity = Identity {
         id: SessionId::generate(),
-        record: record(),
+        // `.into()`: the record is held as is or behind an Arc, depending on the version.
+        record: record().into(),
     };
     c.bench_function("identity_headers/value_and_encode_6", |b| {
         b.iter(|| {
@@ -195,6 +196,7 @@ fn sessions(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // A deep copy of the record: what a load costs when the store hands out copies.
     group.bench_function("record_clone", |b| {
         b.iter_batched_ref(|| (), |_| black_box(&record).clone(), BatchSize::SmallInput)
     });

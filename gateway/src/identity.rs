@@ -1,6 +1,7 @@
 //! The signed-in user of a request: finding the session, enforcing its timeouts, and reading
 //! identity values for headers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -13,7 +14,7 @@ use crate::state::{App, Gateway};
 
 pub struct Identity {
     pub id: SessionId,
-    pub record: SessionRecord,
+    pub record: Arc<SessionRecord>,
 }
 
 impl Identity {
@@ -80,7 +81,7 @@ pub async fn current(
     let Some(id) = session_id(gateway, app, &request.headers) else {
         return Ok(None);
     };
-    let Some(mut record) = gateway.store.load_session(&id).await? else {
+    let Some(record) = gateway.store.load_session(&id).await? else {
         return Ok(None);
     };
     let settings = &gateway.sessions;
@@ -93,11 +94,16 @@ pub async fn current(
     // Sliding idle timeout without a write per request: refresh once the record is a little old.
     let refresh_after = (idle / 10).clamp(1, 60);
     if now - record.last_seen >= refresh_after {
-        record.last_seen = now;
-        let ttl = remaining_ttl(&record, settings.idle_timeout, now);
-        if let Err(e) = gateway.store.save_session(&id, &record, ttl).await {
+        let mut refreshed = (*record).clone();
+        refreshed.last_seen = now;
+        let ttl = remaining_ttl(&refreshed, settings.idle_timeout, now);
+        if let Err(e) = gateway.store.save_session(&id, &refreshed, ttl).await {
             tracing::warn!(error = %e, "could not refresh session activity");
         }
+        return Ok(Some(Identity {
+            id,
+            record: Arc::new(refreshed),
+        }));
     }
     Ok(Some(Identity { id, record }))
 }

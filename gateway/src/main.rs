@@ -44,6 +44,11 @@ enum Command {
     },
     /// Print the argon2id hash of a password read from standard input (for users files).
     HashPassword,
+    /// Run only the built-in header-echo application (an upstream for trials and benchmarks).
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
             echo,
         } => run_demo(listen, admin, echo),
         Command::HashPassword => hash_password(),
+        Command::Echo { listen } => run_echo(listen),
     }
 }
 
@@ -113,6 +119,18 @@ fn run_demo(listen: SocketAddr, admin: SocketAddr, echo_address: SocketAddr) -> 
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+fn run_echo(listen: SocketAddr) -> ExitCode {
+    let echo = match echo::EchoServer::start(listen) {
+        Ok(echo) => echo,
+        Err(e) => return fail(&format!("cannot start the echo app on {listen}: {e}")),
+    };
+    println!("echo app on http://{}", echo.address);
+    // Serves on its own thread until the process is stopped.
+    loop {
+        std::thread::park();
     }
 }
 

@@ -75,6 +75,15 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    // Fast path for the common case: nothing encoded, no parameters, no dot or empty segment.
+    if !raw
+        .bytes()
+        .any(|b| matches!(b, b'%' | b';' | b'\\') || b.is_ascii_control())
+        && !raw.contains("/.")
+        && !raw.contains("//")
+    {
+        return Ok(raw.to_owned());
+    }
     if raw.contains('\\') {
         return Err(PathError::Ambiguous("backslash"));
     }

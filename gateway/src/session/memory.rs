@@ -71,12 +71,12 @@ impl Default for MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         Ok(self
             .sessions
             .get(&id.storage_key())
             .await
-            .map(|entry| (*entry.0).clone()))
+            .map(|entry| entry.0))
     }
 
     async fn save_session(

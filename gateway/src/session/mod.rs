@@ -30,7 +30,8 @@ pub enum StoreError {
 /// replicas when they say so (Redis) and must never expose a session id in a key.
 #[async_trait]
 pub trait Store: Send + Sync {
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    /// Shared, because the in-memory store hands out the record it holds on every request.
+    async fn load_session(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError>;
     /// Writes the record; the store forgets it after `ttl`.
     async fn save_session(
         &self,

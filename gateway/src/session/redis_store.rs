@@ -8,6 +8,7 @@
 //! other at its next request. The connection is lazy and reconnects by itself: the gateway
 //! starts while Redis is down (`/readyz` says so) and recovers when it comes back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -136,11 +137,11 @@ fn redacted_location(url: &str) -> String {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load_session(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let key = self.session_key(id);
         match self.get_sealed("GET", &key).await {
             Ok(Some(plain)) => serde_json::from_slice(&plain)
-                .map(Some)
+                .map(|record| Some(Arc::new(record)))
                 .map_err(|e| StoreError::Corrupt(e.to_string())),
             Ok(None) => Ok(None),
             // A record sealed with another key (key rotation) is no session, not an outage.
