@@ -38,6 +38,10 @@ REPS=${REPS:-3}                   # repetitions of every (target, scenario); med
 WARMUP=${WARMUP:-3}               # seconds of unrecorded load before a target's first run
 PACED_DELAY_MS=${PACED_DELAY_MS:-5}
 PORT_BASE=${PORT_BASE:-18400}
+# What every target is asked for. `/?echo=fixed`: the echo app answers the same 700 bytes
+# whatever headers it gets, so every proxy costs the upstream the same. `/` measures the echo
+# page instead, which grows with the headers a proxy adds (Guichet adds ~11).
+REQUEST_PATH=${REQUEST_PATH:-/?echo=fixed}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
 # This machine may be shared: a run during which other processes used more than OTHER_MAX % of a
@@ -259,12 +263,12 @@ EOF
 
 url_of() {
     case $1 in
-        direct) echo "http://$HOST:$ECHO_PORT/" ;;
-        guichet) echo "http://$HOST:$GUICHET_PORT/" ;;
-        guichet-nolog) echo "http://$HOST:$GUICHET2_PORT/" ;;
-        bare | bare-hdrs) echo "http://$HOST:$BARE_PORT/" ;;
-        bare-t2) echo "http://$HOST:$BARE2_PORT/" ;;
-        nginx) echo "http://$HOST:$NGINX_PORT/" ;;
+        direct) echo "http://$HOST:$ECHO_PORT$REQUEST_PATH" ;;
+        guichet) echo "http://$HOST:$GUICHET_PORT$REQUEST_PATH" ;;
+        guichet-nolog) echo "http://$HOST:$GUICHET2_PORT$REQUEST_PATH" ;;
+        bare | bare-hdrs) echo "http://$HOST:$BARE_PORT$REQUEST_PATH" ;;
+        bare-t2) echo "http://$HOST:$BARE2_PORT$REQUEST_PATH" ;;
+        nginx) echo "http://$HOST:$NGINX_PORT$REQUEST_PATH" ;;
     esac
 }
 

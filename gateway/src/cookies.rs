@@ -53,6 +53,17 @@ pub fn values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item =
         })
 }
 
+/// Whether any of the named cookies is in the request (cheap: no allocation).
+pub fn contains_any(headers: &HeaderMap, names: &[&str]) -> bool {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('=').map(|(k, _)| k.trim()))
+        .any(|key| names.contains(&key))
+}
+
 /// The Cookie header without the named cookies, or `None` if nothing is left.
 /// The gateway's own cookies are none of the application's business.
 pub fn without(headers: &HeaderMap, names: &[&str]) -> Option<String> {

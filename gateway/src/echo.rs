@@ -1,7 +1,8 @@
 //! The header-echo application: a tiny upstream that shows what it received. It is the demo's
 //! protected app and the test kit's upstream: HTML for browsers, JSON when asked
 //! (`Accept: application/json`), and it answers protocol upgrades by echoing bytes back so
-//! WebSocket pass-through can be checked.
+//! WebSocket pass-through can be checked. With `?echo=fixed` it answers a fixed body instead
+//! (benchmarks).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ async fn serve(listener: TcpListener) {
     }
 }
 
+const FIXED_BODY: &[u8] = &[b'.'; 700];
+
 async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if let Some(protocol) = request.headers().get(http::header::UPGRADE).cloned() {
         let upgrade = hyper::upgrade::on(&mut request);
@@ -100,6 +103,20 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
             .header(http::header::UPGRADE, protocol)
             .header(http::header::CONNECTION, "upgrade")
             .body(Full::new(Bytes::new()))
+            .expect("valid response"));
+    }
+
+    // `?echo=fixed`: the same ~700-byte answer whatever the request carries, so a benchmark
+    // compares proxies on equal upstream work (the echo page grows with the headers received).
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "echo=fixed"))
+    {
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from_static(FIXED_BODY)))
             .expect("valid response"));
     }
 

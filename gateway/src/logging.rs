@@ -1,24 +1,44 @@
 //! Log setup: `tracing` in human or JSON format, with pingora's `log` records bridged in.
+//!
+//! Lines are handed to a background writer thread (`tracing-appender`), so a slow stdout (a
+//! pipe to a log collector) never stalls the proxy's workers; formatting still happens on the
+//! calling thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::{LogConfig, LogFormat};
 
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing), which
-/// tests that boot several gateways rely on.
-pub fn init(config: &LogConfig) {
+/// tests that boot several gateways rely on. Keep the returned guard until the process ends:
+/// dropping it flushes the lines still queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let result = match config.format {
+    // Lossless: under a flood of lines, callers wait rather than lines being dropped (audit
+    // events must not be lost).
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let installed = match config.format {
         LogFormat::Json => fmt()
             .json()
             .with_current_span(false)
             .with_env_filter(filter)
+            .with_writer(writer)
             .try_init(),
-        LogFormat::Human => fmt().with_env_filter(filter).try_init(),
+        LogFormat::Human => fmt().with_env_filter(filter).with_writer(writer).try_init(),
     };
-    // try_init installs the log→tracing bridge too (tracing-subscriber's tracing-log feature);
-    // if a subscriber already exists there is nothing more to do.
-    let _ = result;
+    // try_init also installs the log→tracing bridge for pingora's `log` records. If a
+    // subscriber already existed (tests capture logs), ours is simply not used.
+    installed.is_ok().then_some(guard)
 }

@@ -357,16 +357,18 @@ impl ProxyHttp for GuichetProxy {
             request.set_uri(uri);
         }
 
-        match cookies::without(
-            &request.headers,
-            &[
-                &gateway.sessions.cookie_name,
-                &gateway.sessions.login_cookie_name,
-            ],
-        ) {
-            Some(rest) => request.insert_header("cookie", rest)?,
-            None => {
-                request.remove_header("cookie");
+        let sessions = &gateway.sessions;
+        let ours = [
+            sessions.cookie_name.as_str(),
+            sessions.host_cookie_name.as_str(),
+            sessions.login_cookie_name.as_str(),
+        ];
+        if cookies::contains_any(&request.headers, &ours) {
+            match cookies::without(&request.headers, &ours) {
+                Some(rest) => request.insert_header("cookie", rest)?,
+                None => {
+                    request.remove_header("cookie");
+                }
             }
         }
         request.insert_header("x-forwarded-for", &ctx.forwarded_for)?;
@@ -437,29 +439,55 @@ impl ProxyHttp for GuichetProxy {
             .response_written()
             .map(|response| response.status.as_u16())
             .unwrap_or(0);
-        let app = ctx
-            .app
-            .map(|i| self.gateway.apps[i].id.as_str())
-            .unwrap_or("-");
+        let app = ctx.app.map(|i| &self.gateway.apps[i]);
+        let app_id = app.map(|app| app.id.as_str()).unwrap_or("-");
+        let elapsed = ctx.started.elapsed();
         let metrics = &self.gateway.metrics;
         metrics
             .requests
-            .with_label_values(&[app, &status.to_string()])
+            .with_label_values(&[app_id, status_label(status).as_ref()])
             .inc();
-        metrics
-            .latency
-            .with_label_values(&[app])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        tracing::info!(
-            target: "access",
-            correlation_id = %ctx.correlation_id,
-            app,
-            method = %session.req_header().method,
-            path = session.req_header().uri.path(),
-            status,
-            user = ctx.identity.as_ref().map(|i| i.record.principal.subject.as_str()),
-            duration_ms = ctx.started.elapsed().as_millis() as u64,
-            error = error.map(|e| e.to_string()),
-        );
+        match app {
+            Some(app) => app.latency.observe(elapsed.as_secs_f64()),
+            None => metrics
+                .latency
+                .with_label_values(&["-"])
+                .observe(elapsed.as_secs_f64()),
+        }
+        if self.gateway.access_log {
+            tracing::info!(
+                target: "access",
+                correlation_id = %ctx.correlation_id,
+                app = app_id,
+                method = %session.req_header().method,
+                path = session.req_header().uri.path(),
+                status,
+                user = ctx.identity.as_ref().map(|i| i.record.principal.subject.as_str()),
+                duration_us = elapsed.as_micros() as u64,
+                error = error.map(|e| e.to_string()),
+            );
+        }
+    }
+}
+
+/// The status as a metric label, without formatting the common ones on every request.
+fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        200 => "200".into(),
+        204 => "204".into(),
+        206 => "206".into(),
+        301 => "301".into(),
+        302 => "302".into(),
+        303 => "303".into(),
+        304 => "304".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        429 => "429".into(),
+        500 => "500".into(),
+        502 => "502".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
     }
 }

@@ -31,6 +31,8 @@ pub struct App {
     pub providers: Vec<String>,
     pub policy: AccessPolicy,
     pub identity_headers: IdentityHeaders,
+    /// This app's latency histogram, resolved once instead of by label on every request.
+    pub latency: prometheus::Histogram,
 }
 
 pub struct ProviderEntry {
@@ -73,6 +75,8 @@ pub struct Gateway {
     pub sessions: SessionSettings,
     pub trusted_proxies: Vec<IpNet>,
     pub metrics: Metrics,
+    /// Log one `access` line per request.
+    pub access_log: bool,
 }
 
 impl Gateway {
@@ -108,6 +112,7 @@ impl Gateway {
             }
         }
 
+        let metrics = Metrics::new();
         let mut apps = Vec::new();
         let mut router = Router::default();
         for (index, app) in file.apps.iter().enumerate() {
@@ -141,6 +146,7 @@ impl Gateway {
                     }
                 },
                 identity_headers: IdentityHeaders::compile(&app.identity_headers),
+                latency: metrics.latency.with_label_values(&[&app.id]),
             });
         }
 
@@ -159,7 +165,8 @@ impl Gateway {
                 login_starts_per_minute: file.session.login_starts_per_minute,
             },
             trusted_proxies: file.trusted_proxies.clone(),
-            metrics: Metrics::new(),
+            metrics,
+            access_log: file.log.access,
         }))
     }
 

@@ -67,6 +67,9 @@ pub struct LogConfig {
     /// An `EnvFilter` directive, e.g. `info` or `info,guichet_gateway=debug`.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// One `access` line per request (at info). Audit events are logged regardless.
+    #[serde(default = "yes")]
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -74,6 +77,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::default(),
             level: default_log_level(),
+            access: true,
         }
     }
 }

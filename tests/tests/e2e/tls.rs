@@ -97,4 +97,11 @@ async fn the_gateway_terminates_tls_and_marks_cookies_secure() {
     let page = browser.send(browser.get_json(&gw.url("/"))).await;
     assert_eq!(page.upstream_header("x-forwarded-proto"), ["https"]);
     assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);
+    assert!(
+        page.upstream_header("cookie")
+            .iter()
+            .all(|c| !c.contains("guichet_session")),
+        "the gateway's cookies reach the app: {:?}",
+        page.upstream_header("cookie")
+    );
 }
