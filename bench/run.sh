@@ -42,6 +42,8 @@ PORT_BASE=${PORT_BASE:-18400}
 # whatever headers it gets, so every proxy costs the upstream the same. `/` measures the echo
 # page instead, which grows with the headers a proxy adds (Guichet adds ~11).
 REQUEST_PATH=${REQUEST_PATH:-/?echo=fixed}
+# Guichet's worker threads: 1, like the bare proxy, since both run pinned to one core.
+GUICHET_THREADS=${GUICHET_THREADS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
 # This machine may be shared: a run during which other processes used more than OTHER_MAX % of a
@@ -145,7 +147,7 @@ start_guichet() { # listen admin echo log [env...]
     local listen=$1 admin=$2 echo=$3 logfile=$4
     shift 4
     env "$@" taskset -c 0 "$GUICHET_BIN" demo --listen "$HOST:$listen" --admin "$HOST:$admin" \
-        --echo "$HOST:$echo" >"$logfile" 2>&1 &
+        --echo "$HOST:$echo" --threads "$GUICHET_THREADS" >"$logfile" 2>&1 &
     PIDS+=($!)
     wait_http "http://$HOST:$echo/"
     wait_http "http://$HOST:$listen/"

@@ -39,6 +39,16 @@ pub fn config(
     admin: SocketAddr,
     echo: SocketAddr,
 ) -> Result<Config, ConfigError> {
+    config_with_threads(listen, admin, echo, 2)
+}
+
+/// The demo configuration with `threads` proxy worker threads.
+pub fn config_with_threads(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    echo: SocketAddr,
+    threads: usize,
+) -> Result<Config, ConfigError> {
     let users: String = DEMO_USERS
         .iter()
         .map(|user| {
@@ -57,7 +67,7 @@ pub fn config(
 listen:
   - address: {listen}
 admin: {admin}
-threads: 2
+threads: {threads}
 providers:
   - kind: local
     id: local

@@ -41,6 +41,9 @@ enum Command {
         /// Port of the built-in echo application (0: any free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         echo: SocketAddr,
+        /// Proxy worker threads (benchmarks pinned to one core use 1).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
     /// Print the argon2id hash of a password read from standard input (for users files).
     HashPassword,
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
             listen,
             admin,
             echo,
-        } => run_demo(listen, admin, echo),
+            threads,
+        } => run_demo(listen, admin, echo, threads),
         Command::HashPassword => hash_password(),
         Command::Echo { listen } => run_echo(listen),
     }
@@ -92,13 +96,18 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn run_demo(listen: SocketAddr, admin: SocketAddr, echo_address: SocketAddr) -> ExitCode {
+fn run_demo(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    echo_address: SocketAddr,
+    threads: usize,
+) -> ExitCode {
     let _log_writer = logging::init(&LogConfig::default());
     let echo = match echo::EchoServer::start(echo_address) {
         Ok(echo) => echo,
         Err(e) => return fail(&format!("cannot start the echo app on {echo_address}: {e}")),
     };
-    let config = match demo::config(listen, admin, echo.address) {
+    let config = match demo::config_with_threads(listen, admin, echo.address, threads) {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
