@@ -19,7 +19,6 @@ use crate::session::StoreError;
 use crate::state::{App, Gateway};
 
 pub use login::start_login;
-pub use logout::allowed_logout_target;
 
 pub async fn handle(
     gateway: &Gateway,

@@ -144,15 +144,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .counters
-            .get(counter)
-            .await
-            .map(|entry| entry.0.load(Ordering::Relaxed))
-            .unwrap_or(0))
-    }
-
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
         self.counters.remove(counter).await;
         Ok(())

@@ -53,7 +53,6 @@ pub trait Store: Send + Sync {
     async fn increment(&self, counter: &str, window: Duration) -> Result<u64, StoreError>;
     /// Takes back one hit (never below zero, never creating the counter).
     async fn decrement(&self, counter: &str) -> Result<(), StoreError>;
-    async fn count(&self, counter: &str) -> Result<u64, StoreError>;
     async fn reset(&self, counter: &str) -> Result<(), StoreError>;
 
     /// Whether the store answers right now (for `/readyz`).

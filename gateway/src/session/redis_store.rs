@@ -219,15 +219,6 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn count(&self, counter: &str) -> Result<u64, StoreError> {
-        let count: Option<u64> = redis::cmd("GET")
-            .arg(self.counter_key(counter))
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(count.unwrap_or(0))
-    }
-
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
         redis::cmd("DEL")
             .arg(self.counter_key(counter))

@@ -1,6 +1,5 @@
 //! What only the shared Redis store can show: restarts, several replicas, data at rest, outages.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guichet_tests::{GatewayOptions, RedisServer, Store, TestGateway, ALICE};
@@ -151,7 +150,6 @@ async fn redis_outage_at_start_and_at_runtime() {
         assert!(Instant::now() < deadline, "no recovery: {}", page.status);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = Arc::new(());
 }
 
 #[tokio::test]

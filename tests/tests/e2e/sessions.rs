@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use guichet_tests::{GatewayOptions, RedisServer, Store, TestGateway, ALICE};
+use guichet_tests::{GatewayOptions, Store, TestGateway, ALICE};
 
 async fn expect_signed_in(browser: &mut guichet_tests::Browser, gw: &TestGateway, yes: bool) {
     let page = browser.send(browser.get_json(&gw.url("/"))).await;
@@ -127,6 +127,3 @@ session_suite!(
     logout_destroys_the_server_record,
     malformed_or_unknown_cookies_are_no_session
 );
-
-#[allow(dead_code)]
-fn _kit_types(_: RedisServer) {}
