@@ -82,6 +82,13 @@ pub enum ProviderError {
     Rejected(String),
     #[error("provider unreachable: {0}")]
     Unavailable(String),
+    /// The provider answered the login with an error (`error=access_denied`...): the user
+    /// cancelled, or the provider refused them. Shown as such, not as an attack.
+    #[error("provider returned error {error:?} ({description:?})")]
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
 }
 
 /// One configured upstream identity provider.
@@ -104,4 +111,16 @@ pub trait IdentityProvider: Send + Sync {
         callback: &Callback,
         state: &ProviderState,
     ) -> Result<Principal, ProviderError>;
+
+    /// Where to send the browser after the local session ended so that the provider ends its
+    /// own session too (OpenID Connect RP-initiated logout, CAS `/logout`), or `None`. The
+    /// provider comes back to `post_logout_redirect_uri` with `state`.
+    async fn logout_redirect(
+        &self,
+        _principal: &Principal,
+        _post_logout_redirect_uri: &Url,
+        _state: &str,
+    ) -> Option<Url> {
+        None
+    }
 }

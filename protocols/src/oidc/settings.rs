@@ -1,0 +1,158 @@
+//! What one OpenID Connect provider is, as the gateway's configuration resolves it (secrets
+//! already read from their files or environment variables).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openidconnect::core::CoreJwsSigningAlgorithm;
+use url::Url;
+
+/// FranceConnect v2 integration platform (test identities, no real citizens).
+pub const FRANCECONNECT_INTEGRATION: &str = "https://fcp-low.integ01.dev-franceconnect.fr/api/v2";
+/// FranceConnect v2 production platform.
+pub const FRANCECONNECT_PRODUCTION: &str = "https://oidc.franceconnect.gouv.fr/api/v2";
+
+/// Claims FranceConnect v2 releases, requested by default (each is its own scope).
+pub const FRANCECONNECT_SCOPES: &[&str] = &[
+    "given_name",
+    "family_name",
+    "birthdate",
+    "gender",
+    "birthplace",
+    "birthcountry",
+    "email",
+    "preferred_username",
+];
+
+#[derive(Clone, Debug)]
+pub struct OidcSettings {
+    pub id: String,
+    pub display_name: String,
+    /// The issuer, pinned: discovery must return exactly this string, tokens must carry it.
+    /// Kept as written in the configuration (a URL type would add a trailing `/`).
+    pub issuer: String,
+    pub endpoints: Endpoints,
+    pub client_id: String,
+    pub client_auth: ClientAuth,
+    /// Scopes besides `openid`, which is always sent.
+    pub scopes: Vec<String>,
+    /// PKCE (S256); on unless a provider cannot take it.
+    pub pkce: bool,
+    /// Algorithms the provider's tokens may be signed with. `none` is refused by configuration.
+    pub allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    pub userinfo: UserinfoMode,
+    /// `acr_values` sent at /authorize; the id_token's `acr` must then be at least the first one.
+    pub acr_values: Option<String>,
+    /// Principal attribute name → claim (a dotted path into nested claims). Empty: every claim
+    /// under its own name.
+    pub attributes: BTreeMap<String, String>,
+    /// Extra parameters for /authorize (`prompt`, `ui_locales`...).
+    pub extra_authorize_params: Vec<(String, String)>,
+    /// RP-initiated logout at the provider's end-session endpoint when the user signs out.
+    pub end_session: bool,
+    /// Bound on every request to the provider.
+    pub http_timeout: Duration,
+    /// How long discovery results are trusted before being fetched again.
+    pub metadata_ttl: Duration,
+    /// Least time between two JWKS fetches caused by tokens signed with an unknown key.
+    pub jwks_refresh_interval: Duration,
+    /// Tolerated clock difference with the provider for `iat`/`exp`.
+    pub clock_skew: Duration,
+}
+
+/// Where the provider's endpoints come from.
+#[derive(Clone, Debug)]
+pub enum Endpoints {
+    /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must equal the configured one.
+    Discovery,
+    /// Configured one by one, for providers without discovery.
+    Static(StaticEndpoints),
+}
+
+#[derive(Clone, Debug)]
+pub struct StaticEndpoints {
+    pub authorization: Url,
+    pub token: Url,
+    pub jwks: Url,
+    pub userinfo: Option<Url>,
+    pub end_session: Option<Url>,
+}
+
+/// How Guichet authenticates to the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    SecretBasic(String),
+    SecretPost(String),
+    /// A JWT signed with this RSA key (PEM, PKCS#8 or PKCS#1), RS256.
+    PrivateKeyJwt { key_pem: String, key_id: Option<String> },
+}
+
+impl ClientAuth {
+    /// The shared secret, which is also the HMAC key when HS256 is explicitly allowed.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => Some(s),
+            ClientAuth::PrivateKeyJwt { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientAuth::SecretBasic(_) => "client_secret_basic(<redacted>)",
+            ClientAuth::SecretPost(_) => "client_secret_post(<redacted>)",
+            ClientAuth::PrivateKeyJwt { .. } => "private_key_jwt(<redacted>)",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserinfoMode {
+    /// The id_token's claims only.
+    Skip,
+    /// Fetch userinfo; JSON or a signed JWT (verified) are both accepted.
+    Fetch,
+    /// Fetch userinfo and accept only a signed JWT (FranceConnect).
+    RequireSigned,
+}
+
+impl OidcSettings {
+    /// Defaults shared by every provider; the gateway's configuration overrides them.
+    pub fn new(id: &str, issuer: &str, client_id: &str, client_auth: ClientAuth) -> Self {
+        Self {
+            id: id.to_owned(),
+            display_name: id.to_owned(),
+            issuer: issuer.to_owned(),
+            endpoints: Endpoints::Discovery,
+            client_id: client_id.to_owned(),
+            client_auth,
+            scopes: vec!["profile".into(), "email".into()],
+            pkce: true,
+            allowed_algs: vec![
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            ],
+            userinfo: UserinfoMode::Skip,
+            acr_values: None,
+            attributes: BTreeMap::new(),
+            extra_authorize_params: Vec::new(),
+            end_session: true,
+            http_timeout: Duration::from_secs(10),
+            metadata_ttl: Duration::from_secs(3600),
+            jwks_refresh_interval: Duration::from_secs(30),
+            clock_skew: Duration::from_secs(60),
+        }
+    }
+
+    /// FranceConnect v2: eIDAS level 1, signed userinfo, ES256/RS256 only, identity claims.
+    pub fn franceconnect(id: &str, issuer: &str, client_id: &str, client_auth: ClientAuth) -> Self {
+        Self {
+            display_name: "FranceConnect".into(),
+            scopes: FRANCECONNECT_SCOPES.iter().map(|s| s.to_string()).collect(),
+            userinfo: UserinfoMode::RequireSigned,
+            acr_values: Some("eidas1".into()),
+            ..Self::new(id, issuer, client_id, client_auth)
+        }
+    }
+}
