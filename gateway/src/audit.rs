@@ -49,6 +49,35 @@ pub fn logged_out(ctx: &AuditContext<'_>, provider: &str, subject: &str) {
     );
 }
 
+/// A provider ended sessions through back-channel logout.
+pub fn backchannel_logout(
+    ctx: &AuditContext<'_>,
+    provider: &str,
+    subject: Option<&str>,
+    sessions_ended: usize,
+) {
+    tracing::info!(
+        target: "audit",
+        event = "backchannel_logout",
+        provider,
+        subject,
+        sessions_ended,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
+pub fn backchannel_logout_refused(ctx: &AuditContext<'_>, provider: &str, reason: &str) {
+    tracing::warn!(
+        target: "audit",
+        event = "backchannel_logout_refused",
+        provider,
+        reason,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
 pub fn request_refused(ctx: &AuditContext<'_>, reason: &str) {
     tracing::warn!(
         target: "audit",

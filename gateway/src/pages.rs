@@ -309,6 +309,22 @@ pub mod text {
         fr: "Le service est très sollicité. Réessayez dans quelques instants.",
         en: "The service is very busy. Please try again in a moment.",
     };
+    pub const LOGIN_EXPIRED: Bilingual = Bilingual {
+        fr: "Cette connexion a expiré ou a déjà été utilisée. Retournez à l'application pour recommencer.",
+        en: "This sign-in has expired or was already used. Go back to the application to start again.",
+    };
+    pub const LOGIN_REFUSED: Bilingual = Bilingual {
+        fr: "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Vous n'êtes pas connecté.",
+        en: "The identity provider's answer could not be verified. You are not signed in.",
+    };
+    pub const PROVIDER_DENIED: Bilingual = Bilingual {
+        fr: "Le fournisseur d'identité n'a pas autorisé la connexion (annulation ou refus).",
+        en: "The identity provider did not allow the sign-in (cancelled or refused).",
+    };
+    pub const IDP_DOWN: Bilingual = Bilingual {
+        fr: "Le fournisseur d'identité ne répond pas. Réessayez dans quelques instants.",
+        en: "The identity provider is not responding. Please try again in a moment.",
+    };
     pub const TOO_LARGE: Bilingual = Bilingual {
         fr: "La requête est trop volumineuse.",
         en: "The request is too large.",

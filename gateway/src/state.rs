@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use guichet_policies::AccessPolicy;
 use guichet_protocols::local::LocalProvider;
+use guichet_protocols::oidc::OidcProvider;
 use guichet_protocols::IdentityProvider;
 use ipnet::IpNet;
 
@@ -39,6 +40,8 @@ pub struct ProviderEntry {
     pub provider: Arc<dyn IdentityProvider>,
     /// Set for the local provider, whose form and rate limits the gateway handles.
     pub local: Option<Arc<LocalProvider>>,
+    /// Set for OpenID Connect providers, which also receive back-channel logouts.
+    pub oidc: Option<Arc<OidcProvider>>,
     pub rate_limit: RateLimitConfig,
 }
 
@@ -105,7 +108,26 @@ impl Gateway {
                         ProviderEntry {
                             provider: provider.clone(),
                             local: Some(provider),
+                            oidc: None,
                             rate_limit: local.rate_limit.clone(),
+                        },
+                    );
+                }
+                ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => {
+                    let settings = config.oidc.get(&oidc.id).cloned().ok_or_else(|| {
+                        format!("providers: settings of {:?} not resolved", oidc.id)
+                    })?;
+                    let provider = Arc::new(
+                        OidcProvider::new(settings)
+                            .map_err(|e| format!("providers: {:?}: {e}", oidc.id))?,
+                    );
+                    providers.insert(
+                        oidc.id.clone(),
+                        ProviderEntry {
+                            provider: provider.clone(),
+                            local: None,
+                            oidc: Some(provider),
+                            rate_limit: RateLimitConfig::default(),
                         },
                     );
                 }

@@ -5,6 +5,7 @@
 //! listening on anything.
 
 mod model;
+mod oidc;
 mod secret;
 
 use std::collections::HashMap;
@@ -12,8 +13,10 @@ use std::path::Path;
 
 use base64::Engine;
 use guichet_protocols::local::{LocalUser, LocalUsers};
+use guichet_protocols::oidc::OidcSettings;
 
 pub use model::*;
+pub use oidc::{ClientAuthMethod, FranceConnectEnvironment, OidcProviderConfig};
 pub use secret::{Secret, SecretSource};
 
 /// A configuration error: the dotted path of the field and what is wrong with it.
@@ -42,6 +45,8 @@ pub struct Config {
     pub redis: Option<ResolvedRedis>,
     /// Users of each local provider, by provider id.
     pub local_users: HashMap<String, LocalUsers>,
+    /// Resolved settings of each OpenID Connect / FranceConnect provider, by provider id.
+    pub oidc: HashMap<String, OidcSettings>,
 }
 
 #[derive(Clone)]
@@ -85,6 +90,7 @@ impl Config {
             StoreConfig::Redis(redis) => Some(resolve_redis(redis)?),
         };
         let mut local_users = HashMap::new();
+        let mut oidc_settings = HashMap::new();
         for (i, provider) in file.providers.iter().enumerate() {
             match provider {
                 ProviderConfig::Local(local) => {
@@ -106,12 +112,22 @@ impl Config {
                     };
                     local_users.insert(local.id.clone(), users);
                 }
+                ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => {
+                    let at = format!("providers[{i}]");
+                    let franceconnect = matches!(provider, ProviderConfig::Franceconnect(_));
+                    let settings = oidc.resolve(&at, franceconnect)?;
+                    // Builds the provider once to check what only it can (the private key).
+                    guichet_protocols::oidc::OidcProvider::new(settings.clone())
+                        .map_err(|e| ConfigError::new(at, e))?;
+                    oidc_settings.insert(oidc.id.clone(), settings);
+                }
             }
         }
         Ok(Config {
             file,
             redis,
             local_users,
+            oidc: oidc_settings,
         })
     }
 }

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use url::Url;
 
+use super::oidc::OidcProviderConfig;
 use super::secret::SecretSource;
 use crate::headers::{Encoding, ValueSource};
 
@@ -173,12 +174,17 @@ fn default_key_prefix() -> String {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProviderConfig {
     Local(LocalProviderConfig),
+    /// Any OpenID Connect provider (authorization code flow).
+    Oidc(OidcProviderConfig),
+    /// FranceConnect v2: OpenID Connect with its rules and defaults.
+    Franceconnect(OidcProviderConfig),
 }
 
 impl ProviderConfig {
     pub fn id(&self) -> &str {
         match self {
             ProviderConfig::Local(local) => &local.id,
+            ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => &oidc.id,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use guichet_protocols::{Callback, FinishContext, LoginStart, ProviderError};
+use guichet_protocols::{Callback, FinishContext, LoginStart, LogoutHandle, Principal, ProviderError};
 use pingora::proxy::Session;
 use subtle::ConstantTimeEq;
 
@@ -133,8 +133,7 @@ pub async fn page(
         )));
     };
     let entry = &gateway.providers[&provider_id];
-    let callback =
-        url::Url::parse(&format!("{}/.guichet/login", app.origin)).expect("origin is a URL");
+    let callback = callback_url(app, &provider_id);
     match entry.provider.begin(&callback).await {
         Ok((start, state)) => {
             // The login is bound to the provider chosen here: the callback cannot be finished
@@ -165,14 +164,94 @@ pub async fn page(
                 None,
                 &format!("cannot start the login: {error}"),
             );
-            Ok(Reply::error(
-                502,
-                text::LOGIN_FAILED,
-                text::UPSTREAM_DOWN,
-                &id,
-            ))
+            gateway
+                .metrics
+                .logins
+                .with_label_values(&[&provider_id, "unavailable"])
+                .inc();
+            Ok(Reply::error(502, text::LOGIN_FAILED, text::IDP_DOWN, &id))
         }
     }
+}
+
+/// Where a provider sends the browser back for this app: from the configured app URL, never
+/// from the request's Host. Password logins post their form to `/.guichet/login` instead.
+pub fn callback_url(app: &App, provider_id: &str) -> url::Url {
+    url::Url::parse(&format!("{}/.guichet/callback/{provider_id}", app.origin))
+        .expect("origin is a URL and provider ids are URL-safe")
+}
+
+/// Opens the session of a finished login: a fresh id (rotation; the browser's previous
+/// session, if any, ends), the record saved, single-logout tags filed, the audit event, and the
+/// redirect back to where the user was going.
+pub async fn sign_in(
+    gateway: &Gateway,
+    session: &Session,
+    ctx: &RequestCtx,
+    app: &App,
+    return_to: &str,
+    principal: Principal,
+) -> Result<Reply, StoreError> {
+    if let Some(old) = identity::session_id(gateway, app, &session.req_header().headers) {
+        gateway.store.delete_session(&old).await?;
+    }
+    let now = now();
+    let record = SessionRecord {
+        roles: principal.attribute_values("roles").to_vec(),
+        principal,
+        app: app.id.clone(),
+        created_at: now,
+        last_seen: now,
+        expires_at: now + gateway.sessions.absolute_timeout.as_secs() as i64,
+    };
+    let session_id = SessionId::generate();
+    let ttl = identity::remaining_ttl(&record, gateway.sessions.idle_timeout, now);
+    gateway
+        .store
+        .save_session(&session_id, &record, ttl)
+        .await?;
+    for tag in logout_tags(&record.principal) {
+        gateway
+            .store
+            .tag_session(&tag, &session_id, gateway.sessions.absolute_timeout)
+            .await?;
+    }
+    let provider_id = &record.principal.provider;
+    audit::login_succeeded(&ctx.audit(gateway), provider_id, &record.principal.subject);
+    gateway
+        .metrics
+        .logins
+        .with_label_values(&[provider_id, "success"])
+        .inc();
+    Ok(Reply::redirect(safe_return_path(return_to).unwrap_or("/"))
+        .with_header(
+            "set-cookie",
+            session_cookie(gateway, app).set(session_id.as_cookie_value()),
+        )
+        .with_header("set-cookie", login_cookie(gateway, app).clear()))
+}
+
+/// The single-logout tags a session is filed under: its upstream session id and its subject at
+/// that provider.
+pub fn logout_tags(principal: &Principal) -> Vec<String> {
+    match &principal.logout {
+        LogoutHandle::Oidc { sid, .. } => {
+            let mut tags = vec![subject_tag(&principal.provider, &principal.subject)];
+            if let Some(sid) = sid {
+                tags.push(sid_tag(&principal.provider, sid));
+            }
+            tags
+        }
+        _ => Vec::new(),
+    }
+}
+
+pub fn sid_tag(provider: &str, sid: &str) -> String {
+    format!("slo:{provider}:sid:{sid}")
+}
+
+pub fn subject_tag(provider: &str, subject: &str) -> String {
+    format!("slo:{provider}:sub:{subject}")
 }
 
 /// The minimal provider chooser (a polished one is its own piece of work).
@@ -346,39 +425,7 @@ pub async fn submit(
             // account's (its owner knows the password).
             gateway.store.reset(&account_counter).await?;
             gateway.store.decrement(&ip_counter).await?;
-            // Rotate: a fresh id at every login, and the previous session (if any) is gone.
-            if let Some(old) = identity::session_id(gateway, app, &session.req_header().headers) {
-                gateway.store.delete_session(&old).await?;
-            }
-            let now = now();
-            let record = SessionRecord {
-                roles: principal.attribute_values("roles").to_vec(),
-                principal,
-                app: app.id.clone(),
-                created_at: now,
-                last_seen: now,
-                expires_at: now + gateway.sessions.absolute_timeout.as_secs() as i64,
-            };
-            let session_id = SessionId::generate();
-            let ttl = identity::remaining_ttl(&record, gateway.sessions.idle_timeout, now);
-            gateway
-                .store
-                .save_session(&session_id, &record, ttl)
-                .await?;
-            audit::login_succeeded(&ctx.audit(gateway), provider_id, &record.principal.subject);
-            gateway
-                .metrics
-                .logins
-                .with_label_values(&[provider_id, "success"])
-                .inc();
-            Ok(
-                Reply::redirect(safe_return_path(&txn.return_to).unwrap_or("/"))
-                    .with_header(
-                        "set-cookie",
-                        session_cookie(gateway, app).set(session_id.as_cookie_value()),
-                    )
-                    .with_header("set-cookie", login_cookie(gateway, app).clear()),
-            )
+            sign_in(gateway, session, ctx, app, &txn.return_to, principal).await
         }
         Err(ProviderError::Unavailable(reason)) => {
             // Nothing was checked: not a failure.

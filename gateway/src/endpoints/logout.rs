@@ -2,6 +2,11 @@
 
 use pingora::proxy::Session;
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::login::{sid_tag, subject_tag};
 use super::{query_param, read_form, same_origin_post, session_cookie};
 use crate::audit;
 use crate::identity;
@@ -69,11 +74,13 @@ async fn sign_out(
     return_to: Option<String>,
 ) -> Result<Reply, StoreError> {
     let app = &gateway.apps[ctx.app.expect("routed")];
+    let mut ended = None;
     if let Some(session_id) = identity::session_id(gateway, app, &session.req_header().headers) {
         let record = gateway.store.load_session(&session_id).await?;
         // If this fails the user sees a 503 and keeps the cookie: nothing is half-done.
         gateway.store.delete_session(&session_id).await?;
         if let Some(record) = record {
+            ended = Some(record.clone());
             audit::logged_out(
                 &ctx.audit(gateway),
                 &record.principal.provider,
@@ -87,11 +94,138 @@ async fn sign_out(
         }
     }
     let target = return_to.and_then(|to| allowed_logout_target(gateway, &to));
+    let clear = session_cookie(gateway, app).clear();
+
+    // The provider's own session ends too (RP-initiated logout): the browser goes there, and
+    // comes back to /.guichet/logout/done with a single-use state naming where to land.
+    if let Some(record) = ended {
+        if let Some(entry) = gateway.providers.get(&record.principal.provider) {
+            let state = guichet_protocols::oidc::random_param();
+            let done = url::Url::parse(&format!("{}{LOGOUT_DONE}", app.origin))
+                .expect("origin is a URL");
+            if let Some(location) = entry
+                .provider
+                .logout_redirect(&record.principal, &done, &state)
+                .await
+            {
+                let pending = PendingLogout {
+                    target: target.clone(),
+                };
+                gateway
+                    .store
+                    .put_transient(
+                        &logout_state_key(&state),
+                        &serde_json::to_vec(&pending).expect("serializes"),
+                        LOGOUT_STATE_TTL,
+                    )
+                    .await?;
+                return Ok(Reply::redirect(location.as_str()).with_header("set-cookie", clear));
+            }
+        }
+    }
     Ok(match target {
         Some(location) => Reply::redirect(&location),
         None => Reply::html(200, pages::logged_out_page(&ctx.correlation_id)),
     }
-    .with_header("set-cookie", session_cookie(gateway, app).clear()))
+    .with_header("set-cookie", clear))
+}
+
+/// Where providers send the browser back after their own logout.
+pub const LOGOUT_DONE: &str = "/.guichet/logout/done";
+/// How long the user has to come back from the provider's logout.
+const LOGOUT_STATE_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Serialize, Deserialize)]
+struct PendingLogout {
+    /// Where to land, already checked by [`allowed_logout_target`].
+    target: Option<String>,
+}
+
+fn logout_state_key(state: &str) -> String {
+    format!("logout:{state}")
+}
+
+/// GET /.guichet/logout/done?state=...: the return from the provider's logout. A known state
+/// (single use) lands where the user asked; anything else gets the plain "signed out" page,
+/// never an error loop and never a redirect the request chose.
+pub async fn done(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Reply, StoreError> {
+    let pending = match query_param(session, "state") {
+        Some(state) if state.len() <= 128 => gateway
+            .store
+            .take_transient(&logout_state_key(&state))
+            .await?
+            .and_then(|bytes| serde_json::from_slice::<PendingLogout>(&bytes).ok()),
+        _ => None,
+    };
+    match pending {
+        Some(PendingLogout {
+            target: Some(location),
+        }) => Ok(Reply::redirect(&location)),
+        Some(_) => Ok(Reply::html(200, pages::logged_out_page(&ctx.correlation_id))),
+        None => {
+            audit::request_refused(
+                &ctx.audit(gateway),
+                "return from provider logout with an unknown or missing state",
+            );
+            Ok(Reply::html(200, pages::logged_out_page(&ctx.correlation_id)))
+        }
+    }
+}
+
+/// POST /.guichet/backchannel-logout/{provider}: OpenID Connect Back-Channel Logout. A valid
+/// `logout_token` ends every session of its `sid` (or, without one, of its `sub`) on every
+/// replica; anything else is a 400 and changes nothing.
+pub async fn backchannel(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    provider_id: &str,
+) -> Result<Reply, StoreError> {
+    let refuse = |ctx: &RequestCtx, reason: &str| {
+        audit::backchannel_logout_refused(&ctx.audit(gateway), provider_id, reason);
+        Reply::json(400, &serde_json::json!({"error": "invalid_request"}))
+    };
+    let Some(provider) = gateway
+        .providers
+        .get(provider_id)
+        .and_then(|entry| entry.oidc.as_ref())
+    else {
+        return Ok(refuse(ctx, "not an OpenID Connect provider"));
+    };
+    let form = match read_form(session).await {
+        Ok(Some(form)) => form,
+        _ => return Ok(refuse(ctx, "body unreadable or too large")),
+    };
+    let mut tokens = form.iter().filter(|(k, _)| k == "logout_token");
+    let (Some((_, token)), None) = (tokens.next(), tokens.next()) else {
+        return Ok(refuse(ctx, "exactly one logout_token is required"));
+    };
+    let subject = match provider.verify_logout_token(token).await {
+        Ok(subject) => subject,
+        Err(e) => return Ok(refuse(ctx, &e.to_string())),
+    };
+    let tag = match (&subject.sid, &subject.sub) {
+        (Some(sid), _) => sid_tag(provider_id, sid),
+        (None, Some(sub)) => subject_tag(provider_id, sub),
+        (None, None) => unreachable!("checked by verify_logout_token"),
+    };
+    let ended = gateway.store.end_tagged_sessions(&tag).await?;
+    audit::backchannel_logout(
+        &ctx.audit(gateway),
+        provider_id,
+        subject.sub.as_deref(),
+        ended,
+    );
+    gateway
+        .metrics
+        .logouts
+        .with_label_values(&[provider_id])
+        .inc_by(ended as u64);
+    Ok(Reply::json(200, &serde_json::json!({})))
 }
 
 /// Where logout may send the browser: a same-host path, or an http(s) URL on a host that one

@@ -1,8 +1,14 @@
 //! The gateway's own endpoints under `/.guichet/` on every app host: login, logout, whoami.
 //! They are answered here and never forwarded to an application.
 
+mod callback;
 mod login;
 mod logout;
+
+/// `/.guichet/callback/{provider}`: where external providers send the browser back.
+const CALLBACK_PREFIX: &str = "/.guichet/callback/";
+/// `/.guichet/backchannel-logout/{provider}`: OpenID Connect back-channel logout receiver.
+const BACKCHANNEL_PREFIX: &str = "/.guichet/backchannel-logout/";
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -37,6 +43,15 @@ pub async fn handle(
         ("/.guichet/logout", &Method::GET) => logout::on_get(gateway, session, ctx).await,
         ("/.guichet/logout", &Method::POST) => logout::on_post(gateway, session, ctx).await,
         ("/.guichet/whoami", &Method::GET) => logout::whoami(gateway, session, ctx).await,
+        (logout::LOGOUT_DONE, &Method::GET) => logout::done(gateway, session, ctx).await,
+        (path, &Method::GET | &Method::POST) if path.starts_with(CALLBACK_PREFIX) => {
+            let provider = &path[CALLBACK_PREFIX.len()..];
+            callback::finish(gateway, session, ctx, provider).await
+        }
+        (path, &Method::POST) if path.starts_with(BACKCHANNEL_PREFIX) => {
+            let provider = &path[BACKCHANNEL_PREFIX.len()..];
+            logout::backchannel(gateway, session, ctx, provider).await
+        }
         ("/.guichet/login" | "/.guichet/logout" | "/.guichet/whoami", _) => {
             Ok(Reply::error(405, text::METHOD, text::METHOD_TEXT, &id))
         }

@@ -2,7 +2,7 @@
 //! restart. Nothing is encrypted because nothing leaves the process.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -49,7 +49,13 @@ pub struct MemoryStore {
     sessions: Cache<String, Timed<Arc<SessionRecord>>>,
     transient: Cache<String, Timed<Arc<Vec<u8>>>>,
     counters: Cache<String, Timed<Arc<AtomicU64>>>,
+    /// Single-logout index: tag → storage keys of the sessions filed under it.
+    tags: Cache<String, Timed<Arc<Mutex<Vec<String>>>>>,
 }
+
+/// Sessions one upstream session or subject may fan out to (a user with many browsers); past
+/// this, the oldest keep working until they expire rather than the index growing unbounded.
+const MAX_SESSIONS_PER_TAG: usize = 1000;
 
 impl MemoryStore {
     /// `capacity` bounds each of the three maps, so a flood of login attempts cannot exhaust
@@ -59,6 +65,7 @@ impl MemoryStore {
             sessions: cache(capacity),
             transient: cache(capacity),
             counters: cache(capacity),
+            tags: cache(capacity),
         }
     }
 }
@@ -147,6 +154,37 @@ impl Store for MemoryStore {
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
         self.counters.remove(counter).await;
         Ok(())
+    }
+
+    async fn tag_session(
+        &self,
+        tag: &str,
+        id: &SessionId,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let entry = self
+            .tags
+            .entry(tag.to_owned())
+            .or_insert_with(async { Timed(Arc::new(Mutex::new(Vec::new())), ttl) })
+            .await
+            .into_value();
+        let mut members = entry.0.lock().expect("not poisoned");
+        let key = id.storage_key();
+        if !members.contains(&key) && members.len() < MAX_SESSIONS_PER_TAG {
+            members.push(key);
+        }
+        Ok(())
+    }
+
+    async fn end_tagged_sessions(&self, tag: &str) -> Result<usize, StoreError> {
+        let Some(entry) = self.tags.remove(tag).await else {
+            return Ok(0);
+        };
+        let members = std::mem::take(&mut *entry.0.lock().expect("not poisoned"));
+        for key in &members {
+            self.sessions.remove(key).await;
+        }
+        Ok(members.len())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -55,6 +55,13 @@ pub trait Store: Send + Sync {
     async fn decrement(&self, counter: &str) -> Result<(), StoreError>;
     async fn reset(&self, counter: &str) -> Result<(), StoreError>;
 
+    /// Files session `id` under `tag` (an upstream provider's session id or subject), so that a
+    /// single-logout request naming the tag can end it. The tag is kept `ttl`.
+    async fn tag_session(&self, tag: &str, id: &SessionId, ttl: Duration)
+        -> Result<(), StoreError>;
+    /// Ends every session filed under `tag`, on every replica; returns how many were filed.
+    async fn end_tagged_sessions(&self, tag: &str) -> Result<usize, StoreError>;
+
     /// Whether the store answers right now (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -82,6 +82,10 @@ impl RedisStore {
         self.name("t", key.as_bytes())
     }
 
+    fn tag_key(&self, tag: &str) -> String {
+        self.name("g", tag.as_bytes())
+    }
+
     fn counter_key(&self, counter: &str) -> String {
         self.name("c", counter.as_bytes())
     }
@@ -224,6 +228,44 @@ impl Store for RedisStore {
             .arg(self.counter_key(counter))
             .query_async::<()>(&mut self.connection.clone())
             .await
+            .map_err(unavailable)
+    }
+
+    async fn tag_session(
+        &self,
+        tag: &str,
+        id: &SessionId,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        // Members are the session keys' hashed names, never session ids.
+        let key = self.tag_key(tag);
+        redis::pipe()
+            .atomic()
+            .cmd("SADD")
+            .arg(&key)
+            .arg(self.session_key(id))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn end_tagged_sessions(&self, tag: &str) -> Result<usize, StoreError> {
+        // One script: the index and its sessions go together, whatever replica asks.
+        const SCRIPT: &str = "local members = redis.call('SMEMBERS', KEYS[1]) \
+            for _, k in ipairs(members) do redis.call('DEL', k) end \
+            redis.call('DEL', KEYS[1]) return #members";
+        redis::cmd("EVAL")
+            .arg(SCRIPT)
+            .arg(1)
+            .arg(self.tag_key(tag))
+            .query_async::<i64>(&mut self.connection.clone())
+            .await
+            .map(|n| n.max(0) as usize)
             .map_err(unavailable)
     }
 

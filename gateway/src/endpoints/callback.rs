@@ -1,0 +1,116 @@
+//! The return from an external identity provider: `/.guichet/callback/{provider}`, GET (query)
+//! or POST (form, for `form_post` and SAML bindings).
+//!
+//! The login transaction (single use, bound to this browser by its cookie) names the app, where
+//! the user was going and the provider chosen; a callback on another provider's path is refused
+//! whatever it carries.
+
+use guichet_protocols::{Callback, FinishContext, ProviderError};
+use pingora::proxy::Session;
+
+use super::login::{callback_url, sign_in};
+use super::{login_cookie, read_form, transaction};
+use crate::audit;
+use crate::pages::text;
+use crate::proxy::RequestCtx;
+use crate::respond::Reply;
+use crate::session::StoreError;
+use crate::state::Gateway;
+
+/// Longest callback query accepted (codes, states and error descriptions are far shorter).
+const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+pub async fn finish(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    provider_id: &str,
+) -> Result<Reply, StoreError> {
+    let id = ctx.correlation_id.clone();
+    let fail = |ctx: &RequestCtx, provider: &str, reason: &str, outcome: &str| {
+        audit::login_failed(&ctx.audit(gateway), provider, None, reason);
+        if gateway.providers.contains_key(provider) {
+            gateway
+                .metrics
+                .logins
+                .with_label_values(&[provider, outcome])
+                .inc();
+        }
+    };
+    let query = session.req_header().uri.query().unwrap_or("");
+    if query.len() > MAX_QUERY_BYTES {
+        fail(ctx, "-", "callback query too large", "malformed");
+        return Ok(Reply::error(414, text::BAD_REQUEST, text::TOO_LARGE, &id));
+    }
+    let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let form = if session.req_header().method == http::Method::POST {
+        match read_form(session).await {
+            Ok(Some(form)) => form,
+            _ => {
+                fail(ctx, "-", "callback form unreadable or too large", "malformed");
+                return Ok(Reply::error(400, text::BAD_REQUEST, text::BAD_FORM, &id));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+
+    // Single use: replaying a callback finds nothing.
+    let Some((_, txn)) = transaction(gateway, session, true).await? else {
+        fail(ctx, "-", "no login transaction for this callback (expired, replayed or another browser)", "malformed");
+        return Ok(Reply::error(400, text::LOGIN_FAILED, text::LOGIN_EXPIRED, &id));
+    };
+    let Some(app_index) = gateway.app_by_id(&txn.app) else {
+        fail(ctx, "-", "login transaction names an unknown app", "malformed");
+        return Ok(Reply::error(400, text::LOGIN_FAILED, text::LOGIN_EXPIRED, &id));
+    };
+    ctx.app = Some(app_index);
+    let app = &gateway.apps[app_index];
+    let clear_login = login_cookie(gateway, app).clear();
+    if txn.provider.as_deref() != Some(provider_id) || !app.providers.iter().any(|p| p == provider_id) {
+        fail(
+            ctx,
+            provider_id,
+            &format!(
+                "callback for provider {provider_id:?} but the login was started with {:?}",
+                txn.provider.as_deref().unwrap_or("-")
+            ),
+            "mixup",
+        );
+        return Ok(Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
+            .with_header("set-cookie", clear_login));
+    }
+    let entry = &gateway.providers[provider_id];
+    let finish = FinishContext {
+        callback_url: callback_url(app, provider_id),
+    };
+    let callback = Callback { query, form };
+    match entry
+        .provider
+        .finish(&finish, &callback, &txn.provider_state)
+        .await
+    {
+        Ok(principal) => sign_in(gateway, session, ctx, app, &txn.return_to, principal).await,
+        Err(ProviderError::Denied { error, description }) => {
+            let reason = format!(
+                "provider returned error {error:?}: {}",
+                description.as_deref().unwrap_or("-")
+            );
+            fail(ctx, provider_id, &reason, "denied");
+            Ok(Reply::error(403, text::LOGIN_FAILED, text::PROVIDER_DENIED, &id)
+                .with_header("set-cookie", clear_login))
+        }
+        Err(ProviderError::Unavailable(reason)) => {
+            fail(ctx, provider_id, &reason, "unavailable");
+            Ok(Reply::error(502, text::LOGIN_FAILED, text::IDP_DOWN, &id)
+                .with_header("set-cookie", clear_login))
+        }
+        Err(error) => {
+            fail(ctx, provider_id, &error.to_string(), "rejected");
+            Ok(Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
+                .with_header("set-cookie", clear_login))
+        }
+    }
+}
