@@ -18,6 +18,7 @@ use guichet_gateway::echo::EchoServer;
 use guichet_gateway::server::{self, RunningGateway};
 
 pub mod logs;
+pub mod oidc;
 pub mod tls;
 
 /// The host name test apps are published on (resolved to 127.0.0.1 by the [`Browser`]).
@@ -186,6 +187,11 @@ pub struct GatewayOptions {
     /// Serve the apps over HTTPS with this certificate and key (files).
     pub listener_tls: Option<(PathBuf, PathBuf)>,
     pub login_starts_per_minute: u64,
+    /// More providers, as YAML list items (`  - kind: oidc\n    id: ...`).
+    pub extra_providers: Vec<String>,
+    /// More apps, as YAML list items; `{origin}` becomes `http://app.test:PORT` and `{echo}`
+    /// the echo app's address.
+    pub extra_apps: Vec<String>,
 }
 
 impl Default for GatewayOptions {
@@ -203,6 +209,8 @@ impl Default for GatewayOptions {
             upstream_tls: None,
             listener_tls: None,
             login_starts_per_minute: 600,
+            extra_providers: Vec::new(),
+            extra_apps: Vec::new(),
         }
     }
 }
@@ -262,6 +270,12 @@ pub fn config_yaml(
         .as_ref()
         .map(|yaml| format!("\n    upstream_tls: {yaml}"))
         .unwrap_or_default();
+    let extra_providers: String = options.extra_providers.concat();
+    let extra_apps: String = options
+        .extra_apps
+        .concat()
+        .replace("{origin}", &format!("{scheme}://{APP_HOST}:{port}"))
+        .replace("{echo}", &echo.to_string());
     let main_upstream = options
         .upstream_override
         .clone()
@@ -312,6 +326,7 @@ providers:
         password_hash: '{guest}'
         attributes:
           groups: ["a,b", "c"]
+{extra_providers}
 apps:
   - id: main
     url: {scheme}://{APP_HOST}:{port}
@@ -347,6 +362,7 @@ apps:
     upstream: http://{echo}
     providers: [local]
     access: public
+{extra_apps}
 "#,
         idle = options.idle_timeout,
         absolute = options.absolute_timeout,

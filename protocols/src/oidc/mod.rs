@@ -97,7 +97,7 @@ impl OidcProvider {
         let assertion_key = match &settings.client_auth {
             ClientAuth::PrivateKeyJwt { key_pem, key_id } => Some(Arc::new(
                 CoreRsaPrivateSigningKey::from_pem(
-                    key_pem,
+                    &pkcs1_pem(key_pem)?,
                     key_id.clone().map(openidconnect::JsonWebKeyId::new),
                 )
                 .map_err(|e| format!("private_key: not an RSA private key in PEM ({e})"))?,
@@ -369,6 +369,20 @@ impl OidcProvider {
         )
         .map_err(ProviderError::Rejected)
     }
+}
+
+/// The crate reads PKCS#1 (`RSA PRIVATE KEY`) only; `openssl genpkey` writes PKCS#8.
+fn pkcs1_pem(pem: &str) -> Result<String, String> {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    if !pem.contains("-----BEGIN PRIVATE KEY-----") {
+        return Ok(pem.to_owned());
+    }
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+        .map_err(|e| format!("private_key: not an RSA private key in PKCS#8 PEM ({e})"))?;
+    key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|e| format!("private_key: {e}"))
 }
 
 /// `at_hash`: the left half of the access token's hash, with the id_token's algorithm's hash.

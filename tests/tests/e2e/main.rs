@@ -9,6 +9,7 @@ mod demo;
 mod headers;
 mod login;
 mod logout;
+mod oidc;
 mod proxy;
 mod redirects;
 mod redis_store;
