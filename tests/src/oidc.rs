@@ -698,8 +698,14 @@ fn end_session(state: &mut OpState, req: &Request) -> ResponseTemplate {
 /// (unindented, one setting a line).
 pub fn provider_yaml(kind: &str, id: &str, issuer: &str, extra: &str) -> String {
     let mut yaml = format!(
-        "  - kind: {kind}\n    id: {id}\n    issuer: \"{issuer}\"\n    client_id: {CLIENT_ID}\n    client_secret: \"{CLIENT_SECRET}\"\n    jwks_refresh_interval: 0s\n    timeout: 3s\n"
+        "  - kind: {kind}\n    id: {id}\n    issuer: \"{issuer}\"\n    client_id: {CLIENT_ID}\n    client_secret: \"{CLIENT_SECRET}\"\n"
     );
+    // Tests rotate keys at once; production waits between refetches.
+    for (key, default) in [("jwks_refresh_interval", "0s"), ("timeout", "3s")] {
+        if !extra.contains(key) {
+            yaml.push_str(&format!("    {key}: {default}\n"));
+        }
+    }
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {
         yaml.push_str("    ");
         yaml.push_str(line);

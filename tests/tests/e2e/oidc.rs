@@ -156,3 +156,313 @@ async fn rp_nonce_invalid() {
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
     assert_refused(&gw, &trip, "nonce", &mut browser).await;
 }
+
+/// Runs a login against a provider misbehaving with `change` and asserts the catalogue's
+/// refusal with `reason` in the audit log.
+async fn refused_when(change: impl FnOnce(&mut oidc::Behaviour), extra: &str, reason: &str) {
+    let op = MockOp::start().await;
+    op.behave(change);
+    let gw = gateway(&op, extra);
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    assert_refused(&gw, &trip, reason, &mut browser).await;
+}
+
+#[tokio::test]
+async fn rp_id_token_aud() {
+    refused_when(|b| b.id_token_claims = changes(json!({"aud": "another-client"})), "", "aud").await;
+    refused_when(|b| b.id_token_claims = changes(json!({"aud": null})), "", "").await;
+    // An extra audience nobody vouched for: that party could replay the token here.
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"aud": [CLIENT_ID, "untrusted-client"]})),
+        "",
+        "audience",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_iat() {
+    refused_when(|b| b.id_token_claims = changes(json!({"iat": null})), "", "iat").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sub() {
+    refused_when(|b| b.id_token_claims = changes(json!({"sub": null})), "", "sub").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_issuer_mismatch() {
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"iss": "https://evil.example"})),
+        "",
+        "issuer",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_expired() {
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"exp": 1_000_000_000})),
+        "",
+        "id_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_kid_absent_single_jwks() {
+    let op = MockOp::start().await;
+    op.state().keys = vec![OpKey::rsa(0, Some("rsa-1"))];
+    op.behave(|b| b.omit_kid = true);
+    let gw = gateway(&op, "");
+    signed_in(&gw).await;
+}
+
+/// Without `kid` and with several candidate keys, Guichet refuses rather than trying each key
+/// (OpenID Connect Core 10.1 requires a `kid` then; documented in docs/oidc.md).
+#[tokio::test]
+async fn rp_id_token_kid_absent_multiple_jwks() {
+    let op = MockOp::start().await;
+    op.state().keys = vec![OpKey::rsa(0, Some("rsa-1")), OpKey::rsa(1, Some("rsa-2"))];
+    op.behave(|b| b.omit_kid = true);
+    let gw = gateway(&op, "");
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    assert_refused(&gw, &trip, "id_token", &mut browser).await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sig_none() {
+    refused_when(|b| b.alg = Alg::None, "", "id_token").await;
+}
+
+#[tokio::test]
+async fn rp_id_token_bad_sig_rs256() {
+    refused_when(
+        |b| {
+            b.alg = Alg::Rs256;
+            b.corrupt_signature = true;
+        },
+        "",
+        "id_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_bad_sig_es256() {
+    refused_when(
+        |b| {
+            b.alg = Alg::Es256;
+            b.corrupt_signature = true;
+        },
+        "",
+        "id_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sig_rs256() {
+    let op = MockOp::start().await;
+    op.behave(|b| b.alg = Alg::Rs256);
+    signed_in(&gateway(&op, "")).await;
+}
+
+#[tokio::test]
+async fn rp_id_token_sig_es256() {
+    let op = MockOp::start().await;
+    op.behave(|b| b.alg = Alg::Es256);
+    signed_in(&gateway(&op, "")).await;
+}
+
+/// HS256 is refused unless configured, and then keyed with the client secret.
+#[tokio::test]
+async fn rp_id_token_sig_hs256_only_when_allowed() {
+    refused_when(|b| b.alg = Alg::Hs256, "", "id_token").await;
+    let op = MockOp::start().await;
+    op.behave(|b| b.alg = Alg::Hs256);
+    signed_in(&gateway(&op, "allowed_algs: [HS256]")).await;
+}
+
+#[tokio::test]
+async fn rp_id_token_bad_at_hash() {
+    refused_when(|b| b.bad_at_hash = true, "", "at_hash").await;
+}
+
+#[tokio::test]
+async fn rp_userinfo_bad_sub_claim() {
+    refused_when(
+        |b| b.userinfo_claims = changes(json!({"sub": "someone-else"})),
+        "userinfo: fetch",
+        "userinfo sub",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_userinfo_sig() {
+    for alg in [Alg::Rs256, Alg::Es256] {
+        let op = MockOp::start().await;
+        op.behave(|b| {
+            b.signed_userinfo = true;
+            b.userinfo_alg = Some(alg);
+            b.userinfo_claims = changes(json!({"given_name": "Signée"}));
+        });
+        let gw = gateway(&op, "userinfo: fetch");
+        let mut browser = signed_in(&gw).await;
+        let page = browser.send(browser.get_json(&gw.url("/rp/"))).await;
+        assert_eq!(
+            page.upstream_header_bytes("x-remote-given-name"),
+            Some("Signée".as_bytes().to_vec()),
+            "claims of the signed userinfo reach the app ({alg:?})"
+        );
+        assert_eq!(op.state().userinfo_fetches, 1);
+    }
+    // A signed userinfo with a corrupted signature is refused.
+    refused_when(
+        |b| {
+            b.signed_userinfo = true;
+            b.userinfo_alg = Some(Alg::Es256);
+            b.alg = Alg::Es256;
+            b.corrupt_signature = true;
+        },
+        "userinfo: fetch",
+        "id_token",
+    )
+    .await;
+    // Where signed userinfo is required, plain JSON is refused.
+    refused_when(|_| {}, "userinfo: require_signed", "not signed").await;
+}
+
+#[tokio::test]
+async fn rp_discovery_issuer_not_matching_config() {
+    let op = MockOp::start().await;
+    op.behave(|b| b.discovery_issuer = Some("https://impostor.example".into()));
+    let gw = gateway(&op, "");
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    assert!(trip.authorize.is_none(), "never sent to /authorize");
+    assert_eq!(trip.page.status, 502);
+    assert!(op.state().authorize_requests.is_empty());
+    let id = trip.page.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(logs::audit_events(&id)
+        .iter()
+        .any(|e| e["fields"]["reason"].as_str().is_some_and(|r| r.contains("discovery issuer"))));
+}
+
+#[tokio::test]
+async fn rp_key_rotation_op_sign_key() {
+    let op = MockOp::start().await;
+    let gw = gateway(&op, "");
+    signed_in(&gw).await;
+    assert_eq!(op.state().jwks_fetches, 1);
+    // The provider publishes a new key and signs with it from now on.
+    {
+        let mut state = op.state();
+        state.keys.push(OpKey::rsa(1, Some("rsa-2")));
+        state.behaviour.signing_key = Some(2);
+    }
+    signed_in(&gw).await;
+    assert_eq!(op.state().jwks_fetches, 2, "the JWKS was fetched again");
+    signed_in(&gw).await;
+    assert_eq!(op.state().jwks_fetches, 2, "and then cached");
+}
+
+/// Unknown keys make Guichet refetch the JWKS at most once per `jwks_refresh_interval`: a
+/// stream of tokens with made-up `kid`s cannot turn it into a load generator.
+#[tokio::test]
+async fn rp_key_rotation_refetch_is_rate_limited() {
+    let op = MockOp::start().await;
+    let gw = gateway(&op, "jwks_refresh_interval: 1h");
+    signed_in(&gw).await;
+    {
+        let mut state = op.state();
+        state.keys.push(OpKey::rsa(1, Some("rsa-2")));
+        state.behaviour.signing_key = Some(2);
+    }
+    for _ in 0..3 {
+        let mut browser = gw.browser();
+        let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+        assert_eq!(trip.page.status, 403);
+    }
+    assert_eq!(op.state().jwks_fetches, 1, "no refetch within the interval");
+}
+
+#[tokio::test]
+async fn rp_jwks_with_unparseable_keys() {
+    let op = MockOp::start().await;
+    op.behave(|b| b.jwks_unknown_keys = true);
+    signed_in(&gateway(&op, "")).await;
+}
+
+#[tokio::test]
+async fn rfc9207_iss_in_callback() {
+    // The right iss is accepted.
+    let op = MockOp::start().await;
+    op.behave(|b| b.callback_iss = true);
+    signed_in(&gateway(&op, "")).await;
+    // Another issuer's name is a mix-up: refused.
+    refused_when(
+        |b| {
+            b.callback_iss = true;
+            b.callback_iss_value = Some("https://other-provider.example".into());
+        },
+        "",
+        "iss",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_error_callback_is_a_clear_page_after_state_is_checked() {
+    let op = MockOp::start().await;
+    op.behave(|b| b.authorize_error = Some("access_denied".into()));
+    let gw = gateway(&op, "");
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    assert_refused(&gw, &trip, "access_denied", &mut browser).await;
+    assert!(trip.page.body.contains("did not allow the sign-in"));
+    assert!(!trip.page.body.contains("<script>"), "the provider's text is not echoed");
+
+    // The same error with a state that is not ours: refused as a forgery, not as a denial.
+    let mut browser = gw.browser();
+    let mut trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    let _ = &mut trip;
+    let callback = trip.callback.unwrap();
+    let forged = callback.replace("state=", "state=x");
+    let mut browser2 = gw.browser();
+    let first = oidc::login(&mut browser2, &gw, "/rp/", None).await;
+    let _ = first;
+    let page = browser2.send(browser2.get(&forged)).await;
+    assert!(matches!(page.status, 400 | 403), "{}", page.status);
+}
+
+#[tokio::test]
+async fn a_tampered_state_is_refused() {
+    let op = MockOp::start().await;
+    let gw = gateway(&op, "");
+    let mut browser = gw.browser();
+    // Start a login but do not let the provider answer: forge the callback instead.
+    let first = browser.send(browser.get(&gw.url("/rp/"))).await;
+    assert_eq!(first.status, 302);
+    let start = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
+    let authorize = url::Url::parse(start.location().unwrap()).unwrap();
+    let at_op = browser.send(browser.get(authorize.as_str())).await;
+    let callback = url::Url::parse(at_op.location().unwrap()).unwrap();
+    let mut forged = callback.clone();
+    forged.query_pairs_mut().clear();
+    for (k, v) in callback.query_pairs() {
+        let v = if k == "state" { "A".repeat(64) } else { v.into_owned() };
+        forged.query_pairs_mut().append_pair(&k, &v);
+    }
+    let trip = oidc::Trip {
+        authorize: Some(authorize),
+        callback: Some(forged.to_string()),
+        page: browser.send(browser.get(forged.as_str())).await,
+    };
+    assert_refused(&gw, &trip, "state mismatch", &mut browser).await;
+    assert!(op.state().token_requests.is_empty(), "the code was never redeemed");
+}
