@@ -786,3 +786,6 @@ pub async fn login(
         page,
     }
 }
+
+/// The claims FranceConnect releases, each requested as a scope.
+pub const FRANCECONNECT_CLAIMS: &[&str] = guichet_protocols::oidc::FRANCECONNECT_SCOPES;

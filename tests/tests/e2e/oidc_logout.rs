@@ -1,0 +1,190 @@
+//! OpenID Connect logouts: RP-initiated (to the provider's end-session endpoint and back) and
+//! back-channel (the provider tells Guichet a session ended), on one gateway and across two
+//! replicas sharing Redis.
+
+use guichet_tests::oidc::{self, Alg, MockOp, CLIENT_ID};
+use guichet_tests::{Browser, GatewayOptions, RedisServer, Store, TestGateway};
+use serde_json::{json, Map, Value};
+
+fn options(op: &MockOp, store: Store) -> GatewayOptions {
+    GatewayOptions {
+        store,
+        extra_providers: vec![oidc::provider_yaml("oidc", "op", &op.issuer, "")],
+        extra_apps: vec![oidc::app_yaml("rp", "/rp", &["op"])],
+        ..GatewayOptions::default()
+    }
+}
+
+async fn signed_in(gw: &TestGateway) -> Browser {
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, gw, "/rp/", None).await;
+    assert_eq!(trip.page.status, 302, "{}", trip.page.body);
+    browser
+}
+
+async fn is_signed_in(browser: &mut Browser, gw: &TestGateway) -> bool {
+    let status = browser.send(browser.get_json(&gw.url("/rp/"))).await.status;
+    assert!(matches!(status, 200 | 401), "{status}");
+    status == 200
+}
+
+async fn backchannel(gw: &TestGateway, token: &str) -> u16 {
+    let mut client = gw.browser();
+    client
+        .send(client.post_form(
+            &gw.url("/.guichet/backchannel-logout/op"),
+            &[("logout_token", token)],
+        ))
+        .await
+        .status
+}
+
+fn changes(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().expect("an object")
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_goes_to_the_provider_and_back() {
+    let op = MockOp::start().await;
+    let gw = TestGateway::start(options(&op, Store::Memory));
+    let mut browser = signed_in(&gw).await;
+
+    let out = browser
+        .send(browser.get(&gw.url("/.guichet/logout?return_to=%2Frp%2Fbye")))
+        .await;
+    assert_eq!(out.status, 302);
+    assert!(!is_signed_in(&mut browser, &gw).await, "the local session is over at once");
+    let end = url::Url::parse(out.location().unwrap()).unwrap();
+    assert!(end.as_str().starts_with(&format!("{}/session/end?", op.issuer)));
+    let q: std::collections::HashMap<String, String> = end.query_pairs().into_owned().collect();
+    assert!(q["id_token_hint"].starts_with("eyJ"), "id_token_hint");
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(
+        q["post_logout_redirect_uri"],
+        format!("http://app.test:{}/.guichet/logout/done", gw.port)
+    );
+    assert_eq!(q["state"].len(), 64);
+
+    let back = browser.send(browser.get(end.as_str())).await;
+    let done = back.location().expect("the provider sends the browser back").to_owned();
+    let landed = browser.send(browser.get(&done)).await;
+    assert_eq!(landed.status, 302);
+    assert_eq!(landed.location(), Some("/rp/bye"), "lands where the user asked");
+
+    // The state is single use: a replay only shows the signed-out page.
+    let again = browser.send(browser.get(&done)).await;
+    assert_eq!(again.status, 200);
+    assert!(again.location().is_none());
+}
+
+/// rp-init-logout with another or no state: the signed-out page, no error loop, no redirect
+/// chosen by whoever crafted the link.
+#[tokio::test]
+async fn rp_init_logout_other_or_no_state() {
+    let op = MockOp::start().await;
+    let gw = TestGateway::start(options(&op, Store::Memory));
+    let mut browser = gw.browser();
+    for query in ["?state=forged", "", "?state=&return_to=https://evil.example"] {
+        let page = browser
+            .send(browser.get(&gw.url(&format!("/.guichet/logout/done{query}"))))
+            .await;
+        assert_eq!(page.status, 200, "{query}");
+        assert!(page.location().is_none());
+        assert!(page.body.contains("déconnecté") || page.body.contains("signed out"), "{}", page.body);
+    }
+}
+
+#[tokio::test]
+async fn backchannel_logout_ends_the_sessions_of_that_sid() {
+    let op = MockOp::start().await;
+    let gw = TestGateway::start(options(&op, Store::Memory));
+    let mut first = signed_in(&gw).await;
+    let first_sid = op.state().sids.last().cloned().unwrap();
+    let mut second = signed_in(&gw).await;
+
+    let token = op.logout_token(&first_sid, Map::new(), Alg::Rs256);
+    assert_eq!(backchannel(&gw, &token).await, 200);
+    assert!(!is_signed_in(&mut first, &gw).await, "that sid's session ended");
+    assert!(is_signed_in(&mut second, &gw).await, "another provider session is untouched");
+
+    // An unknown sid: 200, and nothing changes.
+    let token = op.logout_token("sid-unknown", Map::new(), Alg::Rs256);
+    assert_eq!(backchannel(&gw, &token).await, 200);
+    assert!(is_signed_in(&mut second, &gw).await);
+
+    // Without sid, the subject's every session at this provider ends.
+    let token = op.logout_token("", changes(json!({"sid": null})), Alg::Es256);
+    assert_eq!(backchannel(&gw, &token).await, 200);
+    assert!(!is_signed_in(&mut second, &gw).await);
+}
+
+#[tokio::test]
+async fn backchannel_logout_malformed_tokens_are_400_and_change_nothing() {
+    let op = MockOp::start().await;
+    let gw = TestGateway::start(options(&op, Store::Memory));
+    let mut browser = signed_in(&gw).await;
+    let sid = op.state().sids.last().cloned().unwrap();
+    let event = "http://schemas.openid.net/event/backchannel-logout";
+    let cases: Vec<(&str, Map<String, Value>, Alg)> = vec![
+        ("alg none", Map::new(), Alg::None),
+        ("wrong alg (HS256 not allowed)", Map::new(), Alg::Hs256),
+        ("wrong aud", changes(json!({"aud": "another-client"})), Alg::Rs256),
+        ("no aud", changes(json!({"aud": null})), Alg::Rs256),
+        ("wrong iss", changes(json!({"iss": "https://evil.example"})), Alg::Rs256),
+        ("no events", changes(json!({"events": null})), Alg::Rs256),
+        ("wrong event", changes(json!({"events": {"http://schemas.openid.net/event/other": {}}})), Alg::Rs256),
+        ("event not an object", changes(json!({"events": {event: "yes"}})), Alg::Rs256),
+        ("with nonce", changes(json!({"nonce": "n-1"})), Alg::Rs256),
+        ("no iat", changes(json!({"iat": null})), Alg::Rs256),
+        ("no jti", changes(json!({"jti": null})), Alg::Rs256),
+        ("expired", changes(json!({"exp": 1_000_000_000})), Alg::Rs256),
+        ("neither sid nor sub", changes(json!({"sid": null, "sub": null})), Alg::Rs256),
+    ];
+    for (name, claims, alg) in cases {
+        let token = op.logout_token(&sid, claims, alg);
+        assert_eq!(backchannel(&gw, &token).await, 400, "{name}");
+        assert!(is_signed_in(&mut browser, &gw).await, "{name}: session kept");
+    }
+    // A corrupted signature, garbage, and no token at all.
+    op.behave(|b| b.corrupt_signature = true);
+    let token = op.logout_token(&sid, Map::new(), Alg::Rs256);
+    op.behave(|b| b.corrupt_signature = false);
+    assert_eq!(backchannel(&gw, &token).await, 400, "bad signature");
+    assert_eq!(backchannel(&gw, "not.a.jwt").await, 400);
+    let mut client = gw.browser();
+    let page = client
+        .send(client.post_form(&gw.url("/.guichet/backchannel-logout/op"), &[]))
+        .await;
+    assert_eq!(page.status, 400);
+    // A provider that is not OpenID Connect has no back-channel.
+    let token = op.logout_token(&sid, Map::new(), Alg::Rs256);
+    let page = client
+        .send(client.post_form(
+            &gw.url("/.guichet/backchannel-logout/local"),
+            &[("logout_token", &token)],
+        ))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(is_signed_in(&mut browser, &gw).await, "still signed in after all that");
+}
+
+#[tokio::test]
+async fn backchannel_logout_reaches_every_replica() {
+    let redis = RedisServer::start();
+    let op = MockOp::start().await;
+    let store = || Store::Redis { url: redis.url() };
+    let a = TestGateway::start(options(&op, store()));
+    let b = TestGateway::start_with_echo(options(&op, store()), a.echo.clone());
+    let mut browser = signed_in(&a).await;
+    let sid = op.state().sids.last().cloned().unwrap();
+    // The same cookie works on both replicas (same host name, another port).
+    let mut on_b = Browser::new(b.port);
+    on_b.cookies = browser.cookies.clone();
+    assert!(is_signed_in(&mut on_b, &b).await);
+
+    // The provider tells replica B; replica A's user is signed out too.
+    let token = op.logout_token(&sid, Map::new(), Alg::Rs256);
+    assert_eq!(backchannel(&b, &token).await, 200);
+    assert!(!is_signed_in(&mut browser, &a).await);
+    assert!(!is_signed_in(&mut on_b, &b).await);
+}
