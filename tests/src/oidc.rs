@@ -167,6 +167,8 @@ pub struct Behaviour {
     pub jwks_unknown_keys: bool,
     /// The client authentication the token endpoint demands.
     pub client_auth: ClientAuth,
+    /// Answer the token endpoint this late.
+    pub token_delay: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +196,7 @@ impl Default for Behaviour {
             authorize_error: None,
             jwks_unknown_keys: false,
             client_auth: ClientAuth::Basic,
+            token_delay: None,
         }
     }
 }
@@ -590,6 +593,14 @@ fn client_assertion_ok(jwt: &str, token_endpoint: &str) -> bool {
 }
 
 fn token(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
+    let response = token_response(state, issuer, req);
+    match state.behaviour.token_delay {
+        Some(delay) => response.set_delay(delay),
+        None => response,
+    }
+}
+
+fn token_response(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
     state.token_requests.push(req.clone());
     let form = form_map(&req.body);
     if let Err(refusal) = authenticate_client(state, issuer, req, &form) {

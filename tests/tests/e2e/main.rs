@@ -12,6 +12,7 @@ mod login;
 mod logout;
 mod oidc;
 mod oidc_logout;
+mod oidc_providers;
 mod proxy;
 mod redirects;
 mod redis_store;
