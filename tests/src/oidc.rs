@@ -122,11 +122,9 @@ impl OpKey {
 
     fn sign(&self, input: &[u8]) -> Vec<u8> {
         match &self.material {
-            KeyMaterial::Rsa(key) => {
-                rsa::pkcs1v15::SigningKey::<Sha256>::new((**key).clone())
-                    .sign(input)
-                    .to_vec()
-            }
+            KeyMaterial::Rsa(key) => rsa::pkcs1v15::SigningKey::<Sha256>::new((**key).clone())
+                .sign(input)
+                .to_vec(),
             KeyMaterial::Ec(key) => {
                 let signature: p256::ecdsa::Signature = key.sign(input);
                 signature.to_bytes().to_vec()
@@ -236,6 +234,8 @@ pub struct MockOp {
     state: Arc<Mutex<OpState>>,
 }
 
+type Responder = Box<dyn Fn(&Request) -> ResponseTemplate + Send + Sync>;
+
 fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -328,7 +328,7 @@ impl MockOp {
     }
 
     async fn mount(&self, base: &str) {
-        let routes: Vec<(&str, &str, Box<dyn Fn(&Request) -> ResponseTemplate + Send + Sync>)> = vec![
+        let routes: Vec<(&str, &str, Responder)> = vec![
             ("GET", "/.well-known/openid-configuration", {
                 let (state, issuer) = (self.state.clone(), self.issuer.clone());
                 Box::new(move |_req: &Request| discovery(&state.lock().unwrap(), &issuer))
@@ -516,13 +516,13 @@ fn authorize(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTempla
     ResponseTemplate::new(302).insert_header("location", back.as_str())
 }
 
-/// Checks the client's authentication; `Err` is the response to send.
+/// Whether the client authenticated the way the provider demands.
 fn authenticate_client(
     state: &OpState,
     issuer: &str,
     req: &Request,
     form: &HashMap<String, String>,
-) -> Result<(), ResponseTemplate> {
+) -> bool {
     let basic = req
         .headers
         .get("authorization")
@@ -554,11 +554,7 @@ fn authenticate_client(
                     .is_some_and(|jwt| client_assertion_ok(jwt, &format!("{issuer}/token")))
         }
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(oauth_error(401, "invalid_client"))
-    }
+    ok
 }
 
 fn client_assertion_ok(jwt: &str, token_endpoint: &str) -> bool {
@@ -603,8 +599,8 @@ fn token(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
 fn token_response(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
     state.token_requests.push(req.clone());
     let form = form_map(&req.body);
-    if let Err(refusal) = authenticate_client(state, issuer, req, &form) {
-        return refusal;
+    if !authenticate_client(state, issuer, req, &form) {
+        return oauth_error(401, "invalid_client");
     }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return oauth_error(400, "unsupported_grant_type");
@@ -648,7 +644,11 @@ fn token_response(state: &mut OpState, issuer: &str, req: &Request) -> ResponseT
     if let Some(nonce) = grant.nonce {
         claims.insert("nonce".into(), Value::String(nonce));
     }
-    if let Some(acr) = grant.acr_values.as_deref().and_then(|a| a.split(' ').next()) {
+    if let Some(acr) = grant
+        .acr_values
+        .as_deref()
+        .and_then(|a| a.split(' ').next())
+    {
         claims.insert("acr".into(), Value::String(acr.to_owned()));
     }
     apply(&mut claims, &b.id_token_claims);
@@ -671,7 +671,8 @@ fn userinfo(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplat
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !token.is_some_and(|t| state.access_tokens.contains_key(t)) {
-        return ResponseTemplate::new(401).insert_header("www-authenticate", "Bearer error=\"invalid_token\"");
+        return ResponseTemplate::new(401)
+            .insert_header("www-authenticate", "Bearer error=\"invalid_token\"");
     }
     let mut claims = state.user_claims.clone();
     claims.insert("sub".into(), Value::String(state.subject.clone()));

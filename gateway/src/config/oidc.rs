@@ -243,13 +243,13 @@ impl OidcProviderConfig {
                         check_url(&field(&format!("endpoints.{name}")), url)?;
                     }
                 }
-                Endpoints::Static(StaticEndpoints {
+                Endpoints::Static(Box::new(StaticEndpoints {
                     authorization: e.authorization.clone(),
                     token: e.token.clone(),
                     jwks: e.jwks.clone(),
                     userinfo: e.userinfo.clone(),
                     end_session: e.end_session.clone(),
-                })
+                }))
             }
         };
         if let Some(scopes) = &self.scopes {

@@ -49,7 +49,12 @@ pub async fn finish(
         match read_form(session).await {
             Ok(Some(form)) => form,
             _ => {
-                fail(ctx, "-", "callback form unreadable or too large", "malformed");
+                fail(
+                    ctx,
+                    "-",
+                    "callback form unreadable or too large",
+                    "malformed",
+                );
                 return Ok(Reply::error(400, text::BAD_REQUEST, text::BAD_FORM, &id));
             }
         }
@@ -59,17 +64,39 @@ pub async fn finish(
 
     // Single use: replaying a callback finds nothing.
     let Some((_, txn)) = transaction(gateway, session, true).await? else {
-        fail(ctx, "-", "no login transaction for this callback (expired, replayed or another browser)", "malformed");
-        return Ok(Reply::error(400, text::LOGIN_FAILED, text::LOGIN_EXPIRED, &id));
+        fail(
+            ctx,
+            "-",
+            "no login transaction for this callback (expired, replayed or another browser)",
+            "malformed",
+        );
+        return Ok(Reply::error(
+            400,
+            text::LOGIN_FAILED,
+            text::LOGIN_EXPIRED,
+            &id,
+        ));
     };
     let Some(app_index) = gateway.app_by_id(&txn.app) else {
-        fail(ctx, "-", "login transaction names an unknown app", "malformed");
-        return Ok(Reply::error(400, text::LOGIN_FAILED, text::LOGIN_EXPIRED, &id));
+        fail(
+            ctx,
+            "-",
+            "login transaction names an unknown app",
+            "malformed",
+        );
+        return Ok(Reply::error(
+            400,
+            text::LOGIN_FAILED,
+            text::LOGIN_EXPIRED,
+            &id,
+        ));
     };
     ctx.app = Some(app_index);
     let app = &gateway.apps[app_index];
     let clear_login = login_cookie(gateway, app).clear();
-    if txn.provider.as_deref() != Some(provider_id) || !app.providers.iter().any(|p| p == provider_id) {
+    if txn.provider.as_deref() != Some(provider_id)
+        || !app.providers.iter().any(|p| p == provider_id)
+    {
         fail(
             ctx,
             provider_id,
@@ -79,8 +106,10 @@ pub async fn finish(
             ),
             "mixup",
         );
-        return Ok(Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
-            .with_header("set-cookie", clear_login));
+        return Ok(
+            Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
+                .with_header("set-cookie", clear_login),
+        );
     }
     let entry = &gateway.providers[provider_id];
     let finish = FinishContext {
@@ -99,8 +128,10 @@ pub async fn finish(
                 description.as_deref().unwrap_or("-")
             );
             fail(ctx, provider_id, &reason, "denied");
-            Ok(Reply::error(403, text::LOGIN_FAILED, text::PROVIDER_DENIED, &id)
-                .with_header("set-cookie", clear_login))
+            Ok(
+                Reply::error(403, text::LOGIN_FAILED, text::PROVIDER_DENIED, &id)
+                    .with_header("set-cookie", clear_login),
+            )
         }
         Err(ProviderError::Unavailable(reason)) => {
             fail(ctx, provider_id, &reason, "unavailable");
@@ -109,8 +140,10 @@ pub async fn finish(
         }
         Err(error) => {
             fail(ctx, provider_id, &error.to_string(), "rejected");
-            Ok(Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
-                .with_header("set-cookie", clear_login))
+            Ok(
+                Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
+                    .with_header("set-cookie", clear_login),
+            )
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use guichet_protocols::{Callback, FinishContext, LoginStart, LogoutHandle, Principal, ProviderError};
+use guichet_protocols::{
+    Callback, FinishContext, LoginStart, LogoutHandle, Principal, ProviderError,
+};
 use pingora::proxy::Session;
 use subtle::ConstantTimeEq;
 

@@ -101,8 +101,8 @@ async fn sign_out(
     if let Some(record) = ended {
         if let Some(entry) = gateway.providers.get(&record.principal.provider) {
             let state = guichet_protocols::oidc::random_param();
-            let done = url::Url::parse(&format!("{}{LOGOUT_DONE}", app.origin))
-                .expect("origin is a URL");
+            let done =
+                url::Url::parse(&format!("{}{LOGOUT_DONE}", app.origin)).expect("origin is a URL");
             if let Some(location) = entry
                 .provider
                 .logout_redirect(&record.principal, &done, &state)
@@ -165,13 +165,19 @@ pub async fn done(
         Some(PendingLogout {
             target: Some(location),
         }) => Ok(Reply::redirect(&location)),
-        Some(_) => Ok(Reply::html(200, pages::logged_out_page(&ctx.correlation_id))),
+        Some(_) => Ok(Reply::html(
+            200,
+            pages::logged_out_page(&ctx.correlation_id),
+        )),
         None => {
             audit::request_refused(
                 &ctx.audit(gateway),
                 "return from provider logout with an unknown or missing state",
             );
-            Ok(Reply::html(200, pages::logged_out_page(&ctx.correlation_id)))
+            Ok(Reply::html(
+                200,
+                pages::logged_out_page(&ctx.correlation_id),
+            ))
         }
     }
 }

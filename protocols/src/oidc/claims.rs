@@ -6,8 +6,23 @@ use serde_json::{Map, Value};
 
 /// Protocol bookkeeping, not facts about the user: never copied into attributes.
 const PROTOCOL_CLAIMS: &[&str] = &[
-    "iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "s_hash", "azp", "jti",
-    "sid", "auth_time", "acr", "amr", "idp", "events",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "azp",
+    "jti",
+    "sid",
+    "auth_time",
+    "acr",
+    "amr",
+    "idp",
+    "events",
 ];
 
 /// How deep nested claims (`address.locality`) are followed.

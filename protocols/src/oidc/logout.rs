@@ -91,7 +91,10 @@ pub fn end_session_url(
     url.query_pairs_mut()
         .append_pair("id_token_hint", id_token)
         .append_pair("client_id", client_id)
-        .append_pair("post_logout_redirect_uri", post_logout_redirect_uri.as_str())
+        .append_pair(
+            "post_logout_redirect_uri",
+            post_logout_redirect_uri.as_str(),
+        )
         .append_pair("state", state);
     url
 }
@@ -130,7 +133,10 @@ mod tests {
             ("iat", json!(99999)),
             ("jti", Value::Null),
             ("events", Value::Null),
-            ("events", json!({"http://schemas.openid.net/event/other": {}})),
+            (
+                "events",
+                json!({"http://schemas.openid.net/event/other": {}}),
+            ),
             ("nonce", json!("n")),
             ("sid", Value::Null),
         ];

@@ -24,10 +24,10 @@ use openidconnect::core::{
     CoreRsaPrivateSigningKey,
 };
 use openidconnect::{
-    AuthType, AuthorizationCode, ClaimsVerificationError, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, ClientId, ClientSecret, CsrfToken,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PrivateSigningKey,
-    RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PrivateSigningKey, RedirectUrl, RequestTokenError, Scope,
+    SignatureVerificationError, TokenResponse,
 };
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -168,7 +168,10 @@ impl OidcProvider {
                 input.as_bytes(),
             )
             .map_err(|e| ProviderError::Rejected(format!("cannot sign client assertion: {e}")))?;
-        Ok(Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))))
+        Ok(Some(format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        )))
     }
 
     /// Verifies the id_token, refetching the JWKS once when it names a key we do not know.
@@ -213,17 +216,22 @@ impl OidcProvider {
                 )
                 .add_extra_param("client_assertion", assertion);
         }
-        request.request_async(&self.http).await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(response) => ProviderError::Rejected(format!(
-                "token endpoint refused the code: {}",
-                response.error()
-            )),
-            RequestTokenError::Request(e) => ProviderError::Unavailable(e.to_string()),
-            RequestTokenError::Parse(e, _) => {
-                ProviderError::Rejected(format!("token response unparseable: {e}"))
-            }
-            RequestTokenError::Other(e) => ProviderError::Rejected(format!("token endpoint: {e}")),
-        })
+        request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(response) => ProviderError::Rejected(format!(
+                    "token endpoint refused the code: {}",
+                    response.error()
+                )),
+                RequestTokenError::Request(e) => ProviderError::Unavailable(e.to_string()),
+                RequestTokenError::Parse(e, _) => {
+                    ProviderError::Rejected(format!("token response unparseable: {e}"))
+                }
+                RequestTokenError::Other(e) => {
+                    ProviderError::Rejected(format!("token endpoint: {e}"))
+                }
+            })
     }
 
     /// Userinfo claims, verified: a signed response with our keys and allowed algorithms, and
@@ -234,14 +242,16 @@ impl OidcProvider {
         access_token: &str,
         expected_sub: &str,
     ) -> Result<Map<String, Value>, ProviderError> {
-        let endpoint = discovered
-            .metadata
-            .userinfo_endpoint()
-            .ok_or_else(|| ProviderError::Rejected("the provider has no userinfo endpoint".into()))?;
+        let endpoint = discovered.metadata.userinfo_endpoint().ok_or_else(|| {
+            ProviderError::Rejected("the provider has no userinfo endpoint".into())
+        })?;
         let request = ::http::Request::builder()
             .method(::http::Method::GET)
             .uri(endpoint.as_str())
-            .header(::http::header::AUTHORIZATION, format!("Bearer {access_token}"))
+            .header(
+                ::http::header::AUTHORIZATION,
+                format!("Bearer {access_token}"),
+            )
             .header(::http::header::ACCEPT, "application/jwt, application/json")
             .body(Vec::new())
             .map_err(|e| ProviderError::Rejected(e.to_string()))?;
@@ -275,7 +285,9 @@ impl OidcProvider {
                 // A signed response names its issuer and audience; they must be ours.
                 if let Some(iss) = claims.get("iss") {
                     if iss.as_str() != Some(self.settings.issuer.as_str()) {
-                        return Err(ProviderError::Rejected("userinfo iss is not the provider's".into()));
+                        return Err(ProviderError::Rejected(
+                            "userinfo iss is not the provider's".into(),
+                        ));
                     }
                 }
                 if let Some(aud) = claims.get("aud") {
@@ -287,7 +299,9 @@ impl OidcProvider {
                         _ => false,
                     };
                     if !ok {
-                        return Err(ProviderError::Rejected("userinfo aud does not name this client".into()));
+                        return Err(ProviderError::Rejected(
+                            "userinfo aud does not name this client".into(),
+                        ));
                     }
                 }
                 claims
@@ -352,7 +366,10 @@ impl OidcProvider {
         if let Ok(header) = jws::peek_header(token) {
             if let Some(typ) = header.typ.as_deref() {
                 let typ = typ.to_ascii_lowercase();
-                if !matches!(typ.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
+                if !matches!(
+                    typ.as_str(),
+                    "logout+jwt" | "application/logout+jwt" | "jwt"
+                ) {
                     return Err(ProviderError::Rejected(format!(
                         "logout_token has typ {typ:?}"
                     )));
@@ -486,9 +503,9 @@ impl IdentityProvider for OidcProvider {
                 .query_param(name)
                 .or_else(|| callback.form_field(name))
         };
-        let expected_state = state
-            .get("state")
-            .ok_or_else(|| ProviderError::MalformedCallback("no state in the transaction".into()))?;
+        let expected_state = state.get("state").ok_or_else(|| {
+            ProviderError::MalformedCallback("no state in the transaction".into())
+        })?;
         match param("state") {
             Some(got) if equal(got, expected_state) => {}
             Some(_) => return Err(ProviderError::Rejected("state mismatch".into())),
@@ -544,7 +561,9 @@ impl IdentityProvider for OidcProvider {
         let nonce = Nonce::new(
             state
                 .get("nonce")
-                .ok_or_else(|| ProviderError::MalformedCallback("no nonce in the transaction".into()))?
+                .ok_or_else(|| {
+                    ProviderError::MalformedCallback("no nonce in the transaction".into())
+                })?
                 .to_owned(),
         );
 
@@ -563,8 +582,7 @@ impl IdentityProvider for OidcProvider {
                     Some(refreshed) => {
                         discovered = refreshed;
                         let client = self.client(&discovered, &redirect)?;
-                        self.verify_id_token(&client, id_token, &nonce)
-                            .map(|_| ())
+                        self.verify_id_token(&client, id_token, &nonce).map(|_| ())
                     }
                     None => Err(ClaimsVerificationError::SignatureVerification(
                         SignatureVerificationError::NoMatchingKey,
@@ -583,7 +601,9 @@ impl IdentityProvider for OidcProvider {
         if let Some(expected) = id_claims.get("at_hash") {
             let actual = access_token_hash(token.access_token().secret(), alg);
             if expected.as_str().is_none() || actual.as_deref() != expected.as_str() {
-                return Err(ProviderError::Rejected("id_token at_hash does not match the access token".into()));
+                return Err(ProviderError::Rejected(
+                    "id_token at_hash does not match the access token".into(),
+                ));
             }
         }
         let subject = id_claims
@@ -592,7 +612,10 @@ impl IdentityProvider for OidcProvider {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ProviderError::Rejected("id_token has no sub".into()))?
             .to_owned();
-        let acr = id_claims.get("acr").and_then(Value::as_str).map(str::to_owned);
+        let acr = id_claims
+            .get("acr")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if let Some(requested) = &self.settings.acr_values {
             let minimum = requested.split_whitespace().next().unwrap_or("");
             match &acr {

@@ -66,7 +66,7 @@ pub enum Endpoints {
     /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must equal the configured one.
     Discovery,
     /// Configured one by one, for providers without discovery.
-    Static(StaticEndpoints),
+    Static(Box<StaticEndpoints>),
 }
 
 #[derive(Clone, Debug)]
@@ -84,7 +84,10 @@ pub enum ClientAuth {
     SecretBasic(String),
     SecretPost(String),
     /// A JWT signed with this RSA key (PEM, PKCS#8 or PKCS#1), RS256.
-    PrivateKeyJwt { key_pem: String, key_id: Option<String> },
+    PrivateKeyJwt {
+        key_pem: String,
+        key_id: Option<String>,
+    },
 }
 
 impl ClientAuth {

@@ -17,7 +17,12 @@ async fn franceconnect() -> MockOp {
 
 fn gateway(op: &MockOp, extra: &str) -> TestGateway {
     TestGateway::start(GatewayOptions {
-        extra_providers: vec![oidc::provider_yaml("franceconnect", "fc", &op.issuer, extra)],
+        extra_providers: vec![oidc::provider_yaml(
+            "franceconnect",
+            "fc",
+            &op.issuer,
+            extra,
+        )],
         extra_apps: vec![oidc::app_yaml("citizens", "/demarches", &["fc"])],
         ..GatewayOptions::default()
     })
@@ -31,7 +36,10 @@ async fn login(gw: &TestGateway) -> (Browser, oidc::Trip) {
 
 fn refused(trip: &oidc::Trip, reason: &str) {
     assert_eq!(trip.page.status, 403, "{}", trip.page.body);
-    let id = trip.page.headers["x-request-id"].to_str().unwrap().to_owned();
+    let id = trip.page.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let events = guichet_tests::logs::audit_events(&id);
     assert!(
         events.iter().any(|e| e["fields"]["reason"]
@@ -89,7 +97,10 @@ async fn accented_claims_reach_the_app_as_configured() {
         page.upstream_header_bytes("x-remote-given-name"),
         Some("Grégory".as_bytes().to_vec())
     );
-    assert_eq!(page.upstream_header("x-remote-family-name"), vec!["Fran%C3%A7oise"]);
+    assert_eq!(
+        page.upstream_header("x-remote-family-name"),
+        vec!["Fran%C3%A7oise"]
+    );
     assert_eq!(page.upstream_header("x-remote-level"), vec!["eidas1"]);
     assert_eq!(
         page.upstream_header("x-remote-email"),

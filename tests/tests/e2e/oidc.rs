@@ -46,15 +46,25 @@ async fn assert_refused(gw: &TestGateway, trip: &oidc::Trip, reason: &str, brows
         .and_then(|v| v.to_str().ok())
         .expect("correlation id header")
         .to_owned();
-    assert!(page.body.contains(&correlation), "the page shows the correlation id");
     assert!(
-        !page.set_cookies().iter().any(|c| c.starts_with("guichet_session=") && !c.contains("Max-Age=0")),
+        page.body.contains(&correlation),
+        "the page shows the correlation id"
+    );
+    assert!(
+        !page
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("guichet_session=") && !c.contains("Max-Age=0")),
         "no session cookie"
     );
     let events = logs::audit_events(&correlation);
     assert!(
-        events.iter().any(|e| e["fields"]["event"] == "login_failure"
-            && e["fields"]["reason"].as_str().is_some_and(|r| r.contains(reason))),
+        events
+            .iter()
+            .any(|e| e["fields"]["event"] == "login_failure"
+                && e["fields"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(reason))),
         "audit names the reason {reason:?}: {events:?}"
     );
     let after = browser.send(browser.get_json(&gw.url("/rp/"))).await;
@@ -68,15 +78,24 @@ async fn rp_response_type_code() {
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/page?x=1", None).await;
     assert_eq!(trip.page.status, 302, "{}", trip.page.body);
-    assert_eq!(trip.page.location(), Some("/rp/page?x=1"), "back to the exact URL");
+    assert_eq!(
+        trip.page.location(),
+        Some("/rp/page?x=1"),
+        "back to the exact URL"
+    );
 
     let authorize = trip.authorize.expect("sent to the provider");
-    assert!(authorize.as_str().starts_with(&format!("{}/authorize?", op.issuer)));
+    assert!(authorize
+        .as_str()
+        .starts_with(&format!("{}/authorize?", op.issuer)));
     let q: std::collections::HashMap<String, String> =
         authorize.query_pairs().into_owned().collect();
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["client_id"], CLIENT_ID);
-    assert!(q["scope"].split(' ').any(|s| s == "openid"), "openid always in scope");
+    assert!(
+        q["scope"].split(' ').any(|s| s == "openid"),
+        "openid always in scope"
+    );
     assert_eq!(
         q["redirect_uri"],
         format!("http://app.test:{}/.guichet/callback/op", gw.port),
@@ -93,10 +112,15 @@ async fn rp_response_type_code() {
     // No token ever travels in a URL: the callback carries a code, the landing page nothing.
     let callback = trip.callback.expect("came back");
     for url in [callback.as_str(), trip.page.location().unwrap()] {
-        assert!(!url.contains("access_token") && !url.contains("id_token") && !url.contains("eyJ"), "{url}");
+        assert!(
+            !url.contains("access_token") && !url.contains("id_token") && !url.contains("eyJ"),
+            "{url}"
+        );
     }
 
-    let page = browser.send(browser.get_json(&gw.url("/rp/page?x=1"))).await;
+    let page = browser
+        .send(browser.get_json(&gw.url("/rp/page?x=1")))
+        .await;
     assert_eq!(page.status, 200);
     assert_eq!(page.upstream_header("x-remote-user"), vec!["op-user-1"]);
     assert_eq!(page.upstream_header("x-remote-provider"), vec!["op"]);
@@ -105,7 +129,10 @@ async fn rp_response_type_code() {
     let mut other = gw.browser();
     let replay = other.send(other.get(&callback)).await;
     assert_eq!(replay.status, 400);
-    assert!(replay.set_cookies().iter().all(|c| !c.starts_with("guichet_session=")));
+    assert!(replay
+        .set_cookies()
+        .iter()
+        .all(|c| !c.starts_with("guichet_session=")));
 }
 
 #[tokio::test]
@@ -115,10 +142,18 @@ async fn rp_token_endpoint_client_secret_basic() {
     signed_in(&gw).await;
     let state = op.state();
     let request = state.token_requests.last().expect("token request");
-    let basic = request.headers.get("authorization").unwrap().to_str().unwrap();
+    let basic = request
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(basic.starts_with("Basic "));
     let body = String::from_utf8_lossy(&request.body);
-    assert!(!body.contains("client_secret"), "the secret is not also in the body");
+    assert!(
+        !body.contains("client_secret"),
+        "the secret is not also in the body"
+    );
     assert!(!body.contains(&CLIENT_SECRET[..5]));
 }
 
@@ -170,8 +205,18 @@ async fn refused_when(change: impl FnOnce(&mut oidc::Behaviour), extra: &str, re
 
 #[tokio::test]
 async fn rp_id_token_aud() {
-    refused_when(|b| b.id_token_claims = changes(json!({"aud": "another-client"})), "", "aud").await;
-    refused_when(|b| b.id_token_claims = changes(json!({"aud": null})), "", "").await;
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"aud": "another-client"})),
+        "",
+        "aud",
+    )
+    .await;
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"aud": null})),
+        "",
+        "",
+    )
+    .await;
     // An extra audience nobody vouched for: that party could replay the token here.
     refused_when(
         |b| b.id_token_claims = changes(json!({"aud": [CLIENT_ID, "untrusted-client"]})),
@@ -183,12 +228,22 @@ async fn rp_id_token_aud() {
 
 #[tokio::test]
 async fn rp_id_token_iat() {
-    refused_when(|b| b.id_token_claims = changes(json!({"iat": null})), "", "iat").await;
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"iat": null})),
+        "",
+        "iat",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn rp_id_token_sub() {
-    refused_when(|b| b.id_token_claims = changes(json!({"sub": null})), "", "sub").await;
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"sub": null})),
+        "",
+        "sub",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -347,10 +402,13 @@ async fn rp_discovery_issuer_not_matching_config() {
     assert!(trip.authorize.is_none(), "never sent to /authorize");
     assert_eq!(trip.page.status, 502);
     assert!(op.state().authorize_requests.is_empty());
-    let id = trip.page.headers["x-request-id"].to_str().unwrap().to_owned();
-    assert!(logs::audit_events(&id)
-        .iter()
-        .any(|e| e["fields"]["reason"].as_str().is_some_and(|r| r.contains("discovery issuer"))));
+    let id = trip.page.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(logs::audit_events(&id).iter().any(|e| e["fields"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("discovery issuer"))));
 }
 
 #[tokio::test]
@@ -425,7 +483,10 @@ async fn an_error_callback_is_a_clear_page_after_state_is_checked() {
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
     assert_refused(&gw, &trip, "access_denied", &mut browser).await;
     assert!(trip.page.body.contains("did not allow the sign-in"));
-    assert!(!trip.page.body.contains("<script>"), "the provider's text is not echoed");
+    assert!(
+        !trip.page.body.contains("<script>"),
+        "the provider's text is not echoed"
+    );
 
     // The same error with a state that is not ours: refused as a forgery, not as a denial.
     let mut browser = gw.browser();
@@ -455,7 +516,11 @@ async fn a_tampered_state_is_refused() {
     let mut forged = callback.clone();
     forged.query_pairs_mut().clear();
     for (k, v) in callback.query_pairs() {
-        let v = if k == "state" { "A".repeat(64) } else { v.into_owned() };
+        let v = if k == "state" {
+            "A".repeat(64)
+        } else {
+            v.into_owned()
+        };
         forged.query_pairs_mut().append_pair(&k, &v);
     }
     let trip = oidc::Trip {
@@ -464,5 +529,8 @@ async fn a_tampered_state_is_refused() {
         page: browser.send(browser.get(forged.as_str())).await,
     };
     assert_refused(&gw, &trip, "state mismatch", &mut browser).await;
-    assert!(op.state().token_requests.is_empty(), "the code was never redeemed");
+    assert!(
+        op.state().token_requests.is_empty(),
+        "the code was never redeemed"
+    );
 }

@@ -53,9 +53,14 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
         .send(browser.get(&gw.url("/.guichet/logout?return_to=%2Frp%2Fbye")))
         .await;
     assert_eq!(out.status, 302);
-    assert!(!is_signed_in(&mut browser, &gw).await, "the local session is over at once");
+    assert!(
+        !is_signed_in(&mut browser, &gw).await,
+        "the local session is over at once"
+    );
     let end = url::Url::parse(out.location().unwrap()).unwrap();
-    assert!(end.as_str().starts_with(&format!("{}/session/end?", op.issuer)));
+    assert!(end
+        .as_str()
+        .starts_with(&format!("{}/session/end?", op.issuer)));
     let q: std::collections::HashMap<String, String> = end.query_pairs().into_owned().collect();
     assert!(q["id_token_hint"].starts_with("eyJ"), "id_token_hint");
     assert_eq!(q["client_id"], CLIENT_ID);
@@ -66,10 +71,17 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
     assert_eq!(q["state"].len(), 64);
 
     let back = browser.send(browser.get(end.as_str())).await;
-    let done = back.location().expect("the provider sends the browser back").to_owned();
+    let done = back
+        .location()
+        .expect("the provider sends the browser back")
+        .to_owned();
     let landed = browser.send(browser.get(&done)).await;
     assert_eq!(landed.status, 302);
-    assert_eq!(landed.location(), Some("/rp/bye"), "lands where the user asked");
+    assert_eq!(
+        landed.location(),
+        Some("/rp/bye"),
+        "lands where the user asked"
+    );
 
     // The state is single use: a replay only shows the signed-out page.
     let again = browser.send(browser.get(&done)).await;
@@ -84,13 +96,21 @@ async fn rp_init_logout_other_or_no_state() {
     let op = MockOp::start().await;
     let gw = TestGateway::start(options(&op, Store::Memory));
     let mut browser = gw.browser();
-    for query in ["?state=forged", "", "?state=&return_to=https://evil.example"] {
+    for query in [
+        "?state=forged",
+        "",
+        "?state=&return_to=https://evil.example",
+    ] {
         let page = browser
             .send(browser.get(&gw.url(&format!("/.guichet/logout/done{query}"))))
             .await;
         assert_eq!(page.status, 200, "{query}");
         assert!(page.location().is_none());
-        assert!(page.body.contains("déconnecté") || page.body.contains("signed out"), "{}", page.body);
+        assert!(
+            page.body.contains("déconnecté") || page.body.contains("signed out"),
+            "{}",
+            page.body
+        );
     }
 }
 
@@ -104,8 +124,14 @@ async fn backchannel_logout_ends_the_sessions_of_that_sid() {
 
     let token = op.logout_token(&first_sid, Map::new(), Alg::Rs256);
     assert_eq!(backchannel(&gw, &token).await, 200);
-    assert!(!is_signed_in(&mut first, &gw).await, "that sid's session ended");
-    assert!(is_signed_in(&mut second, &gw).await, "another provider session is untouched");
+    assert!(
+        !is_signed_in(&mut first, &gw).await,
+        "that sid's session ended"
+    );
+    assert!(
+        is_signed_in(&mut second, &gw).await,
+        "another provider session is untouched"
+    );
 
     // An unknown sid: 200, and nothing changes.
     let token = op.logout_token("sid-unknown", Map::new(), Alg::Rs256);
@@ -128,22 +154,49 @@ async fn backchannel_logout_malformed_tokens_are_400_and_change_nothing() {
     let cases: Vec<(&str, Map<String, Value>, Alg)> = vec![
         ("alg none", Map::new(), Alg::None),
         ("wrong alg (HS256 not allowed)", Map::new(), Alg::Hs256),
-        ("wrong aud", changes(json!({"aud": "another-client"})), Alg::Rs256),
+        (
+            "wrong aud",
+            changes(json!({"aud": "another-client"})),
+            Alg::Rs256,
+        ),
         ("no aud", changes(json!({"aud": null})), Alg::Rs256),
-        ("wrong iss", changes(json!({"iss": "https://evil.example"})), Alg::Rs256),
+        (
+            "wrong iss",
+            changes(json!({"iss": "https://evil.example"})),
+            Alg::Rs256,
+        ),
         ("no events", changes(json!({"events": null})), Alg::Rs256),
-        ("wrong event", changes(json!({"events": {"http://schemas.openid.net/event/other": {}}})), Alg::Rs256),
-        ("event not an object", changes(json!({"events": {event: "yes"}})), Alg::Rs256),
+        (
+            "wrong event",
+            changes(json!({"events": {"http://schemas.openid.net/event/other": {}}})),
+            Alg::Rs256,
+        ),
+        (
+            "event not an object",
+            changes(json!({"events": {event: "yes"}})),
+            Alg::Rs256,
+        ),
         ("with nonce", changes(json!({"nonce": "n-1"})), Alg::Rs256),
         ("no iat", changes(json!({"iat": null})), Alg::Rs256),
         ("no jti", changes(json!({"jti": null})), Alg::Rs256),
-        ("expired", changes(json!({"exp": 1_000_000_000})), Alg::Rs256),
-        ("neither sid nor sub", changes(json!({"sid": null, "sub": null})), Alg::Rs256),
+        (
+            "expired",
+            changes(json!({"exp": 1_000_000_000})),
+            Alg::Rs256,
+        ),
+        (
+            "neither sid nor sub",
+            changes(json!({"sid": null, "sub": null})),
+            Alg::Rs256,
+        ),
     ];
     for (name, claims, alg) in cases {
         let token = op.logout_token(&sid, claims, alg);
         assert_eq!(backchannel(&gw, &token).await, 400, "{name}");
-        assert!(is_signed_in(&mut browser, &gw).await, "{name}: session kept");
+        assert!(
+            is_signed_in(&mut browser, &gw).await,
+            "{name}: session kept"
+        );
     }
     // A corrupted signature, garbage, and no token at all.
     op.behave(|b| b.corrupt_signature = true);
@@ -165,7 +218,10 @@ async fn backchannel_logout_malformed_tokens_are_400_and_change_nothing() {
         ))
         .await;
     assert_eq!(page.status, 400);
-    assert!(is_signed_in(&mut browser, &gw).await, "still signed in after all that");
+    assert!(
+        is_signed_in(&mut browser, &gw).await,
+        "still signed in after all that"
+    );
 }
 
 #[tokio::test]

@@ -26,7 +26,11 @@ async fn the_chooser_offers_both_providers_and_each_login_works() {
     assert_eq!(first.status, 302);
     let chooser = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
     assert_eq!(chooser.status, 200);
-    assert!(chooser.body.contains("/.guichet/login?idp=op-a"), "{}", chooser.body);
+    assert!(
+        chooser.body.contains("/.guichet/login?idp=op-a"),
+        "{}",
+        chooser.body
+    );
     assert!(chooser.body.contains("/.guichet/login?idp=op-b"));
     assert!(chooser.body.contains("Fournisseur A") && chooser.body.contains("Fournisseur B"));
 
@@ -60,10 +64,16 @@ async fn a_callback_for_one_provider_with_a_code_from_another_fails() {
     let to_a = callback_b.replace("/.guichet/callback/op-b?", "/.guichet/callback/op-a?");
     let page = browser.send(browser.get(&to_a)).await;
     assert_eq!(page.status, 403, "{}", page.body);
-    assert!(page.set_cookies().iter().all(|c| !c.starts_with("guichet_session=")));
+    assert!(page
+        .set_cookies()
+        .iter()
+        .all(|c| !c.starts_with("guichet_session=")));
     assert!(a.state().token_requests.is_empty(), "A never saw B's code");
     assert!(b.state().token_requests.is_empty());
-    assert_eq!(browser.send(browser.get_json(&gw.url("/rp/"))).await.status, 401);
+    assert_eq!(
+        browser.send(browser.get_json(&gw.url("/rp/"))).await.status,
+        401
+    );
 
     // Mix-up defence with RFC 9207: B's answer naming B's issuer fails at A even when the
     // transaction was started with A (the attacker swapped the code into A's flow).
@@ -89,7 +99,10 @@ async fn a_callback_for_one_provider_with_a_code_from_another_fails() {
         .append_pair("iss", &b.issuer);
     let page = victim.send(victim.get(callback.as_str())).await;
     assert_eq!(page.status, 403);
-    assert!(a.state().token_requests.is_empty(), "refused before redeeming anything");
+    assert!(
+        a.state().token_requests.is_empty(),
+        "refused before redeeming anything"
+    );
 }
 
 #[tokio::test]
@@ -103,8 +116,16 @@ async fn an_unreachable_provider_is_an_error_page_and_a_metric_and_nothing_else(
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
     assert_eq!(trip.page.status, 502);
-    assert!(trip.page.body.contains("identity provider is not responding"));
-    let metrics = reqwest::get(gw.admin_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(trip
+        .page
+        .body
+        .contains("identity provider is not responding"));
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains(r#"provider="down""#) && metrics.contains(r#"outcome="unavailable""#),
         "{metrics}"
@@ -130,7 +151,10 @@ async fn a_slow_token_endpoint_is_cut_off_by_the_timeout() {
     assert_eq!(trip.page.status, 502, "{}", trip.page.body);
     // Not a timing assertion on the gateway's speed: only that it did not wait 10 s.
     assert!(started.elapsed() < Duration::from_secs(9));
-    assert_eq!(browser.send(browser.get_json(&gw.url("/rp/"))).await.status, 401);
+    assert_eq!(
+        browser.send(browser.get_json(&gw.url("/rp/"))).await.status,
+        401
+    );
 }
 
 #[test]
@@ -194,5 +218,8 @@ fn provider_configuration_errors_name_the_field() {
         "127.0.0.1:3".parse().unwrap(),
     );
     let config = guichet_gateway::config::Config::from_yaml(&yaml).unwrap();
-    assert_eq!(config.oidc["fc"].issuer, "https://oidc.franceconnect.gouv.fr/api/v2");
+    assert_eq!(
+        config.oidc["fc"].issuer,
+        "https://oidc.franceconnect.gouv.fr/api/v2"
+    );
 }
