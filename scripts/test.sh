@@ -23,6 +23,20 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The distribution's redis-server service is not used; the tests start their own.
 
+# Interop peers nobody here wrote, from their registries: panva/node-oidc-provider (npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "==> installing nodejs npm"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+interop=tests/interop/oidc-provider
+if [ ! -d "$interop/node_modules/oidc-provider" ] || [ "$interop/package-lock.json" -nt "$interop/node_modules/.package-lock.json" ]; then
+  echo "==> npm ci in $interop"
+  (cd "$interop" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 filter=()
 if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
 

@@ -801,3 +801,51 @@ pub async fn login(
 
 /// The claims FranceConnect releases, each requested as a scope.
 pub const FRANCECONNECT_CLAIMS: &[&str] = guichet_protocols::oidc::FRANCECONNECT_SCOPES;
+
+/// The independent OpenID provider of the interop test (panva/node-oidc-provider), run with
+/// Node.js from `tests/interop/oidc-provider` (its packages installed by `scripts/test.sh`).
+pub struct NodeOidcProvider {
+    pub issuer: String,
+    child: std::process::Child,
+}
+
+impl NodeOidcProvider {
+    pub const CLIENT_ID: &'static str = "guichet";
+    pub const CLIENT_SECRET: &'static str = "interop secret: with reserved & chars";
+
+    pub fn start(redirect_uri: &str, post_logout_redirect_uri: &str) -> NodeOidcProvider {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/oidc-provider");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "oidc-provider is not installed: run scripts/test.sh (it runs npm ci in {})",
+            dir.display()
+        );
+        let port = crate::free_port();
+        let child = std::process::Command::new("node")
+            .arg("server.mjs")
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect_uri)
+            .env("POST_LOGOUT_REDIRECT_URI", post_logout_redirect_uri)
+            .env("CLIENT_SECRET", Self::CLIENT_SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs");
+        assert!(
+            crate::wait_for_port(port, std::time::Duration::from_secs(20)),
+            "oidc-provider did not listen"
+        );
+        NodeOidcProvider {
+            issuer: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for NodeOidcProvider {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}

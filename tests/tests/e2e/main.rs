@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod franceconnect;
 mod headers;
+mod interop_oidc;
 mod login;
 mod logout;
 mod oidc;
