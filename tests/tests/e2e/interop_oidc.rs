@@ -45,12 +45,17 @@ async fn a_login_through_node_oidc_provider_reaches_the_app() {
         ..GatewayOptions::default()
     });
     let mut browser = gw.browser();
-    let first = browser.send(browser.get(&gw.url("/rp/hello?lang=fr"))).await;
+    let first = browser
+        .send(browser.get(&gw.url("/rp/hello?lang=fr")))
+        .await;
     assert_eq!(first.status, 302);
     let start = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
     assert_eq!(start.status, 302, "{}", start.body);
     let authorize = start.location().unwrap().to_owned();
-    assert!(authorize.starts_with(&format!("{}/auth?", op.issuer)), "{authorize}");
+    assert!(
+        authorize.starts_with(&format!("{}/auth?", op.issuer)),
+        "{authorize}"
+    );
 
     // At the provider: its own cookies, its own pages.
     let at_op = reqwest::Client::builder()
@@ -93,19 +98,27 @@ async fn a_login_through_node_oidc_provider_reaches_the_app() {
         next = absolute(response.headers()["location"].to_str().unwrap());
     }
     let callback = callback.expect("the provider sent the browser back to Guichet");
-    assert!(callback.contains("iss="), "RFC 9207 iss is sent (and checked): {callback}");
+    assert!(
+        callback.contains("iss="),
+        "RFC 9207 iss is sent (and checked): {callback}"
+    );
 
     let done = browser.send(browser.get(&callback)).await;
     assert_eq!(done.status, 302, "{}", done.body);
     assert_eq!(done.location(), Some("/rp/hello?lang=fr"));
-    let page = browser.send(browser.get_json(&gw.url("/rp/hello?lang=fr"))).await;
+    let page = browser
+        .send(browser.get_json(&gw.url("/rp/hello?lang=fr")))
+        .await;
     assert_eq!(page.status, 200);
     assert_eq!(page.upstream_header("x-remote-user"), vec!["jeanne.dupont"]);
     assert_eq!(
         page.upstream_header_bytes("x-remote-given-name"),
         Some("Grégory".as_bytes().to_vec())
     );
-    assert_eq!(page.upstream_header("x-remote-email"), vec!["jeanne.dupont@example.org"]);
+    assert_eq!(
+        page.upstream_header("x-remote-email"),
+        vec!["jeanne.dupont@example.org"]
+    );
 
     // Logout continues to the provider's end-session endpoint with the id_token.
     let out = browser.send(browser.get(&gw.url("/.guichet/logout"))).await;

@@ -534,3 +534,60 @@ async fn a_tampered_state_is_refused() {
         "the code was never redeemed"
     );
 }
+
+/// Discovery off: every endpoint from the configuration.
+#[tokio::test]
+async fn static_endpoints_without_discovery() {
+    let op = MockOp::start().await;
+    let i = &op.issuer;
+    let gw = gateway(
+        &op,
+        &format!(
+            "discovery: false\nendpoints:\n  authorization: \"{i}/authorize\"\n  token: \"{i}/token\"\n  jwks: \"{i}/jwks\"\n  userinfo: \"{i}/userinfo\"\n  end_session: \"{i}/session/end\"\nuserinfo: fetch"
+        ),
+    );
+    let mut browser = signed_in(&gw).await;
+    assert_eq!(op.state().userinfo_fetches, 1);
+    let page = browser.send(browser.get_json(&gw.url("/rp/"))).await;
+    assert_eq!(page.upstream_header("x-remote-user"), vec!["op-user-1"]);
+    let requests = op.server.received_requests().await.unwrap();
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.url.path().contains("well-known")),
+        "discovery was never fetched"
+    );
+}
+
+/// Codes, tokens and the client secret never reach the logs, whatever happens.
+#[tokio::test]
+async fn no_token_or_secret_in_the_logs() {
+    let op = MockOp::start().await;
+    op.behave(|b| {
+        b.signed_userinfo = true;
+        b.alg = Alg::Es256;
+    });
+    let gw = gateway(&op, "userinfo: fetch");
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    assert_eq!(trip.page.status, 302);
+    // A failing login too (the token exchange is refused).
+    op.behave(|b| b.client_auth = ClientAuth::Post);
+    let mut other = gw.browser();
+    let failed = oidc::login(&mut other, &gw, "/rp/", None).await;
+    assert_eq!(failed.page.status, 403);
+    let logs = logs::text();
+    let callback = url::Url::parse(&trip.callback.unwrap()).unwrap();
+    let code: String = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(!logs.contains(&code), "the code is not logged");
+    assert!(
+        !logs.contains(CLIENT_SECRET),
+        "the client secret is not logged"
+    );
+    assert!(!logs.contains("eyJ"), "no JWT is logged");
+    assert!(!logs.contains("\"at-"), "no access token is logged");
+}
