@@ -101,3 +101,22 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// One app's request counters for the statuses most responses have, resolved on first use
+/// instead of by label on every request. Others go through the labelled vector.
+#[derive(Default)]
+pub struct StatusCounters {
+    common: [std::sync::OnceLock<prometheus::IntCounter>; COMMON_STATUSES.len()],
+}
+
+const COMMON_STATUSES: [u16; 8] = [200, 204, 206, 302, 304, 401, 403, 404];
+
+impl StatusCounters {
+    /// Counts one response with `status`; `resolve` finds its labelled counter.
+    pub fn count(&self, status: u16, resolve: impl FnOnce() -> prometheus::IntCounter) {
+        match COMMON_STATUSES.iter().position(|&s| s == status) {
+            Some(slot) => self.common[slot].get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
+    }
+}

@@ -45,8 +45,9 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// X-Forwarded-For to send upstream.
     forwarded_for: String,
-    forwarded_proto: String,
-    forwarded_host: String,
+    forwarded_proto: &'static str,
+    /// The Host the client asked for (or the trusted proxy's X-Forwarded-Host), as received.
+    forwarded_host: Option<HeaderValue>,
     /// The signed-in user, when there is one.
     pub identity: Option<Identity>,
     /// The request target forwarded upstream: origin-form, the bytes the policy decided on.
@@ -66,7 +67,7 @@ impl RequestCtx {
 impl RequestCtx {
     /// `http` or `https`, as the client reached the gateway (or the trusted proxy in front).
     pub fn forwarded_proto_str(&self) -> &str {
-        &self.forwarded_proto
+        self.forwarded_proto
     }
 }
 
@@ -88,17 +89,9 @@ impl GuichetProxy {
         let tls = session
             .digest()
             .is_some_and(|digest| digest.ssl_digest.is_some());
-        let header = |name: &str| {
-            session
-                .req_header()
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let host = header("host").unwrap_or_default();
-        ctx.forwarded_proto = if tls { "https" } else { "http" }.into();
-        ctx.forwarded_host = host;
+        let header = |name: &str| session.req_header().headers.get(name);
+        ctx.forwarded_proto = if tls { "https" } else { "http" };
+        ctx.forwarded_host = header("host").cloned();
         ctx.client_ip = peer;
         let Some(peer) = peer else { return };
         ctx.forwarded_for = peer.to_string();
@@ -136,11 +129,15 @@ impl GuichetProxy {
             .map(IpAddr::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        if let Some(proto) = header("x-forwarded-proto").filter(|p| p == "https" || p == "http") {
-            ctx.forwarded_proto = proto;
+        match header("x-forwarded-proto").map(HeaderValue::as_bytes) {
+            Some(b"https") => ctx.forwarded_proto = "https",
+            Some(b"http") => ctx.forwarded_proto = "http",
+            _ => {}
         }
-        if let Some(host) = header("x-forwarded-host").filter(|h| request_host(h).is_some()) {
-            ctx.forwarded_host = host;
+        if let Some(host) =
+            header("x-forwarded-host").filter(|h| h.to_str().ok().and_then(request_host).is_some())
+        {
+            ctx.forwarded_host = Some(host.clone());
         }
     }
 
@@ -206,8 +203,8 @@ impl ProxyHttp for GuichetProxy {
             app: None,
             client_ip: None,
             forwarded_for: String::new(),
-            forwarded_proto: String::new(),
-            forwarded_host: String::new(),
+            forwarded_proto: "http",
+            forwarded_host: None,
             identity: None,
             origin_form: String::new(),
         }
@@ -372,11 +369,9 @@ impl ProxyHttp for GuichetProxy {
             }
         }
         request.insert_header("x-forwarded-for", &ctx.forwarded_for)?;
-        request.insert_header("x-forwarded-proto", &ctx.forwarded_proto)?;
-        if !ctx.forwarded_host.is_empty() {
-            if let Ok(value) = HeaderValue::from_str(&ctx.forwarded_host) {
-                request.insert_header("x-forwarded-host", value)?;
-            }
+        request.insert_header("x-forwarded-proto", ctx.forwarded_proto)?;
+        if let Some(host) = ctx.forwarded_host.clone().filter(|h| !h.is_empty()) {
+            request.insert_header("x-forwarded-host", host)?;
         }
         request.insert_header("x-request-id", &ctx.correlation_id)?;
         if !app.preserve_host {
@@ -385,10 +380,19 @@ impl ProxyHttp for GuichetProxy {
 
         if let Some(identity) = &ctx.identity {
             let plan = &app.identity_headers;
-            for rule in &plan.rules {
-                if let Some(value) = identity.value(&rule.source, &plan.separator) {
-                    request.insert_header(rule.name.clone(), encode(&value, rule.encoding))?;
-                }
+            let render = || {
+                plan.rules
+                    .iter()
+                    .filter_map(|rule| {
+                        identity
+                            .value(&rule.source, &plan.separator)
+                            .map(|value| (rule.name.clone(), encode(&value, rule.encoding)))
+                    })
+                    .collect()
+            };
+            let app_index = ctx.app.expect("request_filter chose an app");
+            for (name, value) in identity.record.rendered.for_app(app_index, render).iter() {
+                request.insert_header(name.clone(), value.clone())?;
             }
         }
         Ok(())
@@ -443,10 +447,17 @@ impl ProxyHttp for GuichetProxy {
         let app_id = app.map(|app| app.id.as_str()).unwrap_or("-");
         let elapsed = ctx.started.elapsed();
         let metrics = &self.gateway.metrics;
-        metrics
-            .requests
-            .with_label_values(&[app_id, status_label(status).as_ref()])
-            .inc();
+        match app {
+            Some(app) => app.requests.count(status, || {
+                metrics
+                    .requests
+                    .with_label_values(&[app_id, status_label(status).as_ref()])
+            }),
+            None => metrics
+                .requests
+                .with_label_values(&[app_id, status_label(status).as_ref()])
+                .inc(),
+        }
         match app {
             Some(app) => app.latency.observe(elapsed.as_secs_f64()),
             None => metrics

@@ -34,6 +34,7 @@ pub struct App {
     pub identity_headers: IdentityHeaders,
     /// This app's latency histogram, resolved once instead of by label on every request.
     pub latency: prometheus::Histogram,
+    pub requests: crate::metrics::StatusCounters,
 }
 
 pub struct ProviderEntry {
@@ -169,6 +170,7 @@ impl Gateway {
                 },
                 identity_headers: IdentityHeaders::compile(&app.identity_headers),
                 latency: metrics.latency.with_label_values(&[&app.id]),
+                requests: Default::default(),
             });
         }
 

@@ -205,6 +205,7 @@ pub async fn sign_in(
         created_at: now,
         last_seen: now,
         expires_at: now + gateway.sessions.absolute_timeout.as_secs() as i64,
+        rendered: Default::default(),
     };
     let session_id = SessionId::generate();
     let ttl = identity::remaining_ttl(&record, gateway.sessions.idle_timeout, now);

@@ -1,4 +1,8 @@
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
+
+use http::{HeaderName, HeaderValue};
 
 use base64::Engine;
 use guichet_protocols::Principal;
@@ -61,6 +65,54 @@ pub struct SessionRecord {
     pub last_seen: i64,
     /// Unix seconds after which the session is over, however active.
     pub expires_at: i64,
+    /// The identity headers already encoded, for the app that asked first. Never stored.
+    #[serde(skip)]
+    pub rendered: RenderedHeaders,
+}
+
+/// Identity headers encoded once per session and app, then reused by every request of the
+/// session while the in-memory store hands out the same record. Not part of the record's
+/// value: a clone, a record read from Redis or a changed record starts empty and is rendered
+/// again, so it can never be stale.
+#[derive(Default)]
+pub struct RenderedHeaders(OnceLock<(usize, Vec<(HeaderName, HeaderValue)>)>);
+
+impl RenderedHeaders {
+    /// The headers for app `app`: rendered by the first request of the session and kept; an
+    /// app other than the one that filled the cache renders its own each time (sessions are
+    /// normally used by one app).
+    pub fn for_app(
+        &self,
+        app: usize,
+        render: impl Fn() -> Vec<(HeaderName, HeaderValue)>,
+    ) -> Cow<'_, [(HeaderName, HeaderValue)]> {
+        let (cached_app, headers) = self.0.get_or_init(|| (app, render()));
+        if *cached_app == app {
+            Cow::Borrowed(headers)
+        } else {
+            Cow::Owned(render())
+        }
+    }
+}
+
+impl Clone for RenderedHeaders {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for RenderedHeaders {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RenderedHeaders {}
+
+impl fmt::Debug for RenderedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RenderedHeaders")
+    }
 }
 
 impl SessionRecord {

@@ -208,3 +208,35 @@ async fn a_separator_inside_a_value_does_not_split_it() {
     // groups: ["a,b", "c"] → two values for the app, not three.
     assert_eq!(page.upstream_header("x-remote-groups"), ["a%2Cb,c"]);
 }
+
+/// Encoded identity headers are cached per session for speed; a session used by two apps still
+/// gets each app's own headers.
+#[tokio::test]
+async fn two_apps_sharing_a_session_each_get_their_own_headers() {
+    let second = r#"  - id: second
+    url: "{origin}/second"
+    upstream: "http://{echo}"
+    providers: [local]
+    identity_headers:
+      headers:
+        - { name: X-Second-Login, value: "attribute:email", encoding: base64 }
+"#;
+    let gw = guichet_tests::TestGateway::start(guichet_tests::GatewayOptions {
+        extra_apps: vec![second.to_owned()],
+        ..Default::default()
+    });
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", guichet_tests::ALICE).await;
+    for _ in 0..2 {
+        let main = browser.send(browser.get_json(&gw.url("/"))).await;
+        assert_eq!(main.upstream_header("x-remote-user"), vec!["alice"]);
+        assert!(main.upstream_header("x-second-login").is_empty());
+        let other = browser.send(browser.get_json(&gw.url("/second/"))).await;
+        assert_eq!(other.status, 200);
+        assert_eq!(
+            other.upstream_header("x-second-login"),
+            vec!["YWxpY2VAZXhhbXBsZS5vcmc="]
+        );
+        assert!(other.upstream_header("x-remote-user").is_empty());
+    }
+}
