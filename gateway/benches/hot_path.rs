@@ -133,7 +133,9 @@ fn identity_injection(c: &mut Criterion) {
         b.iter(|| {
             let mut written = 0;
             for rule in &plan.rules {
-                if let Some(value) = identity.value(&rule.source, &plan.separator) {
+                if let Some(value) =
+                    identity.value(&rule.source, &plan.separator, &identity.record.roles)
+                {
                     written += encode(&value, rule.encoding).len();
                 }
             }

@@ -78,6 +78,19 @@ pub fn backchannel_logout_refused(ctx: &AuditContext<'_>, provider: &str, reason
     );
 }
 
+/// The app's policy refused a signed-in user (or refuses everyone on that path).
+pub fn access_denied(ctx: &AuditContext<'_>, subject: Option<&str>, rule: &str) {
+    tracing::warn!(
+        target: "audit",
+        event = "access_denied",
+        subject,
+        rule,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
 pub fn request_refused(ctx: &AuditContext<'_>, reason: &str) {
     tracing::warn!(
         target: "audit",

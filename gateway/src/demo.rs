@@ -22,7 +22,7 @@ pub const DEMO_USERS: &[DemoUser] = &[
         email: "alice@example.org",
         password: "alice",
         display_name: "Alice Martin",
-        roles: &["agent", "bibliotheque-admin"],
+        roles: &["agent"],
     },
     DemoUser {
         username: "bob",
@@ -30,6 +30,13 @@ pub const DEMO_USERS: &[DemoUser] = &[
         password: "bob",
         display_name: "Grégory Bob-Françoise",
         roles: &["lecteur"],
+    },
+    DemoUser {
+        username: "carol",
+        email: "carol@example.org",
+        password: "carol",
+        display_name: "Carole Admin",
+        roles: &["agent", "admin"],
     },
 ];
 
@@ -81,9 +88,11 @@ apps:
     upstream: http://{echo}
     providers: [local]
     access: authenticated
+    contact: "support@example.org (démo / demo)"
     rules:
-      - path_prefix: /public
-        access: public
+      - {{ name: static pages, path: /public, access: public }}
+      - {{ name: admin area, path: /admin, any_role: [admin] }}
+      - {{ name: the application, path: /, any_role: [agent, admin] }}
     identity_headers:
       prefix: X-Remote-
       headers:

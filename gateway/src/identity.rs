@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use guichet_policies::roles::RoleSources;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 use crate::cookies;
-use crate::headers::ValueSource;
+use crate::headers::{encode, ValueSource};
 use crate::session::{SessionId, SessionRecord, StoreError};
 use crate::state::{App, Gateway};
 
@@ -17,15 +18,49 @@ pub struct Identity {
     pub record: Arc<SessionRecord>,
 }
 
+/// What one app sees of a session: the person's roles for that app and the identity headers
+/// it gets, encoded. Computed once per session and app (see [`crate::session::ViewCache`]).
+#[derive(Debug)]
+pub struct AppView {
+    pub roles: Vec<String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
 impl Identity {
+    /// This app's view of the session.
+    pub fn view(&self, app_index: usize, app: &App) -> Arc<AppView> {
+        self.record
+            .views
+            .get_or_build(app_index, || self.build_view(app))
+    }
+
+    fn build_view(&self, app: &App) -> AppView {
+        let principal = &self.record.principal;
+        let roles = app.roles.derive(&RoleSources {
+            directory_roles: &self.record.roles,
+            groups: &[],
+            attributes: &principal.attributes,
+        });
+        let plan = &app.identity_headers;
+        let headers = plan
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                self.value(&rule.source, &plan.separator, &roles)
+                    .map(|value| (rule.name.clone(), encode(&value, rule.encoding)))
+            })
+            .collect();
+        AppView { roles, headers }
+    }
+
     /// The value for a header, or `None` when the user has none (the header is then omitted).
-    pub fn value(&self, source: &ValueSource, separator: &str) -> Option<String> {
+    pub fn value(&self, source: &ValueSource, separator: &str, roles: &[String]) -> Option<String> {
         let principal = &self.record.principal;
         let joined = |values: &[String]| join_values(values, separator);
         match source {
             ValueSource::Subject => Some(principal.subject.clone()),
             ValueSource::Provider => Some(principal.provider.clone()),
-            ValueSource::Roles => joined(&self.record.roles),
+            ValueSource::Roles => joined(roles),
             ValueSource::AuthLevel => principal.auth_level.as_ref().map(|l| l.0.clone()),
             ValueSource::Attribute(name) => joined(principal.attribute_values(name)),
             ValueSource::Constant(value) => Some(value.clone()),

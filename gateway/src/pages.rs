@@ -70,6 +70,32 @@ pub fn error_page(title: Bilingual, message: Bilingual, correlation_id: &str) ->
     )
 }
 
+/// Access refused by the application's policy: which application, and whom to ask.
+pub fn forbidden_page(app_name: &str, contact: Option<&str>, correlation_id: &str) -> String {
+    let contact = match contact {
+        Some(contact) => format!(
+            r#"<p>Pour demander un accès, contactez : <strong>{c}</strong></p>
+<p class="en" lang="en">To request access, contact: <strong>{c}</strong></p>"#,
+            c = escape(contact)
+        ),
+        None => r#"<p>Pour demander un accès, contactez l'administrateur de l'application.</p>
+<p class="en" lang="en">To request access, contact the application's administrator.</p>"#
+            .to_owned(),
+    };
+    layout(
+        "Accès refusé / Access denied",
+        &format!(
+            r#"<h1>Accès refusé <span class="en" lang="en">/ Access denied</span></h1>
+<p>Vous êtes connecté, mais vous n'avez pas accès à l'application « {app} » (ou à cette partie de l'application).</p>
+<p class="en" lang="en">You are signed in, but you do not have access to the application “{app}” (or to this part of it).</p>
+{contact}
+<p class="ref">Référence / Reference: <code>{id}</code></p>"#,
+            app = escape(app_name),
+            id = escape(correlation_id),
+        ),
+    )
+}
+
 pub struct LoginForm<'a> {
     pub app_name: &'a str,
     pub provider_name: &'a str,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use guichet_policies::{Decision, Subject};
 use http::header::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -21,9 +22,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use crate::audit::{self, AuditContext};
 use crate::cookies;
 use crate::endpoints;
-use crate::headers::encode;
-use crate::identity::Identity;
-use crate::pages::text;
+use crate::identity::{AppView, Identity};
+use crate::pages::{self, text};
 use crate::respond::Reply;
 use crate::routing::{parse_target, request_host};
 use crate::state::{App, Gateway};
@@ -50,6 +50,8 @@ pub struct RequestCtx {
     forwarded_host: Option<HeaderValue>,
     /// The signed-in user, when there is one.
     pub identity: Option<Identity>,
+    /// What the app sees of that user (roles, encoded identity headers).
+    pub view: Option<Arc<AppView>>,
     /// The request target forwarded upstream: origin-form, the bytes the policy decided on.
     origin_form: String,
 }
@@ -206,6 +208,7 @@ impl ProxyHttp for GuichetProxy {
             forwarded_proto: "http",
             forwarded_host: None,
             identity: None,
+            view: None,
             origin_form: String::new(),
         }
     }
@@ -265,7 +268,8 @@ impl ProxyHttp for GuichetProxy {
             return Ok(true);
         }
 
-        let required = app.policy.required(&path);
+        let method = session.req_header().method.clone();
+        let public = app.policy.is_public(method.as_str(), &path);
         let identity = match crate::identity::current(gateway, app, session.req_header()).await {
             Ok(identity) => identity,
             Err(e) => {
@@ -275,7 +279,7 @@ impl ProxyHttp for GuichetProxy {
                     .with_label_values(&["load"])
                     .inc();
                 tracing::error!(correlation_id = %id, error = %e, "session lookup failed");
-                if required == guichet_policies::Access::Public {
+                if public {
                     // A public page needs no session: serve it anonymously.
                     None
                 } else {
@@ -290,35 +294,81 @@ impl ProxyHttp for GuichetProxy {
         // account must not open an agents' application that shares the host or cookie domain.
         ctx.identity =
             identity.filter(|identity| app.providers.contains(&identity.record.principal.provider));
-
-        if required == guichet_policies::Access::Authenticated && ctx.identity.is_none() {
-            let reply = if is_navigation(session.req_header()) {
-                match endpoints::start_login(gateway, session, ctx, app, &ctx.origin_form).await {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        gateway
-                            .metrics
-                            .store_errors
-                            .with_label_values(&["login"])
-                            .inc();
-                        tracing::error!(correlation_id = %id, error = %e, "cannot store login transaction");
-                        Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
+        ctx.view = ctx
+            .identity
+            .as_ref()
+            .map(|identity| identity.view(app_index, app));
+        let subject = match (&ctx.identity, &ctx.view) {
+            (Some(identity), Some(view)) => Some(Subject {
+                roles: &view.roles,
+                attributes: &identity.record.principal.attributes,
+                auth_level: identity
+                    .record
+                    .principal
+                    .auth_level
+                    .as_ref()
+                    .map(|level| level.0.as_str()),
+            }),
+            _ => None,
+        };
+        let outcome = app
+            .policy
+            .evaluate(method.as_str(), &path, subject.as_ref());
+        match outcome.decision {
+            Decision::Allow => Ok(false),
+            Decision::Deny => {
+                let who = ctx
+                    .identity
+                    .as_ref()
+                    .map(|identity| identity.record.principal.subject.clone());
+                audit::access_denied(
+                    &ctx.audit(gateway),
+                    who.as_deref(),
+                    &app.policy.describe(outcome.rule),
+                );
+                let reply = if is_navigation(session.req_header()) {
+                    Reply::html(
+                        403,
+                        pages::forbidden_page(&app.id, app.contact.as_deref(), &id),
+                    )
+                } else {
+                    Reply::json(
+                        403,
+                        &serde_json::json!({"error": "forbidden", "correlation_id": id}),
+                    )
+                };
+                reply.send(session, &id).await?;
+                Ok(true)
+            }
+            Decision::LoginRequired => {
+                let reply = if is_navigation(session.req_header()) {
+                    match endpoints::start_login(gateway, session, ctx, app, &ctx.origin_form).await
+                    {
+                        Ok(reply) => reply,
+                        Err(e) => {
+                            gateway
+                                .metrics
+                                .store_errors
+                                .with_label_values(&["login"])
+                                .inc();
+                            tracing::error!(correlation_id = %id, error = %e, "cannot store login transaction");
+                            Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
+                        }
                     }
-                }
-            } else {
-                Reply::json(
-                    401,
-                    &serde_json::json!({
-                        "error": "authentication_required",
-                        "login_url": "/.guichet/login",
-                        "correlation_id": id,
-                    }),
-                )
-            };
-            reply.send(session, &id).await?;
-            return Ok(true);
+                } else {
+                    Reply::json(
+                        401,
+                        &serde_json::json!({
+                            "error": "authentication_required",
+                            "login_url": "/.guichet/login",
+                            "correlation_id": id,
+                        }),
+                    )
+                };
+                reply.send(session, &id).await?;
+                Ok(true)
+            }
         }
-        Ok(false)
     }
 
     async fn upstream_peer(
@@ -378,20 +428,8 @@ impl ProxyHttp for GuichetProxy {
             request.insert_header("host", &app.upstream.authority)?;
         }
 
-        if let Some(identity) = &ctx.identity {
-            let plan = &app.identity_headers;
-            let render = || {
-                plan.rules
-                    .iter()
-                    .filter_map(|rule| {
-                        identity
-                            .value(&rule.source, &plan.separator)
-                            .map(|value| (rule.name.clone(), encode(&value, rule.encoding)))
-                    })
-                    .collect()
-            };
-            let app_index = ctx.app.expect("request_filter chose an app");
-            for (name, value) in identity.record.rendered.for_app(app_index, render).iter() {
+        if let Some(view) = &ctx.view {
+            for (name, value) in &view.headers {
                 request.insert_header(name.clone(), value.clone())?;
             }
         }

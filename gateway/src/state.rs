@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_policies::AccessPolicy;
+use guichet_policies::roles::RoleMapping;
+use guichet_policies::Policy;
 use guichet_protocols::local::LocalProvider;
 use guichet_protocols::oidc::OidcProvider;
 use guichet_protocols::IdentityProvider;
@@ -30,7 +31,9 @@ pub struct App {
     pub upstream: Upstream,
     pub preserve_host: bool,
     pub providers: Vec<String>,
-    pub policy: AccessPolicy,
+    pub policy: Policy,
+    pub roles: RoleMapping,
+    pub contact: Option<String>,
     pub identity_headers: IdentityHeaders,
     /// This app's latency histogram, resolved once instead of by label on every request.
     pub latency: prometheus::Histogram,
@@ -160,14 +163,11 @@ impl Gateway {
                 upstream,
                 preserve_host: app.preserve_host,
                 providers: app.providers.clone(),
-                policy: {
-                    let policy = AccessPolicy::new(app.access, app.rules.clone());
-                    if app.case_insensitive_paths {
-                        policy.case_insensitive()
-                    } else {
-                        policy
-                    }
-                },
+                // Validated at load; should it fail here anyway, nobody gets in.
+                policy: Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
+                    .unwrap_or_else(|_| Policy::deny_all()),
+                roles: app.roles.clone(),
+                contact: app.contact.clone(),
                 identity_headers: IdentityHeaders::compile(&app.identity_headers),
                 latency: metrics.latency.with_label_values(&[&app.id]),
                 requests: Default::default(),

@@ -1,137 +1,168 @@
 //! Guichet's access policy model and its evaluation.
 //!
-//! Pure: no I/O, no clock, no protocol. The gateway asks "what does this application require for
-//! this (already normalized) path?" and enforces the answer. The full role policy engine (roles
-//! from the directory, per-application rules) grows here; today an application, or a path prefix
-//! in it, is either public or requires an authenticated user.
+//! Pure: no I/O, no clock, no protocol. An application's policy is an ordered list of rules,
+//! each matching normalized paths (prefix, glob or regex) and methods and saying what the request
+//! needs: nothing (public), a signed-in user, roles (any of, all of), attribute conditions
+//! (structure in a list, authentication level at least `eidas1`), or nothing at all (deny). The
+//! first matching rule decides; without one, the application's default does. Roles are computed
+//! per application by [`roles::RoleMapping`] from directory roles, groups and provider
+//! attributes.
+//!
+//! Paths must already be normalized by the caller (no dot segments, no encoded separators):
+//! this crate compares strings, nothing more.
+
+mod level;
+mod matcher;
+pub mod roles;
+mod rule;
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// What a request must satisfy to reach the application.
+pub use level::level_at_least;
+pub use matcher::prefix_matches;
+pub use rule::{Rule, RuleConfig};
+
+/// The base requirement of a rule or of an application's default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Anyone, signed in or not. Identity headers are still stripped, and injected when a
     /// session exists.
     Public,
-    /// A valid session is required.
+    /// A valid session is required (and whatever roles or conditions the rule adds).
     Authenticated,
+    /// Nobody, signed in or not.
+    Deny,
 }
 
-/// An access requirement for every path under `prefix`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathRule {
-    /// Matches the path itself and everything below it, on segment boundaries: `/public` matches
-    /// `/public` and `/public/x`, never `/publicity`.
-    pub path_prefix: String,
-    pub access: Access,
+/// Who is asking, as far as policies care.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    /// The user's roles for this application (already derived).
+    pub roles: &'a [String],
+    /// Attributes conditions may test (provider attributes, directory structures...).
+    pub attributes: &'a BTreeMap<String, Vec<String>>,
+    /// Authentication level (`eidas1`...), when the provider said.
+    pub auth_level: Option<&'a str>,
 }
 
-/// An application's access policy: a default and more specific path rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessPolicy {
+/// What the gateway must do with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Nobody is signed in and the rule needs someone: start a login.
+    LoginRequired,
+    /// Signed in (or not) and not allowed: a 403 page.
+    Deny,
+}
+
+/// A decision and the rule that made it (`None`: the application's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub decision: Decision,
+    pub rule: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rules[{index}]: {message}")]
+pub struct PolicyError {
+    pub index: usize,
+    pub message: String,
+}
+
+/// An application's policy: ordered rules and a default.
+#[derive(Clone, Debug)]
+pub struct Policy {
     default: Access,
-    /// Sorted longest prefix first, so the most specific rule wins.
-    rules: Vec<PathRule>,
+    rules: Vec<Rule>,
     /// For applications that ignore case in paths (IIS, ASP.NET): `/ADMIN` is `/admin`.
     case_insensitive: bool,
 }
 
-impl AccessPolicy {
-    pub fn new(default: Access, mut rules: Vec<PathRule>) -> Self {
-        rules.sort_by_key(|rule| std::cmp::Reverse(rule.path_prefix.len()));
-        Self {
+impl Policy {
+    /// Compiles rules in order. Any invalid rule is an error naming it: the gateway refuses to
+    /// start rather than run a policy it does not understand.
+    pub fn compile(
+        default: Access,
+        rules: &[RuleConfig],
+        case_insensitive: bool,
+    ) -> Result<Policy, PolicyError> {
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(index, config)| {
+                Rule::compile(config, case_insensitive)
+                    .map_err(|message| PolicyError { index, message })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Policy {
             default,
             rules,
+            case_insensitive,
+        })
+    }
+
+    /// A policy that lets nobody in: what an application gets if its policy cannot be built.
+    pub fn deny_all() -> Policy {
+        Policy {
+            default: Access::Deny,
+            rules: Vec::new(),
             case_insensitive: false,
         }
     }
 
-    /// Paths are compared case-insensitively (ASCII), as the application itself does.
-    pub fn case_insensitive(mut self) -> Self {
-        self.case_insensitive = true;
-        for rule in &mut self.rules {
-            rule.path_prefix = rule.path_prefix.to_ascii_lowercase();
-        }
-        self
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
-    /// The requirement for `path`, which must already be normalized by the caller (no dot
-    /// segments, no percent-encoded separators): this function compares strings, nothing more.
-    pub fn required(&self, path: &str) -> Access {
+    /// The first rule matching the request, if any.
+    pub fn matching_rule(&self, method: &str, path: &str) -> Option<usize> {
         let lowered;
         let path = if self.case_insensitive {
             lowered = path.to_ascii_lowercase();
-            &lowered
+            lowered.as_str()
         } else {
             path
         };
         self.rules
             .iter()
-            .find(|rule| prefix_matches(&rule.path_prefix, path))
-            .map(|rule| rule.access)
-            .unwrap_or(self.default)
+            .position(|rule| rule.matches(method, path))
     }
-}
 
-/// Segment-aware prefix match.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        return true;
+    /// Whether the request may go through without anyone signed in: the gateway then needs no
+    /// session (a session store outage does not take public pages down).
+    pub fn is_public(&self, method: &str, path: &str) -> bool {
+        match self.matching_rule(method, path) {
+            Some(index) => self.rules[index].is_public(),
+            None => self.default == Access::Public,
+        }
     }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
+
+    /// Decides a request. `subject` is `None` when nobody is signed in.
+    pub fn evaluate(&self, method: &str, path: &str, subject: Option<&Subject<'_>>) -> Outcome {
+        let rule = self.matching_rule(method, path);
+        let decision = match rule {
+            Some(index) => self.rules[index].decide(subject),
+            None => match (self.default, subject) {
+                (Access::Public, _) => Decision::Allow,
+                (Access::Authenticated, Some(_)) => Decision::Allow,
+                (Access::Authenticated, None) => Decision::LoginRequired,
+                (Access::Deny, _) => Decision::Deny,
+            },
+        };
+        Outcome { decision, rule }
+    }
+
+    /// Describes the rule that decided, for `policy explain` and audit lines.
+    pub fn describe(&self, rule: Option<usize>) -> String {
+        match rule {
+            Some(index) => format!("rules[{index}] {}", self.rules[index].describe()),
+            None => format!("default ({:?})", self.default).to_lowercase(),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule(prefix: &str, access: Access) -> PathRule {
-        PathRule {
-            path_prefix: prefix.into(),
-            access,
-        }
-    }
-
-    #[test]
-    fn most_specific_rule_wins() {
-        let policy = AccessPolicy::new(
-            Access::Authenticated,
-            vec![
-                rule("/public", Access::Public),
-                rule("/public/private", Access::Authenticated),
-            ],
-        );
-        assert_eq!(policy.required("/"), Access::Authenticated);
-        assert_eq!(policy.required("/public"), Access::Public);
-        assert_eq!(policy.required("/public/"), Access::Public);
-        assert_eq!(policy.required("/public/a.css"), Access::Public);
-        assert_eq!(policy.required("/public/private/x"), Access::Authenticated);
-    }
-
-    #[test]
-    fn case_insensitive_policies_for_case_insensitive_apps() {
-        let rules = vec![rule("/Admin", Access::Authenticated)];
-        let sensitive = AccessPolicy::new(Access::Public, rules.clone());
-        assert_eq!(sensitive.required("/ADMIN/x"), Access::Public);
-        let insensitive = AccessPolicy::new(Access::Public, rules).case_insensitive();
-        assert_eq!(insensitive.required("/ADMIN/x"), Access::Authenticated);
-        assert_eq!(insensitive.required("/admin"), Access::Authenticated);
-    }
-
-    #[test]
-    fn prefixes_match_on_segment_boundaries_only() {
-        let policy = AccessPolicy::new(
-            Access::Authenticated,
-            vec![rule("/public/", Access::Public)],
-        );
-        assert_eq!(policy.required("/publicity"), Access::Authenticated);
-        assert_eq!(policy.required("/public"), Access::Public);
-        assert!(prefix_matches("/", "/anything"));
-    }
-}
+mod tests;

@@ -332,9 +332,11 @@ apps:
     url: {scheme}://{APP_HOST}:{port}
     upstream: {main_upstream}{upstream_tls}
     providers: [local]
+    contact: "helpdesk@example.org"
     rules:
       - path_prefix: /public
         access: public
+      - {{ name: admin area, path: /admin, any_role: [admin] }}
     identity_headers:
       prefix: X-Remote-
       headers:

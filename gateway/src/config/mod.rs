@@ -242,6 +242,8 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 ));
             }
         }
+        guichet_policies::Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
+            .map_err(|e| ConfigError::new(at(&format!("rules[{}]", e.index)), e.message))?;
         if app.providers.is_empty() {
             return Err(ConfigError::new(
                 at("providers"),
@@ -253,14 +255,6 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 return Err(ConfigError::new(
                     format!("apps[{i}].providers[{j}]"),
                     format!("unknown provider {provider:?}"),
-                ));
-            }
-        }
-        for (j, rule) in app.rules.iter().enumerate() {
-            if !rule.path_prefix.starts_with('/') {
-                return Err(ConfigError::new(
-                    format!("apps[{i}].rules[{j}].path_prefix"),
-                    "must start with '/'",
                 ));
             }
         }

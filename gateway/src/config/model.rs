@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use guichet_policies::{Access, PathRule};
+use guichet_policies::roles::RoleMapping;
+use guichet_policies::{Access, RuleConfig};
 use guichet_protocols::local::LocalUser;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -268,8 +269,17 @@ pub struct AppConfig {
     pub providers: Vec<String>,
     #[serde(default = "default_access")]
     pub access: Access,
+    /// Ordered rules: the first one matching the path (and method) decides; see
+    /// docs/policies.md.
     #[serde(default)]
-    pub rules: Vec<PathRule>,
+    pub rules: Vec<RuleConfig>,
+    /// How this app's roles are computed (directory roles, groups, attribute values).
+    #[serde(default)]
+    pub roles: RoleMapping,
+    /// Whom users refused access should contact (shown on the 403 page), e.g. an address or
+    /// a service desk's phone number.
+    #[serde(default)]
+    pub contact: Option<String>,
     /// Compare paths case-insensitively in `rules`, for apps that do (IIS, ASP.NET), so that
     /// `/ADMIN` cannot slip past a rule on `/admin`.
     #[serde(default)]

@@ -198,14 +198,25 @@ pub async fn sign_in(
         gateway.store.delete_session(&old).await?;
     }
     let now = now();
+    // Roles a provider asserts count as the person's own only for Guichet's local users file;
+    // an external provider's claims become roles through an app's explicit `roles` mapping.
+    let own_roles = if gateway
+        .providers
+        .get(&principal.provider)
+        .is_some_and(|entry| entry.local.is_some())
+    {
+        principal.attribute_values("roles").to_vec()
+    } else {
+        Vec::new()
+    };
     let record = SessionRecord {
-        roles: principal.attribute_values("roles").to_vec(),
+        roles: own_roles,
         principal,
         app: app.id.clone(),
         created_at: now,
         last_seen: now,
         expires_at: now + gateway.sessions.absolute_timeout.as_secs() as i64,
-        rendered: Default::default(),
+        views: Default::default(),
     };
     let session_id = SessionId::generate();
     let ttl = identity::remaining_ttl(&record, gateway.sessions.idle_timeout, now);

@@ -269,13 +269,14 @@ pub async fn whoami(
         ));
     };
     let record = &identity.record;
+    let view = identity.view(ctx.app.expect("routed"), app);
     Ok(Reply::json(
         200,
         &serde_json::json!({
             "subject": record.principal.subject,
             "provider": record.principal.provider,
             "attributes": record.principal.attributes,
-            "roles": record.roles,
+            "roles": view.roles,
             "auth_time": record.principal.auth_time.unix_timestamp(),
             "session_app": record.app,
             "expires_at": record.expires_at,

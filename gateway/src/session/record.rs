@@ -1,8 +1,7 @@
-use std::borrow::Cow;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use http::{HeaderName, HeaderValue};
+use crate::identity::AppView;
 
 use base64::Engine;
 use guichet_protocols::Principal;
@@ -65,53 +64,55 @@ pub struct SessionRecord {
     pub last_seen: i64,
     /// Unix seconds after which the session is over, however active.
     pub expires_at: i64,
-    /// The identity headers already encoded, for the app that asked first. Never stored.
+    /// What each request of the session needs for the app that asked first (roles,
+    /// encoded identity headers), computed once. Never stored.
     #[serde(skip)]
-    pub rendered: RenderedHeaders,
+    pub views: ViewCache<AppView>,
 }
 
-/// Identity headers encoded once per session and app, then reused by every request of the
-/// session while the in-memory store hands out the same record. Not part of the record's
-/// value: a clone, a record read from Redis or a changed record starts empty and is rendered
-/// again, so it can never be stale.
-#[derive(Default)]
-pub struct RenderedHeaders(OnceLock<(usize, Vec<(HeaderName, HeaderValue)>)>);
+/// A value computed once per session and app, then reused by every request of the session
+/// while the in-memory store hands out the same record. Not part of the record's value: a
+/// clone, a record read from Redis or a changed record starts empty and is computed again, so
+/// it can never be stale.
+pub struct ViewCache<T>(OnceLock<(usize, Arc<T>)>);
 
-impl RenderedHeaders {
-    /// The headers for app `app`: rendered by the first request of the session and kept; an
-    /// app other than the one that filled the cache renders its own each time (sessions are
+impl<T> Default for ViewCache<T> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T> ViewCache<T> {
+    /// The value for app `app`: computed by the first request of the session and kept; an app
+    /// other than the one that filled the cache computes its own each time (sessions are
     /// normally used by one app).
-    pub fn for_app(
-        &self,
-        app: usize,
-        render: impl Fn() -> Vec<(HeaderName, HeaderValue)>,
-    ) -> Cow<'_, [(HeaderName, HeaderValue)]> {
-        let (cached_app, headers) = self.0.get_or_init(|| (app, render()));
+    pub fn get_or_build(&self, app: usize, build: impl Fn() -> T) -> Arc<T> {
+        let (cached_app, value) = self.0.get_or_init(|| (app, Arc::new(build())));
         if *cached_app == app {
-            Cow::Borrowed(headers)
+            value.clone()
         } else {
-            Cow::Owned(render())
+            Arc::new(build())
         }
     }
 }
 
-impl Clone for RenderedHeaders {
+impl<T> Clone for ViewCache<T> {
     fn clone(&self) -> Self {
         Self::default()
     }
 }
 
-impl PartialEq for RenderedHeaders {
+impl<T> PartialEq for ViewCache<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for RenderedHeaders {}
+impl<T> Eq for ViewCache<T> {}
 
-impl fmt::Debug for RenderedHeaders {
+impl<T> fmt::Debug for ViewCache<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RenderedHeaders")
+        f.write_str("ViewCache")
     }
 }
 

@@ -66,5 +66,44 @@ async fn the_demo_signs_alice_in_and_never_delivers_a_spoofed_user() {
             }
         }
     }
+
+    // The demo's roles: alice (agent) is refused the admin area, carol (admin) gets it, bob
+    // (lecteur) is refused the whole app, with the 403 page.
+    let admin_page = browser.send(browser.get(&format!("{base}/admin/"))).await;
+    assert_eq!(admin_page.status, 403);
+    assert!(admin_page.body.contains("support@example.org"));
+    for (login, password, root, admin) in [
+        ("carol@example.org", "carol", 200, 200),
+        ("bob@example.org", "bob", 403, 403),
+    ] {
+        let mut user = Browser::new(port);
+        user.send(user.get(&format!("{base}/"))).await;
+        let form = user.send(user.get(&format!("{base}/.guichet/login"))).await;
+        let done = user
+            .send(user.post_form(
+                &format!("{base}/.guichet/login"),
+                &[
+                    ("csrf_token", &form.csrf_token()),
+                    ("username", login),
+                    ("password", password),
+                ],
+            ))
+            .await;
+        assert_eq!(done.status, 302, "{login}");
+        assert_eq!(
+            user.send(user.get(&format!("{base}/"))).await.status,
+            root,
+            "{login} /"
+        );
+        assert_eq!(
+            user.send(user.get(&format!("{base}/admin/x"))).await.status,
+            admin,
+            "{login} /admin"
+        );
+        assert_eq!(
+            user.send(user.get(&format!("{base}/public/"))).await.status,
+            200
+        );
+    }
     running.stop();
 }

@@ -72,7 +72,7 @@ async fn identity_headers_carry_the_user() {
         page.upstream_header("x-remote-email"),
         ["alice@example.org"]
     );
-    assert_eq!(page.upstream_header("x-remote-roles"), ["agent,admin"]);
+    assert_eq!(page.upstream_header("x-remote-roles"), ["admin,agent"]);
     assert_eq!(page.upstream_header("x-remote-name"), ["Alice Martin"]);
     // The gateway's cookies are not the app's business.
     assert!(page

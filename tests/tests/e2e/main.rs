@@ -14,6 +14,7 @@ mod logout;
 mod oidc;
 mod oidc_logout;
 mod oidc_providers;
+mod policies;
 mod proxy;
 mod redirects;
 mod redis_store;

@@ -1,0 +1,94 @@
+//! Path matchers: segment-aware prefixes, globs and regular expressions.
+
+use regex::{Regex, RegexBuilder};
+
+#[derive(Clone, Debug)]
+pub(crate) enum PathMatcher {
+    Prefix(String),
+    /// The glob as written, and the regex it compiles to.
+    Glob(String, Regex),
+    Regex(Regex),
+}
+
+/// Configured patterns are trusted, but a typo should not compile into something huge.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("invalid pattern {pattern:?}: {e}"))
+}
+
+impl PathMatcher {
+    pub(crate) fn prefix(prefix: &str, case_insensitive: bool) -> Result<Self, String> {
+        if !prefix.starts_with('/') {
+            return Err(format!("path {prefix:?} must start with /"));
+        }
+        let prefix = if case_insensitive {
+            prefix.to_ascii_lowercase()
+        } else {
+            prefix.to_owned()
+        };
+        Ok(PathMatcher::Prefix(prefix))
+    }
+
+    /// `*` matches within one segment, `**` across segments, `?` one character of a segment;
+    /// the whole path must match.
+    pub(crate) fn glob(glob: &str, case_insensitive: bool) -> Result<Self, String> {
+        if !glob.starts_with('/') {
+            return Err(format!("glob {glob:?} must start with /"));
+        }
+        let mut pattern = String::from("^");
+        let mut chars = glob.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    pattern.push_str(".*");
+                }
+                '*' => pattern.push_str("[^/]*"),
+                '?' => pattern.push_str("[^/]"),
+                other => pattern.push_str(&regex::escape(&other.to_string())),
+            }
+        }
+        pattern.push('$');
+        Ok(PathMatcher::Glob(
+            glob.to_owned(),
+            build(&pattern, case_insensitive)?,
+        ))
+    }
+
+    pub(crate) fn regex(regex: &str, case_insensitive: bool) -> Result<Self, String> {
+        Ok(PathMatcher::Regex(build(regex, case_insensitive)?))
+    }
+
+    /// `path` is already lowercased when the policy is case-insensitive.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatcher::Prefix(prefix) => prefix_matches(prefix, path),
+            PathMatcher::Glob(_, regex) | PathMatcher::Regex(regex) => regex.is_match(path),
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            PathMatcher::Prefix(prefix) => format!("path {prefix}"),
+            PathMatcher::Glob(glob, _) => format!("glob {glob}"),
+            PathMatcher::Regex(regex) => format!("regex {}", regex.as_str()),
+        }
+    }
+}
+
+/// Segment-aware prefix match.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
