@@ -109,22 +109,10 @@ fn scalars(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Whether an authentication at level `got` satisfies a request for `required`. eIDAS levels
-/// are ordered (`eidas1` < `eidas2` < `eidas3`); any other value must match exactly.
+/// Whether an authentication at level `got` satisfies a request for `required` (eIDAS levels
+/// are ordered; see [`guichet_policies::level_at_least`], shared with the access rules).
 pub fn acr_satisfies(got: &str, required: &str) -> bool {
-    match (eidas_rank(got), eidas_rank(required)) {
-        (Some(got), Some(required)) => got >= required,
-        _ => got == required,
-    }
-}
-
-fn eidas_rank(acr: &str) -> Option<u8> {
-    match acr {
-        "eidas1" => Some(1),
-        "eidas2" => Some(2),
-        "eidas3" => Some(3),
-        _ => None,
-    }
+    guichet_policies::level_at_least(got, required)
 }
 
 #[cfg(test)]
