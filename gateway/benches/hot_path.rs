@@ -133,9 +133,12 @@ fn identity_injection(c: &mut Criterion) {
         b.iter(|| {
             let mut written = 0;
             for rule in &plan.rules {
-                if let Some(value) =
-                    identity.value(&rule.source, &plan.separator, &identity.record.roles)
-                {
+                if let Some(value) = identity.value(
+                    &rule.source,
+                    &plan.separator,
+                    &identity.record.roles,
+                    &identity.record.principal.attributes,
+                ) {
                     written += encode(&value, rule.encoding).len();
                 }
             }

@@ -1,9 +1,11 @@
 //! The signed-in user of a request: finding the session, enforcing its timeouts, and reading
 //! identity values for headers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use guichet_directory_client::DirectoryUser;
 use guichet_policies::roles::RoleSources;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -18,43 +20,109 @@ pub struct Identity {
     pub record: Arc<SessionRecord>,
 }
 
-/// What one app sees of a session: the person's roles for that app and the identity headers
-/// it gets, encoded. Computed once per session and app (see [`crate::session::ViewCache`]).
+/// What one app sees of a session: the person's roles for that app, the attributes its rules
+/// and headers read (provider attributes, completed by the directory's), and the identity
+/// headers it gets, encoded. Computed once per session, app and directory entry (see
+/// [`crate::session::ViewCache`]).
 #[derive(Debug)]
 pub struct AppView {
     pub roles: Vec<String>,
+    pub attributes: BTreeMap<String, Vec<String>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Who the signed-in user is in the directory.
+#[derive(Clone, Debug)]
+pub enum Person {
+    /// No directory, or this provider's logins are not linked to it (no pivot).
+    NotLinked,
+    Known(Arc<DirectoryUser>),
+    /// Linked, and the directory has nobody for the pivot.
+    Unknown,
+    /// The directory could not answer and nothing usable is cached.
+    Unavailable(String),
+}
+
+impl Person {
+    fn entry(&self) -> Option<&Arc<DirectoryUser>> {
+        match self {
+            Person::Known(user) => Some(user),
+            _ => None,
+        }
+    }
+}
+
+/// Finds the session's person in the directory (an in-process cache hit on most requests).
+pub async fn person(gateway: &Gateway, record: &SessionRecord) -> Person {
+    let (Some(directory), Some(pivot)) = (&gateway.directory, &record.pivot) else {
+        return Person::NotLinked;
+    };
+    match directory.find(&pivot.attribute, &pivot.value).await {
+        Ok(Some(user)) => Person::Known(user),
+        Ok(None) => Person::Unknown,
+        Err(e) => Person::Unavailable(e.to_string()),
+    }
 }
 
 impl Identity {
     /// This app's view of the session.
-    pub fn view(&self, app_index: usize, app: &App) -> Arc<AppView> {
+    pub fn view(&self, app_index: usize, app: &App, person: &Person) -> Arc<AppView> {
         self.record
             .views
-            .get_or_build(app_index, || self.build_view(app))
+            .get_or_build(app_index, person.entry(), || self.build_view(app, person))
     }
 
-    fn build_view(&self, app: &App) -> AppView {
+    fn build_view(&self, app: &App, person: &Person) -> AppView {
         let principal = &self.record.principal;
+        let mut attributes = principal.attributes.clone();
+        let no_groups: &[String] = &[];
+        let (directory_roles, groups): (Vec<String>, &[String]) = match person {
+            Person::Known(user) => {
+                for (name, values) in &user.attributes {
+                    attributes
+                        .entry(name.clone())
+                        .or_insert_with(|| values.clone());
+                }
+                attributes
+                    .entry("structure".into())
+                    .or_default()
+                    .extend(user.structures.iter().cloned());
+                let mut roles = self.record.roles.clone();
+                roles.extend(user.roles.get(&app.id).cloned().unwrap_or_default());
+                (roles, &user.groups)
+            }
+            Person::Unknown => (app.guest_roles.clone(), no_groups),
+            Person::NotLinked | Person::Unavailable(_) => (self.record.roles.clone(), no_groups),
+        };
         let roles = app.roles.derive(&RoleSources {
-            directory_roles: &self.record.roles,
-            groups: &[],
-            attributes: &principal.attributes,
+            directory_roles: &directory_roles,
+            groups,
+            attributes: &attributes,
         });
         let plan = &app.identity_headers;
         let headers = plan
             .rules
             .iter()
             .filter_map(|rule| {
-                self.value(&rule.source, &plan.separator, &roles)
+                self.value(&rule.source, &plan.separator, &roles, &attributes)
                     .map(|value| (rule.name.clone(), encode(&value, rule.encoding)))
             })
             .collect();
-        AppView { roles, headers }
+        AppView {
+            roles,
+            attributes,
+            headers,
+        }
     }
 
     /// The value for a header, or `None` when the user has none (the header is then omitted).
-    pub fn value(&self, source: &ValueSource, separator: &str, roles: &[String]) -> Option<String> {
+    pub fn value(
+        &self,
+        source: &ValueSource,
+        separator: &str,
+        roles: &[String],
+        attributes: &BTreeMap<String, Vec<String>>,
+    ) -> Option<String> {
         let principal = &self.record.principal;
         let joined = |values: &[String]| join_values(values, separator);
         match source {
@@ -62,7 +130,9 @@ impl Identity {
             ValueSource::Provider => Some(principal.provider.clone()),
             ValueSource::Roles => joined(roles),
             ValueSource::AuthLevel => principal.auth_level.as_ref().map(|l| l.0.clone()),
-            ValueSource::Attribute(name) => joined(principal.attribute_values(name)),
+            ValueSource::Attribute(name) => {
+                joined(attributes.get(name).map(Vec::as_slice).unwrap_or(&[]))
+            }
             ValueSource::Constant(value) => Some(value.clone()),
         }
     }

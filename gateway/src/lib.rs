@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod cookies;
 pub mod demo;
+pub mod directory;
 pub mod echo;
 pub mod endpoints;
 pub mod headers;

@@ -70,6 +70,37 @@ pub fn error_page(title: Bilingual, message: Bilingual, correlation_id: &str) ->
     )
 }
 
+/// Access refused because of the account itself (locked, expired, unknown to the directory).
+pub fn account_page(
+    app_name: &str,
+    message: Bilingual,
+    contact: Option<&str>,
+    correlation_id: &str,
+) -> String {
+    let contact = contact
+        .map(|c| {
+            format!(
+                r#"<p>Contact : <strong>{c}</strong> <span class="en" lang="en">/ Contact: <strong>{c}</strong></span></p>"#,
+                c = escape(c)
+            )
+        })
+        .unwrap_or_default();
+    layout(
+        "Accès refusé / Access denied",
+        &format!(
+            r#"<h1>Accès refusé <span class="en" lang="en">/ Access denied</span></h1>
+<p>Application « {app} » : {mfr}</p>
+<p class="en" lang="en">Application “{app}”: {men}</p>
+{contact}
+<p class="ref">Référence / Reference: <code>{id}</code></p>"#,
+            app = escape(app_name),
+            mfr = escape(message.fr),
+            men = escape(message.en),
+            id = escape(correlation_id),
+        ),
+    )
+}
+
 /// Access refused by the application's policy: which application, and whom to ask.
 pub fn forbidden_page(app_name: &str, contact: Option<&str>, correlation_id: &str) -> String {
     let contact = match contact {
@@ -350,6 +381,26 @@ pub mod text {
     pub const IDP_DOWN: Bilingual = Bilingual {
         fr: "Le fournisseur d'identité ne répond pas. Réessayez dans quelques instants.",
         en: "The identity provider is not responding. Please try again in a moment.",
+    };
+    pub const DIRECTORY_DOWN: Bilingual = Bilingual {
+        fr: "L'annuaire ne répond pas : vos droits ne peuvent pas être vérifiés. Réessayez dans quelques instants.",
+        en: "The directory is not responding: your access rights cannot be checked. Please try again in a moment.",
+    };
+    pub const ACCOUNT_UNKNOWN: Bilingual = Bilingual {
+        fr: "votre compte n'est pas connu de l'annuaire de cette application.",
+        en: "your account is not known to this application's directory.",
+    };
+    pub const ACCOUNT_LOCKED: Bilingual = Bilingual {
+        fr: "votre compte est verrouillé.",
+        en: "your account is locked.",
+    };
+    pub const ACCOUNT_NOT_YET: Bilingual = Bilingual {
+        fr: "votre compte n'est pas encore ouvert (date de début de validité non atteinte).",
+        en: "your account is not open yet (its validity has not started).",
+    };
+    pub const ACCOUNT_EXPIRED: Bilingual = Bilingual {
+        fr: "votre compte a expiré (date de fin de validité dépassée).",
+        en: "your account has expired (its validity has ended).",
     };
     pub const TOO_LARGE: Bilingual = Bilingual {
         fr: "La requête est trop volumineuse.",

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use guichet_directory_client::AccountState;
 use guichet_policies::{Decision, Subject};
 use http::header::HeaderValue;
 use pingora::http::RequestHeader;
@@ -20,9 +21,10 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::audit::{self, AuditContext};
+use crate::config::UnknownPerson;
 use crate::cookies;
 use crate::endpoints;
-use crate::identity::{AppView, Identity};
+use crate::identity::{AppView, Identity, Person};
 use crate::pages::{self, text};
 use crate::respond::Reply;
 use crate::routing::{parse_target, request_host};
@@ -155,6 +157,50 @@ impl GuichetProxy {
             request.remove_header(&name);
         }
     }
+}
+
+/// The page for a signed-in person the directory says may not go on, whatever the rules: a
+/// directory that cannot answer (503), an account locked, not yet valid or expired, or a
+/// person it does not know when the app does not admit guests (403).
+fn person_refusal(
+    gateway: &Gateway,
+    ctx: &RequestCtx,
+    app: &App,
+    identity: &Identity,
+    person: &Person,
+) -> Option<Reply> {
+    let id = &ctx.correlation_id;
+    let subject = identity.record.principal.subject.as_str();
+    let (status, reason, message) = match person {
+        Person::NotLinked => return None,
+        Person::Unavailable(reason) => {
+            gateway
+                .metrics
+                .store_errors
+                .with_label_values(&["directory"])
+                .inc();
+            tracing::error!(correlation_id = %id, error = %reason, "directory lookup failed");
+            return Some(Reply::error(
+                503,
+                text::UNAVAILABLE,
+                text::DIRECTORY_DOWN,
+                id,
+            ));
+        }
+        Person::Unknown if app.unknown_person == UnknownPerson::Guest => return None,
+        Person::Unknown => (403, "unknown to the directory", text::ACCOUNT_UNKNOWN),
+        Person::Known(user) => match user.state_at(crate::identity::now()) {
+            AccountState::Active => return None,
+            AccountState::Locked => (403, "account locked", text::ACCOUNT_LOCKED),
+            AccountState::NotYetValid => (403, "account not yet valid", text::ACCOUNT_NOT_YET),
+            AccountState::Expired => (403, "account expired", text::ACCOUNT_EXPIRED),
+        },
+    };
+    audit::access_denied(&ctx.audit(gateway), Some(subject), reason);
+    Some(Reply::html(
+        status,
+        pages::account_page(&app.id, message, app.contact.as_deref(), id),
+    ))
 }
 
 /// True for requests a browser makes when navigating, as opposed to scripts and API clients,
@@ -294,14 +340,28 @@ impl ProxyHttp for GuichetProxy {
         // account must not open an agents' application that shares the host or cookie domain.
         ctx.identity =
             identity.filter(|identity| app.providers.contains(&identity.record.principal.provider));
-        ctx.view = ctx
-            .identity
-            .as_ref()
-            .map(|identity| identity.view(app_index, app));
+        if let Some(identity) = &ctx.identity {
+            let person = crate::identity::person(gateway, &identity.record).await;
+            if !public {
+                if let Some(refusal) = person_refusal(gateway, ctx, app, identity, &person) {
+                    let reply = if is_navigation(session.req_header()) {
+                        refusal
+                    } else {
+                        Reply::json(
+                            refusal.status,
+                            &serde_json::json!({"error": "forbidden", "correlation_id": id}),
+                        )
+                    };
+                    reply.send(session, &id).await?;
+                    return Ok(true);
+                }
+            }
+            ctx.view = Some(identity.view(app_index, app, &person));
+        }
         let subject = match (&ctx.identity, &ctx.view) {
             (Some(identity), Some(view)) => Some(Subject {
                 roles: &view.roles,
-                attributes: &identity.record.principal.attributes,
+                attributes: &view.attributes,
                 auth_level: identity
                     .record
                     .principal

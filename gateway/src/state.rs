@@ -12,7 +12,11 @@ use guichet_protocols::oidc::OidcProvider;
 use guichet_protocols::IdentityProvider;
 use ipnet::IpNet;
 
-use crate::config::{app_path_prefix, Config, ProviderConfig, RateLimitConfig, StoreConfig};
+use crate::config::{
+    app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, StoreConfig,
+    UnknownPerson,
+};
+use crate::directory::PersonLookup;
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::routing::Router;
@@ -34,6 +38,8 @@ pub struct App {
     pub policy: Policy,
     pub roles: RoleMapping,
     pub contact: Option<String>,
+    pub unknown_person: UnknownPerson,
+    pub guest_roles: Vec<String>,
     pub identity_headers: IdentityHeaders,
     /// This app's latency histogram, resolved once instead of by label on every request.
     pub latency: prometheus::Histogram,
@@ -84,6 +90,10 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Log one `access` line per request.
     pub access_log: bool,
+    /// The cached directory, when one is configured.
+    pub directory: Option<Arc<dyn PersonLookup>>,
+    /// How each provider's logins are linked to directory people, by provider id.
+    pub pivots: HashMap<String, PivotConfig>,
 }
 
 impl Gateway {
@@ -168,6 +178,8 @@ impl Gateway {
                     .unwrap_or_else(|_| Policy::deny_all()),
                 roles: app.roles.clone(),
                 contact: app.contact.clone(),
+                unknown_person: app.unknown_person,
+                guest_roles: app.guest_roles.clone(),
                 identity_headers: IdentityHeaders::compile(&app.identity_headers),
                 latency: metrics.latency.with_label_values(&[&app.id]),
                 requests: Default::default(),
@@ -191,6 +203,12 @@ impl Gateway {
             trusted_proxies: file.trusted_proxies.clone(),
             metrics,
             access_log: file.log.access,
+            directory: None,
+            pivots: file
+                .providers
+                .iter()
+                .filter_map(|p| p.pivot().map(|pivot| (p.id().to_owned(), pivot.clone())))
+                .collect(),
         }))
     }
 

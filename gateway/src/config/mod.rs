@@ -4,6 +4,7 @@
 //! can fix a Helm value without reading a backtrace; the process then exits non-zero before
 //! listening on anything.
 
+mod directory;
 mod model;
 mod oidc;
 mod secret;
@@ -15,6 +16,10 @@ use base64::Engine;
 use guichet_protocols::local::{LocalUser, LocalUsers};
 use guichet_protocols::oidc::OidcSettings;
 
+pub use directory::{
+    DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, PivotConfig, ScimConfig,
+    UnknownPerson,
+};
 pub use model::*;
 pub use oidc::{ClientAuthMethod, FranceConnectEnvironment, OidcProviderConfig};
 pub use secret::{Secret, SecretSource};

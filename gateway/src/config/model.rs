@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use url::Url;
 
+use super::directory::{DirectoryConfig, PivotConfig, UnknownPerson};
 use super::oidc::OidcProviderConfig;
 use super::secret::SecretSource;
 use crate::headers::{Encoding, ValueSource};
@@ -34,6 +35,10 @@ pub struct ConfigFile {
     pub session: SessionConfig,
     pub providers: Vec<ProviderConfig>,
     pub apps: Vec<AppConfig>,
+    /// Where people and their roles come from (see docs/directory.md). Without one, roles come
+    /// from local users and from provider attributes mapped by each app.
+    #[serde(default)]
+    pub directory: Option<DirectoryConfig>,
 }
 
 fn default_admin() -> SocketAddr {
@@ -188,6 +193,13 @@ impl ProviderConfig {
             ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => &oidc.id,
         }
     }
+
+    pub fn pivot(&self) -> Option<&PivotConfig> {
+        match self {
+            ProviderConfig::Local(local) => local.pivot.as_ref(),
+            ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => oidc.pivot.as_ref(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -204,6 +216,9 @@ pub struct LocalProviderConfig {
     pub users: Option<Vec<LocalUser>>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// How these logins are linked to directory people.
+    #[serde(default)]
+    pub pivot: Option<PivotConfig>,
 }
 
 fn default_local_name() -> String {
@@ -280,6 +295,12 @@ pub struct AppConfig {
     /// a service desk's phone number.
     #[serde(default)]
     pub contact: Option<String>,
+    /// A signed-in person unknown to the directory: `deny` (default) or `guest`.
+    #[serde(default)]
+    pub unknown_person: UnknownPerson,
+    /// The roles of such a guest.
+    #[serde(default)]
+    pub guest_roles: Vec<String>,
     /// Compare paths case-insensitively in `rules`, for apps that do (IIS, ASP.NET), so that
     /// `/ADMIN` cannot slip past a rule on `/admin`.
     #[serde(default)]

@@ -74,6 +74,9 @@ pub struct OidcProviderConfig {
     pub jwks_refresh_interval: Duration,
     #[serde(default = "default_skew", with = "humantime_serde")]
     pub clock_skew: Duration,
+    /// How these logins are linked to directory people.
+    #[serde(default)]
+    pub pivot: Option<super::PivotConfig>,
 }
 
 fn yes() -> bool {

@@ -209,7 +209,12 @@ pub async fn sign_in(
     } else {
         Vec::new()
     };
+    let pivot = gateway
+        .pivots
+        .get(&principal.provider)
+        .and_then(|config| crate::directory::pivot_of(&principal, config));
     let record = SessionRecord {
+        pivot,
         roles: own_roles,
         principal,
         app: app.id.clone(),

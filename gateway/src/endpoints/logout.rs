@@ -269,7 +269,8 @@ pub async fn whoami(
         ));
     };
     let record = &identity.record;
-    let view = identity.view(ctx.app.expect("routed"), app);
+    let person = identity::person(gateway, &identity.record).await;
+    let view = identity.view(ctx.app.expect("routed"), app, &person);
     Ok(Reply::json(
         200,
         &serde_json::json!({

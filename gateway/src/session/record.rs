@@ -1,5 +1,7 @@
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
+
+use guichet_directory_client::DirectoryUser;
 
 use crate::identity::AppView;
 
@@ -64,35 +66,73 @@ pub struct SessionRecord {
     pub last_seen: i64,
     /// Unix seconds after which the session is over, however active.
     pub expires_at: i64,
+    /// The directory person this login is linked to (pivot identity), when the provider has
+    /// a pivot and a directory is configured.
+    #[serde(default)]
+    pub pivot: Option<Pivot>,
     /// What each request of the session needs for the app that asked first (roles,
     /// encoded identity headers), computed once. Never stored.
     #[serde(skip)]
     pub views: ViewCache<AppView>,
 }
 
-/// A value computed once per session and app, then reused by every request of the session
-/// while the in-memory store hands out the same record. Not part of the record's value: a
-/// clone, a record read from Redis or a changed record starts empty and is computed again, so
+/// Which directory attribute and (normalized) value name the person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pivot {
+    pub attribute: String,
+    pub value: String,
+}
+
+/// A value computed once per session, app and directory entry, then reused by every request
+/// of the session while the in-memory store hands out the same record. Not part of the
+/// record's value: a clone, a record read from Redis or a changed record starts empty and is
+/// computed again; a directory entry refreshed by the cache (another `Arc`) recomputes it. So
 /// it can never be stale.
-pub struct ViewCache<T>(OnceLock<(usize, Arc<T>)>);
+pub struct ViewCache<T>(RwLock<Option<CachedView<T>>>);
+
+struct CachedView<T> {
+    app: usize,
+    /// The directory entry the value was computed from, held so that the comparison by
+    /// address below cannot be fooled by a freed and reused allocation.
+    person: Option<Arc<DirectoryUser>>,
+    value: Arc<T>,
+}
 
 impl<T> Default for ViewCache<T> {
     fn default() -> Self {
-        Self(OnceLock::new())
+        Self(RwLock::new(None))
+    }
+}
+
+fn same_person(a: &Option<Arc<DirectoryUser>>, b: Option<&Arc<DirectoryUser>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
     }
 }
 
 impl<T> ViewCache<T> {
-    /// The value for app `app`: computed by the first request of the session and kept; an app
-    /// other than the one that filled the cache computes its own each time (sessions are
-    /// normally used by one app).
-    pub fn get_or_build(&self, app: usize, build: impl Fn() -> T) -> Arc<T> {
-        let (cached_app, value) = self.0.get_or_init(|| (app, Arc::new(build())));
-        if *cached_app == app {
-            value.clone()
-        } else {
-            Arc::new(build())
+    /// The value for app `app` and directory entry `person`, computed when the cache holds
+    /// another (sessions are normally used by one app, so it rarely changes).
+    pub fn get_or_build(
+        &self,
+        app: usize,
+        person: Option<&Arc<DirectoryUser>>,
+        build: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        if let Some(cached) = self.0.read().expect("not poisoned").as_ref() {
+            if cached.app == app && same_person(&cached.person, person) {
+                return cached.value.clone();
+            }
         }
+        let value = Arc::new(build());
+        *self.0.write().expect("not poisoned") = Some(CachedView {
+            app,
+            person: person.cloned(),
+            value: value.clone(),
+        });
+        value
     }
 }
 

@@ -1,0 +1,36 @@
+//! The gateway's side of the directory: finding the signed-in person (pivot identity) through
+//! the cached directory of `guichet-directory-client`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use guichet_directory_client::{normalize_pivot, DirectoryError, DirectoryUser};
+use guichet_protocols::Principal;
+
+use crate::config::PivotConfig;
+use crate::session::Pivot;
+
+/// A cached directory, as the request path uses it.
+#[async_trait]
+pub trait PersonLookup: Send + Sync {
+    async fn find(
+        &self,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Option<Arc<DirectoryUser>>, DirectoryError>;
+}
+
+/// The pivot of a login: the principal's attribute (or subject), normalized as documented
+/// (surrounding spaces removed; lowercased unless `case_sensitive`). `None` when the principal
+/// has no value for it: such a login is linked to nobody.
+pub fn pivot_of(principal: &Principal, config: &PivotConfig) -> Option<Pivot> {
+    let raw = match config.attribute.as_str() {
+        "subject" | "sub" => Some(principal.subject.as_str()),
+        name => principal.attribute(name),
+    }?;
+    let value = normalize_pivot(raw, config.case_sensitive);
+    (!value.is_empty()).then(|| Pivot {
+        attribute: config.directory_attribute.clone(),
+        value,
+    })
+}
