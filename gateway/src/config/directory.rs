@@ -24,7 +24,7 @@ pub enum DirectoryBackendConfig {
     /// A YAML file of people, reloaded when it changes (see docs/directory.md).
     File { path: PathBuf },
     /// A SCIM 2.0 service.
-    Scim(ScimConfig),
+    Scim(Box<ScimConfig>),
 }
 
 #[derive(Clone, Debug, Deserialize)]
