@@ -13,6 +13,7 @@ pub mod demo;
 pub mod directory;
 pub mod echo;
 pub mod endpoints;
+pub mod explain;
 pub mod headers;
 pub mod identity;
 pub mod logging;

@@ -45,12 +45,35 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Access policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print the argon2id hash of a password read from standard input (for users files).
     HashPassword,
     /// Run only the built-in header-echo application (an upstream for trials and benchmarks).
     Echo {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Why may (or may not) this person open this URL: the roles computed, the decision and
+    /// the rule that made it.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The person: a local login, or a pivot value (e-mail, ENT uid...) for the directory.
+        #[arg(long)]
+        user: String,
+        /// The URL as users open it, e.g. `https://bip.example.org/admin/users`.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
     },
 }
 
@@ -69,6 +92,35 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e.to_string()),
         },
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    config,
+                    user,
+                    url,
+                    method,
+                },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let result = runtime.block_on(async {
+                let gateway = guichet_gateway::state::Gateway::new(&config)?;
+                guichet_gateway::explain::explain(&gateway, &user, &url, &method).await
+            });
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Run { config } => {
             let config = match Config::load(&config) {
                 Ok(config) => config,

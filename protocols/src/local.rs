@@ -210,6 +210,14 @@ impl LocalProvider {
             .map(|u| u.username.as_str())
     }
 
+    /// The principal a login would produce, without any password: for `policy explain`.
+    pub fn principal_for(&self, login: &str) -> Option<Principal> {
+        self.by_login
+            .get(&normalize_login(login))
+            .filter(|user| !user.disabled)
+            .map(|user| self.principal(user))
+    }
+
     fn principal(&self, user: &LocalUser) -> Principal {
         let mut attributes = user.attributes.clone();
         if let Some(email) = &user.email {

@@ -186,3 +186,57 @@ fn an_invalid_rule_is_a_startup_error_naming_it() {
     assert_eq!(error.path, "apps[3].rules[1]");
     assert!(error.message.contains("invalid pattern"), "{error}");
 }
+
+/// `guichet policy explain`: the roles, the decision and the rule, for administrators.
+#[test]
+fn policy_explain_says_why() {
+    let yaml = guichet_tests::config_yaml(
+        &GatewayOptions::default(),
+        18099,
+        18098,
+        "127.0.0.1:3".parse().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guichet.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let guichet = exe.parent().unwrap().parent().unwrap().join("guichet");
+    let explain = |user: &str, url: &str| {
+        let output = std::process::Command::new(&guichet)
+            .args(["policy", "explain", "--config"])
+            .arg(&path)
+            .args(["--user", user, "--url", url])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = explain("bob@example.org", "http://app.test:18099/admin/users");
+    assert!(ok, "{err}");
+    assert!(out.contains("application: main"), "{out}");
+    assert!(out.contains("roles for main: [\"reader\"]"), "{out}");
+    assert!(out.contains("decision: deny (403)"), "{out}");
+    assert!(out.contains("\"admin area\" path /admin"), "{out}");
+
+    let (_, out, _) = explain("alice", "http://app.test:18099/admin/users");
+    assert!(out.contains("decision: allow"), "{out}");
+    assert!(
+        out.contains("roles for main: [\"admin\", \"agent\"]"),
+        "{out}"
+    );
+
+    let (_, out, _) = explain("bob", "http://app.test:18099/public/x");
+    assert!(
+        out.contains("decision: allow") && out.contains("rules[0]"),
+        "{out}"
+    );
+
+    let (ok, _, err) = explain("nobody", "http://app.test:18099/");
+    assert!(!ok);
+    assert!(err.contains("no local account"), "{err}");
+    let (ok, _, err) = explain("bob", "http://unknown.test/");
+    assert!(!ok && err.contains("no application"), "{err}");
+}

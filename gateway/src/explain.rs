@@ -1,0 +1,160 @@
+//! `guichet policy explain`: why may (or may not) this person open this URL? The same code
+//! paths as a real request (pivot, directory, roles, account state, rules), without a login.
+
+use std::sync::Arc;
+
+use guichet_directory_client::{normalize_pivot, AccountState};
+use guichet_policies::{Decision, Subject};
+use guichet_protocols::{LogoutHandle, Principal};
+
+use crate::config::UnknownPerson;
+use crate::identity::{now, person, Identity, Person};
+use crate::routing::{parse_target, request_host};
+use crate::session::{Pivot, SessionId, SessionRecord};
+use crate::state::Gateway;
+
+/// The decision for `user` (a pivot value, or a local login) on `url` with `method`, as text.
+pub async fn explain(
+    gateway: &Gateway,
+    user: &str,
+    url: &str,
+    method: &str,
+) -> Result<String, String> {
+    let url = url::Url::parse(url).map_err(|e| format!("--url: {e}"))?;
+    let host = request_host(url.host_str().unwrap_or("")).ok_or("--url: no host")?;
+    let raw = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let target = parse_target(raw.as_bytes()).map_err(|e| format!("--url: refused: {e}"))?;
+    let path = target.decision_path;
+    let app_index = gateway
+        .router
+        .route(&host, &path)
+        .ok_or_else(|| format!("no application is published at {url}"))?;
+    let app = &gateway.apps[app_index];
+    let method = method.to_ascii_uppercase();
+    let mut out = format!("application: {} ({})\n", app.id, app.origin);
+
+    // Who: a local account of one of the app's providers, or a directory person by the pivot
+    // of the app's first provider that has one.
+    let local = app.providers.iter().find_map(|pid| {
+        gateway.providers[pid]
+            .local
+            .as_ref()
+            .and_then(|local| local.principal_for(user))
+    });
+    let (principal, pivot) = match local {
+        Some(principal) => {
+            let pivot = gateway
+                .pivots
+                .get(&principal.provider)
+                .and_then(|config| crate::directory::pivot_of(&principal, config));
+            (principal, pivot)
+        }
+        None => {
+            let (provider, config) = app
+                .providers
+                .iter()
+                .find_map(|pid| gateway.pivots.get(pid).map(|c| (pid.clone(), c)))
+                .ok_or_else(|| {
+                    format!(
+                        "{user:?} is no local account of this application, and none of its providers ({}) has a directory pivot",
+                        app.providers.join(", ")
+                    )
+                })?;
+            let principal = Principal {
+                provider,
+                subject: user.to_owned(),
+                attributes: Default::default(),
+                auth_time: time::OffsetDateTime::now_utc(),
+                auth_level: None,
+                logout: LogoutHandle::None,
+            };
+            let pivot = Pivot {
+                attribute: config.directory_attribute.clone(),
+                value: normalize_pivot(user, config.case_sensitive),
+            };
+            (principal, Some(pivot))
+        }
+    };
+    let own_roles = if gateway.providers[&principal.provider].local.is_some() {
+        principal.attribute_values("roles").to_vec()
+    } else {
+        Vec::new()
+    };
+    let record = SessionRecord {
+        pivot,
+        roles: own_roles,
+        app: app.id.clone(),
+        created_at: now(),
+        last_seen: now(),
+        expires_at: now() + 3600,
+        views: Default::default(),
+        principal,
+    };
+    let identity = Identity {
+        id: SessionId::generate(),
+        record: Arc::new(record),
+    };
+    out.push_str(&format!(
+        "signed in as: {} (provider {})\n",
+        identity.record.principal.subject, identity.record.principal.provider
+    ));
+    let found = person(gateway, &identity.record).await;
+    match &found {
+        Person::NotLinked => out.push_str("directory: not linked (no directory or no pivot)\n"),
+        Person::Known(user) => out.push_str(&format!(
+            "directory: {} ({:?}), structures {:?}, groups {:?}\n",
+            user.id,
+            user.state_at(now()),
+            user.structures,
+            user.groups
+        )),
+        Person::Unknown => out.push_str(&format!(
+            "directory: unknown person (app admits unknown people as: {:?})\n",
+            app.unknown_person
+        )),
+        Person::Unavailable(reason) => {
+            out.push_str(&format!("directory: unavailable ({reason})\n"))
+        }
+    }
+    let view = identity.view(app_index, app, &found);
+    out.push_str(&format!("roles for {}: {:?}\n", app.id, view.roles));
+
+    let public = app.policy.is_public(&method, &path);
+    let blocked = match &found {
+        _ if public => None,
+        Person::Unavailable(_) => Some("503: the directory cannot answer"),
+        Person::Unknown if app.unknown_person == UnknownPerson::Deny => {
+            Some("403: unknown to the directory")
+        }
+        Person::Known(user) => match user.state_at(now()) {
+            AccountState::Active => None,
+            AccountState::Locked => Some("403: account locked"),
+            AccountState::NotYetValid => Some("403: account not yet valid"),
+            AccountState::Expired => Some("403: account expired"),
+        },
+        _ => None,
+    };
+    if let Some(blocked) = blocked {
+        out.push_str(&format!("decision: deny ({blocked}), before any rule\n"));
+        return Ok(out);
+    }
+    let subject = Subject {
+        roles: &view.roles,
+        attributes: &view.attributes,
+        auth_level: None,
+    };
+    let outcome = app.policy.evaluate(&method, &path, Some(&subject));
+    let decision = match outcome.decision {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny (403)",
+        Decision::LoginRequired => "login required",
+    };
+    out.push_str(&format!(
+        "decision: {decision} for {method} {path}\nrule: {}\n",
+        app.policy.describe(outcome.rule)
+    ));
+    Ok(out)
+}
