@@ -209,7 +209,7 @@ async fn gateway_endpoints_are_never_forwarded() {
     assert_eq!(whoami.status, 200);
     let me: serde_json::Value = serde_json::from_str(&whoami.body).unwrap();
     assert_eq!(me["subject"], "alice");
-    assert_eq!(me["roles"], serde_json::json!(["agent", "admin"]));
+    assert_eq!(me["roles"], serde_json::json!(["admin", "agent"]));
 }
 
 fn urlencode(text: &str) -> String {
