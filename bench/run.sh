@@ -17,6 +17,8 @@
 #   nginx        nginx as a plain reverse proxy, 1 worker, upstream keepalive, no access log
 # and diagnostic rows that help attribute the difference between guichet and bare:
 #   guichet-nolog  the same demo with RUST_LOG=warn (no per-request access log line)
+#   guichet-plain  `guichet demo --plain`: no role rules and one identity header, to measure
+#                  what the demo's role policy (3 rules) and its 6 identity headers cost
 #   bare-t2        the bare proxy with threads=2, as the demo configures Guichet
 #   bare-hdrs      the bare proxy (threads=1), the client sending the headers Guichet adds
 #                  upstream (x-forwarded-*, x-request-id, x-remote-*, read from a request
@@ -62,6 +64,9 @@ ADMIN_PORT=$((PORT_BASE + 2))
 ECHO2_PORT=$((PORT_BASE + 10))
 GUICHET2_PORT=$((PORT_BASE + 11))
 ADMIN2_PORT=$((PORT_BASE + 12))
+ECHO3_PORT=$((PORT_BASE + 13))
+GUICHET3_PORT=$((PORT_BASE + 14))
+ADMIN3_PORT=$((PORT_BASE + 15))
 BARE_PORT=$((PORT_BASE + 20))
 BARE2_PORT=$((PORT_BASE + 21))
 NGINX_PORT=$((PORT_BASE + 30))
@@ -143,11 +148,12 @@ wait_http() {
     return 1
 }
 
-start_guichet() { # listen admin echo log [env...]
-    local listen=$1 admin=$2 echo=$3 logfile=$4
-    shift 4
+start_guichet() { # listen admin echo log demo-flags [env...]
+    local listen=$1 admin=$2 echo=$3 logfile=$4 flags=$5
+    shift 5
+    # shellcheck disable=SC2086 # flags is a word list
     env "$@" taskset -c 0 "$GUICHET_BIN" demo --listen "$HOST:$listen" --admin "$HOST:$admin" \
-        --echo "$HOST:$echo" --threads "$GUICHET_THREADS" >"$logfile" 2>&1 &
+        --echo "$HOST:$echo" --threads "$GUICHET_THREADS" $flags >"$logfile" 2>&1 &
     PIDS+=($!)
     wait_http "http://$HOST:$echo/"
     wait_http "http://$HOST:$listen/"
@@ -180,7 +186,7 @@ login() {
 log "work directory: $WORK"
 
 # Upstream + Guichet (the echo app runs inside this process, on its own thread).
-start_guichet "$GUICHET_PORT" "$ADMIN_PORT" "$ECHO_PORT" "$WORK/guichet.log"
+start_guichet "$GUICHET_PORT" "$ADMIN_PORT" "$ECHO_PORT" "$WORK/guichet.log" ""
 SESSION=$(login "http://$HOST:$GUICHET_PORT")
 # The headers Guichet adds to what the app receives, as "name: value" lines (for bare-hdrs).
 curl -s --max-time 5 -H "Cookie: guichet_session=$SESSION" "http://$HOST:$GUICHET_PORT/" |
@@ -195,8 +201,12 @@ if [[ " $TARGETS " == *" bare-hdrs "* ]] && ! grep -q '^x-remote-user: ' "$WORK/
     exit 1
 fi
 if [[ " $TARGETS " == *" guichet-nolog "* ]]; then
-    start_guichet "$GUICHET2_PORT" "$ADMIN2_PORT" "$ECHO2_PORT" "$WORK/guichet-nolog.log" RUST_LOG=warn
+    start_guichet "$GUICHET2_PORT" "$ADMIN2_PORT" "$ECHO2_PORT" "$WORK/guichet-nolog.log" "" RUST_LOG=warn
     SESSION2=$(login "http://$HOST:$GUICHET2_PORT")
+fi
+if [[ " $TARGETS " == *" guichet-plain "* ]]; then
+    start_guichet "$GUICHET3_PORT" "$ADMIN3_PORT" "$ECHO3_PORT" "$WORK/guichet-plain.log" "--plain"
+    SESSION3=$(login "http://$HOST:$GUICHET3_PORT")
 fi
 
 if [[ " $TARGETS " == *" bare "* || " $TARGETS " == *" bare-hdrs "* ]]; then
@@ -268,6 +278,7 @@ url_of() {
         direct) echo "http://$HOST:$ECHO_PORT$REQUEST_PATH" ;;
         guichet) echo "http://$HOST:$GUICHET_PORT$REQUEST_PATH" ;;
         guichet-nolog) echo "http://$HOST:$GUICHET2_PORT$REQUEST_PATH" ;;
+        guichet-plain) echo "http://$HOST:$GUICHET3_PORT$REQUEST_PATH" ;;
         bare | bare-hdrs) echo "http://$HOST:$BARE_PORT$REQUEST_PATH" ;;
         bare-t2) echo "http://$HOST:$BARE2_PORT$REQUEST_PATH" ;;
         nginx) echo "http://$HOST:$NGINX_PORT$REQUEST_PATH" ;;
@@ -278,6 +289,7 @@ headers_of() { # target: sets HEADERS, wrk's -H arguments
     case $1 in
         guichet) HEADERS=(-H "Cookie: guichet_session=$SESSION") ;;
         guichet-nolog) HEADERS=(-H "Cookie: guichet_session=$SESSION2") ;;
+        guichet-plain) HEADERS=(-H "Cookie: guichet_session=$SESSION3") ;;
         bare-hdrs) HEADERS=("${ADDED_HEADERS[@]}") ;;
         *) HEADERS=() ;;
     esac
@@ -441,6 +453,7 @@ if has guichet max; then
     has bare max && echo "throughput guichet / bare pingora (max):  $(ratio "$g" "$(m bare max rps)")   (target: >= 80%)" || true
     has nginx max && echo "throughput guichet / nginx (max):         $(ratio "$g" "$(m nginx max rps)")" || true
     has bare max && has nginx max && echo "throughput bare pingora / nginx (max):    $(ratio "$(m bare max rps)" "$(m nginx max rps)")" || true
+    has guichet-plain max && has guichet max && echo "policies + 6 headers, guichet / guichet-plain (max): $(ratio "$(m guichet max rps)" "$(m guichet-plain max rps)")   (target: slower by < 5%)" || true
     has guichet-nolog max && has bare max && echo "diagnostic guichet-nolog / bare (max):    $(ratio "$(m guichet-nolog max rps)" "$(m bare max rps)")" || true
     has guichet-nolog max && has bare-t2 max && echo "diagnostic guichet-nolog / bare-t2 (max): $(ratio "$(m guichet-nolog max rps)" "$(m bare-t2 max rps)")" || true
     has bare-hdrs max && echo "diagnostic guichet / bare-hdrs (max):       $(ratio "$g" "$(m bare-hdrs max rps)")" || true

@@ -56,6 +56,27 @@ pub fn config_with_threads(
     echo: SocketAddr,
     threads: usize,
 ) -> Result<Config, ConfigError> {
+    demo_config(listen, admin, echo, threads, false)
+}
+
+/// The demo without its role rules and with one identity header: the benchmark's baseline for
+/// what the role policy and the identity headers cost (`guichet demo --plain`).
+pub fn plain_config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    echo: SocketAddr,
+    threads: usize,
+) -> Result<Config, ConfigError> {
+    demo_config(listen, admin, echo, threads, true)
+}
+
+fn demo_config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    echo: SocketAddr,
+    threads: usize,
+    plain: bool,
+) -> Result<Config, ConfigError> {
     let users: String = DEMO_USERS
         .iter()
         .map(|user| {
@@ -69,6 +90,30 @@ pub fn config_with_threads(
             )
         })
         .collect();
+    let rules_and_headers = if plain {
+        r#"    rules:
+      - { path: /public, access: public }
+    identity_headers:
+      prefix: X-Remote-
+      headers:
+        - { name: X-Remote-User, value: subject }
+"#
+    } else {
+        r#"    rules:
+      - { name: static pages, path: /public, access: public }
+      - { name: admin area, path: /admin, any_role: [admin] }
+      - { name: the application, path: /, any_role: [agent, admin] }
+    identity_headers:
+      prefix: X-Remote-
+      headers:
+        - { name: X-Remote-User, value: subject }
+        - { name: X-Remote-Email, value: "attribute:email" }
+        - { name: X-Remote-Name, value: "attribute:display_name" }
+        - { name: X-Remote-Name-Ascii, value: "attribute:display_name", encoding: ascii }
+        - { name: X-Remote-Roles, value: roles }
+        - { name: X-Remote-Provider, value: provider }
+"#
+    };
     let yaml = format!(
         r#"
 listen:
@@ -89,20 +134,7 @@ apps:
     providers: [local]
     access: authenticated
     contact: "support@example.org (démo / demo)"
-    rules:
-      - {{ name: static pages, path: /public, access: public }}
-      - {{ name: admin area, path: /admin, any_role: [admin] }}
-      - {{ name: the application, path: /, any_role: [agent, admin] }}
-    identity_headers:
-      prefix: X-Remote-
-      headers:
-        - {{ name: X-Remote-User, value: subject }}
-        - {{ name: X-Remote-Email, value: "attribute:email" }}
-        - {{ name: X-Remote-Name, value: "attribute:display_name" }}
-        - {{ name: X-Remote-Name-Ascii, value: "attribute:display_name", encoding: ascii }}
-        - {{ name: X-Remote-Roles, value: roles }}
-        - {{ name: X-Remote-Provider, value: provider }}
-"#
+{rules_and_headers}"#
     );
     Config::from_yaml(&yaml)
 }

@@ -44,6 +44,9 @@ enum Command {
         /// Proxy worker threads (benchmarks pinned to one core use 1).
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// No role rules and a single identity header (a benchmark baseline).
+        #[arg(long)]
+        plain: bool,
     },
     /// Access policies.
     Policy {
@@ -137,7 +140,8 @@ fn main() -> ExitCode {
             admin,
             echo,
             threads,
-        } => run_demo(listen, admin, echo, threads),
+            plain,
+        } => run_demo(listen, admin, echo, threads, plain),
         Command::HashPassword => hash_password(),
         Command::Echo { listen } => run_echo(listen),
     }
@@ -153,13 +157,19 @@ fn run_demo(
     admin: SocketAddr,
     echo_address: SocketAddr,
     threads: usize,
+    plain: bool,
 ) -> ExitCode {
     let _log_writer = logging::init(&LogConfig::default());
     let echo = match echo::EchoServer::start(echo_address) {
         Ok(echo) => echo,
         Err(e) => return fail(&format!("cannot start the echo app on {echo_address}: {e}")),
     };
-    let config = match demo::config_with_threads(listen, admin, echo.address, threads) {
+    let build = if plain {
+        demo::plain_config
+    } else {
+        demo::config_with_threads
+    };
+    let config = match build(listen, admin, echo.address, threads) {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
