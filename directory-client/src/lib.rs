@@ -87,8 +87,11 @@ pub enum DirectoryError {
 pub trait Directory: Send + Sync {
     /// The person whose `attribute` equals `value` (both already normalized with
     /// [`normalize_pivot`] by the caller), `Ok(None)` when the directory has nobody for it.
-    async fn find(&self, attribute: &str, value: &str)
-        -> Result<Option<DirectoryUser>, DirectoryError>;
+    async fn find(
+        &self,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Option<DirectoryUser>, DirectoryError>;
 
     /// Where the backend is, for log lines (never with credentials).
     fn describe(&self) -> String;
