@@ -11,6 +11,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod cache;
+pub mod file;
+pub mod scim;
+pub mod sealing;
+
+pub use cache::{CacheSettings, CachedDirectory, RedisCacheSettings};
+pub use file::FileDirectory;
+pub use scim::{ScimDirectory, ScimSettings};
+
 /// A person as the directory knows them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryUser {
@@ -64,6 +73,32 @@ impl DirectoryUser {
     }
 }
 
+/// Which directory person a login names: a directory attribute and the login's value for it,
+/// normalized with [`normalize_pivot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PivotQuery {
+    pub attribute: String,
+    pub value: String,
+    /// Values are compared exactly (after trimming) instead of case-insensitively.
+    #[serde(default)]
+    pub case_sensitive: bool,
+}
+
+impl PivotQuery {
+    pub fn new(attribute: &str, value: &str, case_sensitive: bool) -> Self {
+        Self {
+            attribute: attribute.to_owned(),
+            value: normalize_pivot(value, case_sensitive),
+            case_sensitive,
+        }
+    }
+
+    /// Whether a directory value equals this pivot under its normalization.
+    pub fn matches(&self, directory_value: &str) -> bool {
+        normalize_pivot(directory_value, self.case_sensitive) == self.value
+    }
+}
+
 /// How a pivot value is compared: the documented normalization applied to both the
 /// provider's value and the directory's before matching.
 pub fn normalize_pivot(value: &str, case_sensitive: bool) -> String {
@@ -80,19 +115,128 @@ pub enum DirectoryError {
     /// The backend could not answer (down, timeout, 5xx, malformed answer): never "no roles".
     #[error("directory unavailable: {0}")]
     Unavailable(String),
+    /// Several people carry the pivot value: nobody is chosen (a data error to fix in the
+    /// directory).
+    #[error("{0} directory people match the pivot")]
+    Ambiguous(usize),
 }
 
 /// One directory backend.
 #[async_trait]
 pub trait Directory: Send + Sync {
-    /// The person whose `attribute` equals `value` (both already normalized with
-    /// [`normalize_pivot`] by the caller), `Ok(None)` when the directory has nobody for it.
-    async fn find(
-        &self,
-        attribute: &str,
-        value: &str,
-    ) -> Result<Option<DirectoryUser>, DirectoryError>;
+    /// The person the pivot names, `Ok(None)` when the directory has nobody for it.
+    async fn find(&self, pivot: &PivotQuery) -> Result<Option<DirectoryUser>, DirectoryError>;
 
     /// Where the backend is, for log lines (never with credentials).
     fn describe(&self) -> String;
+}
+
+/// Picks the one person among candidates whose `attribute` matches the pivot, by the
+/// values `values_of` reads: none → unknown, several → ambiguous.
+pub(crate) fn single_match<T>(
+    candidates: impl IntoIterator<Item = T>,
+    pivot: &PivotQuery,
+    values_of: impl Fn(&T) -> Vec<String>,
+) -> Result<Option<T>, DirectoryError> {
+    let mut matching: Vec<T> = candidates
+        .into_iter()
+        .filter(|candidate| values_of(candidate).iter().any(|v| pivot.matches(v)))
+        .collect();
+    match matching.len() {
+        0 => Ok(None),
+        1 => Ok(matching.pop()),
+        n => Err(DirectoryError::Ambiguous(n)),
+    }
+}
+
+/// Splits `{prefix}{app}{separator}{role}` group names into per-application roles; other
+/// groups are left as groups.
+pub fn roles_from_groups(
+    groups: &[String],
+    prefix: &str,
+    separator: &str,
+) -> BTreeMap<String, Vec<String>> {
+    let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if separator.is_empty() {
+        return roles;
+    }
+    for group in groups {
+        let Some(rest) = group.strip_prefix(prefix) else {
+            continue;
+        };
+        if let Some((app, role)) = rest.split_once(separator) {
+            if !app.is_empty() && !role.is_empty() {
+                let entry = roles.entry(app.to_owned()).or_default();
+                if !entry.iter().any(|r| r == role) {
+                    entry.push(role.to_owned());
+                }
+            }
+        }
+    }
+    roles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_state_locked_wins_then_dates() {
+        let mut user = DirectoryUser {
+            valid_from: Some(100),
+            valid_until: Some(200),
+            ..Default::default()
+        };
+        assert_eq!(user.state_at(50), AccountState::NotYetValid);
+        assert_eq!(user.state_at(100), AccountState::Active);
+        assert_eq!(user.state_at(200), AccountState::Expired);
+        user.locked = true;
+        assert_eq!(user.state_at(150), AccountState::Locked);
+    }
+
+    #[test]
+    fn pivots_are_trimmed_and_case_folded_unless_case_sensitive() {
+        let pivot = PivotQuery::new("email", "  Alice@Example.ORG ", false);
+        assert_eq!(pivot.value, "alice@example.org");
+        assert!(pivot.matches("ALICE@example.org"));
+        let exact = PivotQuery::new("entUid", " AbC12 ", true);
+        assert_eq!(exact.value, "AbC12");
+        assert!(exact.matches("AbC12 "));
+        assert!(!exact.matches("abc12"));
+    }
+
+    #[test]
+    fn group_names_give_roles_by_convention() {
+        let groups = vec![
+            "app-bip:utilisateur".to_string(),
+            "app-bip:admin".to_string(),
+            "app-cdi:lecteur".to_string(),
+            "staff".to_string(),
+            "app-:x".to_string(),
+            "other:role".to_string(),
+        ];
+        let roles = roles_from_groups(&groups, "app-", ":");
+        assert_eq!(roles.len(), 2);
+        assert_eq!(roles["bip"], vec!["utilisateur", "admin"]);
+        assert_eq!(roles["cdi"], vec!["lecteur"]);
+    }
+
+    #[test]
+    fn several_matches_are_ambiguous_none_is_unknown() {
+        let pivot = PivotQuery::new("email", "a@x", false);
+        let people = vec![("1", "A@x"), ("2", "b@x"), ("3", "a@X")];
+        let values = |p: &(&str, &str)| vec![p.1.to_string()];
+        assert_eq!(
+            single_match(people.clone(), &pivot, values),
+            Err(DirectoryError::Ambiguous(2))
+        );
+        assert_eq!(
+            single_match(people[..2].to_vec(), &pivot, values),
+            Ok(Some(("1", "A@x")))
+        );
+        assert_eq!(
+            single_match(people[1..2].to_vec(), &pivot, values),
+            Ok(None)
+        );
+    }
 }

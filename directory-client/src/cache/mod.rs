@@ -1,0 +1,386 @@
+//! Caching around any backend, so the directory is never on the hot path:
+//!
+//! - **L1**, in process (moka): a fresh entry answers at once. Concurrent misses for one person
+//!   are coalesced into one load (moka's `try_get_with`).
+//! - **L2**, Redis shared by every replica: keys are keyed hashes of the pivot and values are
+//!   sealed with AES-256-GCM, so a dump of Redis yields no personal data.
+//! - **Negative caching**: "nobody for this pivot" is remembered for `negative_ttl`.
+//! - **Stale answers**: when the backend fails, the last good answer (L1 or L2) is served while
+//!   it is younger than `max_stale`; older, the lookup fails (the gateway answers 503).
+//! - **Invalidation** of one person or everyone: removed from L1 and L2 and announced on a
+//!   Redis channel that every replica's listener follows.
+
+mod shared;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use moka::future::Cache;
+use moka::Expiry;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use self::shared::L2;
+use crate::{Directory, DirectoryError, DirectoryUser, PivotQuery};
+
+pub use self::shared::RedisCacheSettings;
+
+/// While the backend fails, how long a stale answer is reused before the backend is tried
+/// again (bounded by what is left of `max_stale`).
+const STALE_RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub l1_ttl: Duration,
+    pub l1_capacity: u64,
+    pub negative_ttl: Duration,
+    pub l2_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            l1_ttl: Duration::from_secs(30),
+            l1_capacity: 50_000,
+            negative_ttl: Duration::from_secs(30),
+            l2_ttl: Duration::from_secs(300),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A cache key: a keyed hash of the pivot, so neither Redis keys nor invalidation messages
+/// carry the pivot itself.
+pub(crate) type Key = [u8; 32];
+
+/// An answer of the backend (a person, or nobody), when it was obtained, and whether it is
+/// served stale because the backend failed since.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub user: Option<Arc<DirectoryUser>>,
+    pub fetched_at_ms: u64,
+    pub stale: bool,
+}
+
+impl Entry {
+    fn age(&self, now_ms: u64) -> Duration {
+        Duration::from_millis(now_ms.saturating_sub(self.fetched_at_ms))
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How long an entry stays in L1: its TTL when fresh, a short retry delay when stale (never
+/// past the staleness bound).
+struct EntryExpiry {
+    positive: Duration,
+    negative: Duration,
+    max_stale: Duration,
+}
+
+impl Expiry<Key, Entry> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        entry: &Entry,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(if entry.stale {
+            let left = self.max_stale.saturating_sub(entry.age(now_ms()));
+            STALE_RETRY.min(left)
+        } else if entry.user.is_some() {
+            self.positive
+        } else {
+            self.negative
+        })
+    }
+}
+
+/// Counters of where answers came from (exported as metrics by the gateway).
+#[derive(Default, Debug)]
+pub struct CacheStats {
+    /// Loads: lookups L1 could not answer (after coalescing).
+    pub loads: AtomicU64,
+    pub l2_hits: AtomicU64,
+    pub backend_calls: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+pub struct CachedDirectory {
+    backend: Arc<dyn Directory>,
+    settings: CacheSettings,
+    /// Answers usable now.
+    fresh: Cache<Key, Entry>,
+    /// The last good answer per person, kept up to `max_stale` for outages.
+    last_good: Cache<Key, Entry>,
+    l2: Option<L2>,
+    namer: Hmac<Sha256>,
+    stats: CacheStats,
+    listening: AtomicBool,
+}
+
+/// The key that names cache entries, derived from the Redis encryption key (so replicas agree)
+/// or random without Redis.
+fn namer(redis: Option<&RedisCacheSettings>) -> Hmac<Sha256> {
+    let mut secret = [0u8; 32];
+    match redis {
+        Some(redis) => {
+            secret.copy_from_slice(
+                &Sha256::new()
+                    .chain_update(b"guichet directory cache names v1")
+                    .chain_update(redis.encryption_key)
+                    .finalize(),
+            );
+        }
+        None => rand::rngs::OsRng.fill_bytes(&mut secret),
+    }
+    Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes any key length")
+}
+
+fn key_of(namer: &Hmac<Sha256>, pivot: &PivotQuery) -> Key {
+    let mut mac = namer.clone();
+    mac.update(pivot.attribute.as_bytes());
+    mac.update(if pivot.case_sensitive {
+        b"\0s\0"
+    } else {
+        b"\0i\0"
+    });
+    mac.update(pivot.value.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+impl CachedDirectory {
+    /// Does not connect to Redis: the first lookup does, and later ones reconnect as needed.
+    pub fn new(
+        backend: Arc<dyn Directory>,
+        settings: CacheSettings,
+        redis: Option<RedisCacheSettings>,
+    ) -> Result<CachedDirectory, String> {
+        let fresh = Cache::builder()
+            .max_capacity(settings.l1_capacity)
+            .expire_after(EntryExpiry {
+                positive: settings.l1_ttl,
+                negative: settings
+                    .negative_ttl
+                    .min(settings.l1_ttl.max(settings.negative_ttl)),
+                max_stale: settings.max_stale,
+            })
+            .build();
+        let last_good = Cache::builder()
+            .max_capacity(settings.l1_capacity)
+            .time_to_live(settings.max_stale.max(Duration::from_millis(1)))
+            .build();
+        let l2 = redis.as_ref().map(L2::new).transpose()?;
+        Ok(CachedDirectory {
+            backend,
+            namer: namer(redis.as_ref()),
+            settings,
+            fresh,
+            last_good,
+            l2,
+            stats: CacheStats::default(),
+            listening: AtomicBool::new(false),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.l2 {
+            Some(l2) => format!(
+                "{} (cached, shared cache {})",
+                self.backend.describe(),
+                l2.describe()
+            ),
+            None => format!("{} (cached in process)", self.backend.describe()),
+        }
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// The person the pivot names (`None`: unknown to the directory).
+    pub async fn find(
+        &self,
+        pivot: &PivotQuery,
+    ) -> Result<Option<Arc<DirectoryUser>>, DirectoryError> {
+        let key = key_of(&self.namer, pivot);
+        self.fresh
+            .try_get_with(key, self.load(key, pivot))
+            .await
+            .map(|entry| entry.user)
+            .map_err(|e| (*e).clone())
+    }
+
+    async fn load(&self, key: Key, pivot: &PivotQuery) -> Result<Entry, DirectoryError> {
+        self.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let mut stale = self.last_good.get(&key).await;
+        if let Some(l2) = &self.l2 {
+            match l2.get(&key).await {
+                Ok(Some(entry)) => {
+                    if entry.age(now) < self.freshness_in_l2(&entry) {
+                        self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
+                        self.last_good.insert(key, entry.clone()).await;
+                        return Ok(entry);
+                    }
+                    if stale
+                        .as_ref()
+                        .is_none_or(|s| s.fetched_at_ms < entry.fetched_at_ms)
+                    {
+                        stale = Some(entry);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "directory shared cache unavailable: asking the directory")
+                }
+            }
+        }
+        self.stats.backend_calls.fetch_add(1, Ordering::Relaxed);
+        match self.backend.find(pivot).await {
+            Ok(user) => {
+                let entry = Entry {
+                    user: user.map(Arc::new),
+                    fetched_at_ms: now,
+                    stale: false,
+                };
+                self.last_good.insert(key, entry.clone()).await;
+                if let Some(l2) = &self.l2 {
+                    let ttl = self.freshness_in_l2(&entry) + self.settings.max_stale;
+                    if let Err(error) = l2.put(&key, &entry, ttl).await {
+                        tracing::warn!(%error, "directory shared cache not updated");
+                    }
+                }
+                Ok(entry)
+            }
+            // A definite answer of the directory, not an outage: nothing stale stands in.
+            Err(error @ DirectoryError::Ambiguous(_)) => Err(error),
+            Err(error) => match stale {
+                Some(entry) if entry.age(now) < self.settings.max_stale => {
+                    self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        %error,
+                        age_seconds = entry.age(now).as_secs(),
+                        "directory unavailable: serving the last answer it gave"
+                    );
+                    Ok(Entry {
+                        stale: true,
+                        ..entry
+                    })
+                }
+                _ => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    Err(error)
+                }
+            },
+        }
+    }
+
+    fn freshness_in_l2(&self, entry: &Entry) -> Duration {
+        if entry.user.is_some() {
+            self.settings.l2_ttl
+        } else {
+            self.settings.negative_ttl
+        }
+    }
+
+    async fn forget(&self, key: &Key) {
+        self.fresh.invalidate(key).await;
+        self.last_good.invalidate(key).await;
+    }
+
+    fn forget_everyone(&self) {
+        self.fresh.invalidate_all();
+        self.last_good.invalidate_all();
+    }
+
+    /// Forgets one person here, in Redis, and (through the channel) on every replica: their
+    /// next request reads the directory again.
+    pub async fn invalidate(&self, pivot: &PivotQuery) -> Result<(), String> {
+        let key = key_of(&self.namer, pivot);
+        self.forget(&key).await;
+        match &self.l2 {
+            Some(l2) => l2.invalidate(Some(&key)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets everyone, everywhere.
+    pub async fn invalidate_all(&self) -> Result<(), String> {
+        self.forget_everyone();
+        match &self.l2 {
+            Some(l2) => l2.invalidate(None).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the invalidation listener is subscribed (always false without Redis).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Follows the invalidation channel until the process stops, reconnecting after failures.
+    /// After a reconnection the whole L1 is dropped: invalidations may have been missed.
+    /// Returns at once without Redis.
+    pub async fn run_invalidation_listener(&self) {
+        let Some(l2) = &self.l2 else { return };
+        let mut first = true;
+        loop {
+            let result = l2
+                .listen(|message| async move {
+                    match message {
+                        shared::Message::Subscribed => {
+                            if !first {
+                                self.forget_everyone();
+                            }
+                            self.listening.store(true, Ordering::Release);
+                            tracing::info!("following directory invalidations");
+                        }
+                        shared::Message::Everyone => self.forget_everyone(),
+                        shared::Message::One(key) => self.forget(&key).await,
+                    }
+                })
+                .await;
+            self.listening.store(false, Ordering::Release);
+            first = false;
+            if let Err(error) = result {
+                tracing::warn!(%error, "directory invalidation channel lost: reconnecting");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Invalidation without a cache of one's own (the `guichet directory invalidate` command):
+/// removes the entries from Redis and tells every replica.
+pub struct RemoteInvalidator {
+    l2: L2,
+    namer: Hmac<Sha256>,
+}
+
+impl RemoteInvalidator {
+    pub fn new(redis: RedisCacheSettings) -> Result<RemoteInvalidator, String> {
+        Ok(RemoteInvalidator {
+            l2: L2::new(&redis)?,
+            namer: namer(Some(&redis)),
+        })
+    }
+
+    /// `None`: everyone.
+    pub async fn invalidate(&self, pivot: Option<&PivotQuery>) -> Result<(), String> {
+        let key = pivot.map(|pivot| key_of(&self.namer, pivot));
+        self.l2.invalidate(key.as_ref()).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

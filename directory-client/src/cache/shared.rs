@@ -1,0 +1,222 @@
+//! L2: the Redis cache every replica shares, and the invalidation channel.
+//!
+//! A dump of Redis yields no personal data: entry keys are keyed hashes of the pivot and
+//! values are sealed (AES-256-GCM, the key name as associated data). Invalidation messages
+//! carry the same hashes.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, Key};
+use crate::sealing::Sealer;
+use crate::DirectoryUser;
+
+/// Where the shared cache is and how entries are sealed (the session store's settings).
+#[derive(Clone)]
+pub struct RedisCacheSettings {
+    pub url: String,
+    pub encryption_key: [u8; 32],
+    pub key_prefix: String,
+}
+
+impl std::fmt::Debug for RedisCacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCacheSettings")
+            .field("url", &"<redacted>")
+            .field("encryption_key", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// What a replica hears on the invalidation channel.
+pub enum Message {
+    /// (Re)subscribed: invalidations sent before were not heard.
+    Subscribed,
+    Everyone,
+    One(Key),
+}
+
+/// An entry as stored in Redis (sealed).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    user: Option<DirectoryUser>,
+    fetched_at_ms: u64,
+}
+
+pub struct L2 {
+    client: redis::Client,
+    connection: ConnectionManager,
+    sealer: Sealer,
+    prefix: String,
+    channel: String,
+    location: String,
+}
+
+fn failed(e: redis::RedisError) -> String {
+    // The error text may carry the URL; keep its kind and category only.
+    format!("Redis: {:?}: {}", e.kind(), e.category())
+}
+
+const EVERYONE: &str = "*";
+
+impl L2 {
+    pub fn new(settings: &RedisCacheSettings) -> Result<L2, String> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| format!("invalid Redis URL ({:?})", e.kind()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| format!("Redis: {:?}", e.kind()))?;
+        let info = client.get_connection_info();
+        let location = format!("redis at {}", info.addr());
+        Ok(L2 {
+            client,
+            connection,
+            sealer: Sealer::new(&settings.encryption_key),
+            prefix: settings.key_prefix.clone(),
+            channel: format!("{}directory-invalidate", settings.key_prefix),
+            location,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.location.clone()
+    }
+
+    fn name(&self, key: &Key) -> String {
+        format!("{}d:{}", self.prefix, hex::encode(key))
+    }
+
+    pub async fn get(&self, key: &Key) -> Result<Option<Entry>, String> {
+        let name = self.name(key);
+        let sealed: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&name)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(failed)?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let stored: Option<Stored> = self
+            .sealer
+            .open(&sealed, name.as_bytes())
+            .and_then(|plain| serde_json::from_slice(&plain).ok());
+        match stored {
+            Some(stored) => Ok(Some(Entry {
+                user: stored.user.map(std::sync::Arc::new),
+                fetched_at_ms: stored.fetched_at_ms,
+                stale: false,
+            })),
+            None => {
+                // Another key, another version, or tampering: ignored, and replaced at the
+                // next load.
+                tracing::warn!("unreadable directory cache entry ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    pub async fn put(&self, key: &Key, entry: &Entry, ttl: Duration) -> Result<(), String> {
+        let name = self.name(key);
+        let stored = Stored {
+            user: entry.user.as_deref().cloned(),
+            fetched_at_ms: entry.fetched_at_ms,
+        };
+        let plain = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
+        redis::cmd("SET")
+            .arg(&name)
+            .arg(self.sealer.seal(&plain, name.as_bytes()))
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut self.connection.clone())
+            .await
+            .map_err(failed)
+    }
+
+    /// Removes one entry (or every entry) from Redis and tells every replica.
+    pub async fn invalidate(&self, key: Option<&Key>) -> Result<(), String> {
+        let mut connection = self.connection.clone();
+        let message = match key {
+            Some(key) => {
+                redis::cmd("DEL")
+                    .arg(self.name(key))
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(failed)?;
+                hex::encode(key)
+            }
+            None => {
+                self.delete_every_entry(&mut connection).await?;
+                EVERYONE.to_owned()
+            }
+        };
+        redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(message)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(failed)
+    }
+
+    async fn delete_every_entry(&self, connection: &mut ConnectionManager) -> Result<(), String> {
+        let pattern = format!("{}d:*", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(connection)
+                .await
+                .map_err(failed)?;
+            if !names.is_empty() {
+                redis::cmd("DEL")
+                    .arg(&names)
+                    .query_async::<()>(connection)
+                    .await
+                    .map_err(failed)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Subscribes to the invalidation channel and hands each message to `on_message` until
+    /// the connection is lost.
+    pub async fn listen<F, Fut>(&self, mut on_message: F) -> Result<(), String>
+    where
+        F: FnMut(Message) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(failed)?;
+        pubsub.subscribe(&self.channel).await.map_err(failed)?;
+        on_message(Message::Subscribed).await;
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(payload) = message.get_payload::<String>() else {
+                continue;
+            };
+            if payload == EVERYONE {
+                on_message(Message::Everyone).await;
+            } else if let Some(key) = hex::decode(&payload)
+                .ok()
+                .and_then(|bytes| Key::try_from(bytes.as_slice()).ok())
+            {
+                on_message(Message::One(key)).await;
+            }
+        }
+        Err("subscription ended".into())
+    }
+}
