@@ -1,4 +1,5 @@
-//! The admin listener, on its own port: `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener, on its own port: `/healthz`, `/readyz`, `/metrics`, and
+//! `POST /directory/invalidate`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,116 @@ fn text(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
         .header("cache-control", "no-store")
         .body(body.into_bytes())
         .expect("static response parts are valid")
+}
+
+/// The largest invalidation request body read.
+const MAX_INVALIDATE_BODY: usize = 4096;
+
+impl AdminApp {
+    /// `POST /directory/invalidate` with a form body `attribute=email&value=...` (one person,
+    /// as their logins name them) or `all=true`: the next request of that person reads the
+    /// directory again, on every replica.
+    async fn invalidate(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let Some(cache) = &self.gateway.directory_cache else {
+            return text(404, "text/plain", "no directory configured\n".into());
+        };
+        if session.req_header().method != http::Method::POST {
+            return text(405, "text/plain", "use POST\n".into());
+        }
+        if !self.may_invalidate(session) {
+            tracing::warn!("directory invalidation refused: missing or wrong admin token");
+            return text(403, "text/plain", "forbidden\n".into());
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_INVALIDATE_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => return text(413, "text/plain", "body too large\n".into()),
+                Ok(None) => break,
+                Err(_) => return text(400, "text/plain", "unreadable body\n".into()),
+            }
+        }
+        let field = |name: &str| {
+            form_urlencoded::parse(&body)
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        let result = match (field("all").as_deref(), field("attribute"), field("value")) {
+            (Some("true"), None, None) => cache.invalidate_all().await.map(|()| "everyone"),
+            (None, Some(attribute), Some(value))
+                if !attribute.is_empty() && !value.trim().is_empty() =>
+            {
+                invalidate_person(cache, &attribute, &value)
+                    .await
+                    .map(|()| "one person")
+            }
+            _ => {
+                return text(
+                    400,
+                    "text/plain",
+                    "send attribute=NAME&value=VALUE, or all=true\n".into(),
+                )
+            }
+        };
+        match result {
+            Ok(who) => {
+                tracing::info!(target: "audit", event = "directory_invalidated", who, "directory cache entries invalidated");
+                text(
+                    200,
+                    "application/json",
+                    format!("{{\"invalidated\":\"{who}\"}}\n"),
+                )
+            }
+            Err(error) => {
+                tracing::error!(%error, "directory invalidation failed");
+                text(
+                    503,
+                    "text/plain",
+                    "invalidation failed: the shared cache is unreachable\n".into(),
+                )
+            }
+        }
+    }
+
+    /// With an admin token configured, the request must carry it; without one, only loopback
+    /// peers (an operator on the host or in the pod) may invalidate.
+    fn may_invalidate(&self, session: &ServerSession) -> bool {
+        match &self.gateway.directory_admin_token {
+            Some(token) => {
+                let presented = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    presented.as_bytes(),
+                    token.expose().as_bytes(),
+                ))
+            }
+            None => session
+                .client_addr()
+                .and_then(|addr| addr.as_inet())
+                .is_some_and(|addr| addr.ip().is_loopback()),
+        }
+    }
+}
+
+/// Forgets one person under both pivot comparisons (the admin names the person; which
+/// providers compare case-sensitively is the configuration's business).
+pub async fn invalidate_person(
+    cache: &guichet_directory_client::CachedDirectory,
+    attribute: &str,
+    value: &str,
+) -> Result<(), String> {
+    for case_sensitive in [false, true] {
+        let pivot = guichet_directory_client::PivotQuery::new(attribute, value, case_sensitive);
+        cache.invalidate(&pivot).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -64,6 +175,7 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.gateway.metrics.render(),
             ),
+            "/directory/invalidate" => self.invalidate(session).await,
             _ => text(404, "text/plain", "not found\n".into()),
         }
     }

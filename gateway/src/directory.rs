@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use guichet_directory_client::{normalize_pivot, DirectoryError, DirectoryUser};
+use guichet_directory_client::{CachedDirectory, DirectoryError, DirectoryUser};
 use guichet_protocols::Principal;
 
 use crate::config::PivotConfig;
@@ -13,11 +13,14 @@ use crate::session::Pivot;
 /// A cached directory, as the request path uses it.
 #[async_trait]
 pub trait PersonLookup: Send + Sync {
-    async fn find(
-        &self,
-        attribute: &str,
-        value: &str,
-    ) -> Result<Option<Arc<DirectoryUser>>, DirectoryError>;
+    async fn find(&self, pivot: &Pivot) -> Result<Option<Arc<DirectoryUser>>, DirectoryError>;
+}
+
+#[async_trait]
+impl PersonLookup for CachedDirectory {
+    async fn find(&self, pivot: &Pivot) -> Result<Option<Arc<DirectoryUser>>, DirectoryError> {
+        CachedDirectory::find(self, pivot).await
+    }
 }
 
 /// The pivot of a login: the principal's attribute (or subject), normalized as documented
@@ -28,9 +31,6 @@ pub fn pivot_of(principal: &Principal, config: &PivotConfig) -> Option<Pivot> {
         "subject" | "sub" => Some(principal.subject.as_str()),
         name => principal.attribute(name),
     }?;
-    let value = normalize_pivot(raw, config.case_sensitive);
-    (!value.is_empty()).then(|| Pivot {
-        attribute: config.directory_attribute.clone(),
-        value,
-    })
+    let pivot = Pivot::new(&config.directory_attribute, raw, config.case_sensitive);
+    (!pivot.value.is_empty()).then_some(pivot)
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use guichet_directory_client::{normalize_pivot, AccountState};
+use guichet_directory_client::AccountState;
 use guichet_policies::{Decision, Subject};
 use guichet_protocols::{LogoutHandle, Principal};
 
@@ -71,10 +71,7 @@ pub async fn explain(
                 auth_level: None,
                 logout: LogoutHandle::None,
             };
-            let pivot = Pivot {
-                attribute: config.directory_attribute.clone(),
-                value: normalize_pivot(user, config.case_sensitive),
-            };
+            let pivot = Pivot::new(&config.directory_attribute, user, config.case_sensitive);
             (principal, Some(pivot))
         }
     };
@@ -118,6 +115,9 @@ pub async fn explain(
         Person::Unavailable(reason) => {
             out.push_str(&format!("directory: unavailable ({reason})\n"))
         }
+        Person::Ambiguous(count) => out.push_str(&format!(
+            "directory: {count} people carry this pivot value: nobody is chosen\n"
+        )),
     }
     let view = identity.view(app_index, app, &found);
     out.push_str(&format!("roles for {}: {:?}\n", app.id, view.roles));
@@ -126,6 +126,7 @@ pub async fn explain(
     let blocked = match &found {
         _ if public => None,
         Person::Unavailable(_) => Some("503: the directory cannot answer"),
+        Person::Ambiguous(_) => Some("403: the pivot matches several directory people"),
         Person::Unknown if app.unknown_person == UnknownPerson::Deny => {
             Some("403: unknown to the directory")
         }

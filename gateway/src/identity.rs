@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_directory_client::DirectoryUser;
+use guichet_directory_client::{DirectoryError, DirectoryUser};
 use guichet_policies::roles::RoleSources;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -41,6 +41,8 @@ pub enum Person {
     Unknown,
     /// The directory could not answer and nothing usable is cached.
     Unavailable(String),
+    /// Several directory people carry the pivot value: none is chosen.
+    Ambiguous(usize),
 }
 
 impl Person {
@@ -57,9 +59,10 @@ pub async fn person(gateway: &Gateway, record: &SessionRecord) -> Person {
     let (Some(directory), Some(pivot)) = (&gateway.directory, &record.pivot) else {
         return Person::NotLinked;
     };
-    match directory.find(&pivot.attribute, &pivot.value).await {
+    match directory.find(pivot).await {
         Ok(Some(user)) => Person::Known(user),
         Ok(None) => Person::Unknown,
+        Err(DirectoryError::Ambiguous(count)) => Person::Ambiguous(count),
         Err(e) => Person::Unavailable(e.to_string()),
     }
 }
@@ -92,7 +95,9 @@ impl Identity {
                 (roles, &user.groups)
             }
             Person::Unknown => (app.guest_roles.clone(), no_groups),
-            Person::NotLinked | Person::Unavailable(_) => (self.record.roles.clone(), no_groups),
+            Person::NotLinked | Person::Unavailable(_) | Person::Ambiguous(_) => {
+                (self.record.roles.clone(), no_groups)
+            }
         };
         let roles = app.roles.derive(&RoleSources {
             directory_roles: &directory_roles,

@@ -11,6 +11,8 @@ pub mod config;
 pub mod cookies;
 pub mod demo;
 pub mod directory;
+pub mod directory_cli;
+pub mod directory_watch;
 pub mod echo;
 pub mod endpoints;
 pub mod explain;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use guichet_gateway::config::{Config, LogConfig};
-use guichet_gateway::{demo, echo, logging, server};
+use guichet_gateway::{demo, directory_cli, echo, logging, server};
 
 #[derive(Parser)]
 #[command(
@@ -53,12 +53,36 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The directory and its cache.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
     /// Print the argon2id hash of a password read from standard input (for users files).
     HashPassword,
     /// Run only the built-in header-echo application (an upstream for trials and benchmarks).
     Echo {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Make every replica read a person (or everyone) from the directory again, e.g. after
+    /// their roles changed or their account was locked.
+    Invalidate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The directory attribute logins are linked by (a provider's `pivot.directory_attribute`).
+        #[arg(long, required_unless_present = "all", requires = "value")]
+        attribute: Option<String>,
+        /// The person's value for it, e.g. their e-mail address.
+        #[arg(long, requires = "attribute")]
+        value: Option<String>,
+        /// Everyone.
+        #[arg(long, conflicts_with_all = ["attribute", "value"])]
+        all: bool,
     },
 }
 
@@ -142,6 +166,38 @@ fn main() -> ExitCode {
             threads,
             plain,
         } => run_demo(listen, admin, echo, threads, plain),
+        Command::Directory {
+            command:
+                DirectoryCommand::Invalidate {
+                    config,
+                    attribute,
+                    value,
+                    all,
+                },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let target = match (all, attribute, value) {
+                (true, _, _) => directory_cli::Target::Everyone,
+                (false, Some(attribute), Some(value)) => {
+                    directory_cli::Target::Person { attribute, value }
+                }
+                _ => return fail("give --attribute and --value, or --all"),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            match runtime.block_on(directory_cli::invalidate(&config, &target)) {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::HashPassword => hash_password(),
         Command::Echo { listen } => run_echo(listen),
     }

@@ -390,6 +390,10 @@ pub mod text {
         fr: "votre compte n'est pas connu de l'annuaire de cette application.",
         en: "your account is not known to this application's directory.",
     };
+    pub const ACCOUNT_AMBIGUOUS: Bilingual = Bilingual {
+        fr: "votre identifiant correspond à plusieurs personnes dans l'annuaire ; l'accès est refusé tant que ce n'est pas corrigé.",
+        en: "your identifier matches several people in the directory; access is refused until this is corrected.",
+    };
     pub const ACCOUNT_LOCKED: Bilingual = Bilingual {
         fr: "votre compte est verrouillé.",
         en: "your account is locked.",

@@ -189,6 +189,11 @@ fn person_refusal(
         }
         Person::Unknown if app.unknown_person == UnknownPerson::Guest => return None,
         Person::Unknown => (403, "unknown to the directory", text::ACCOUNT_UNKNOWN),
+        Person::Ambiguous(_) => (
+            403,
+            "pivot matches several directory people",
+            text::ACCOUNT_AMBIGUOUS,
+        ),
         Person::Known(user) => match user.state_at(crate::identity::now()) {
             AccountState::Active => return None,
             AccountState::Locked => (403, "account locked", text::ACCOUNT_LOCKED),

@@ -69,6 +69,18 @@ pub fn build(config: &Config) -> Result<(Server, Arc<Gateway>), String> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(watch);
+    if let Some(cache) = &gateway.directory_cache {
+        tracing::info!(directory = %cache.describe(), "directory configured");
+        // Replicas share the cache through Redis and hear each other's invalidations there.
+        if config.redis.is_some() {
+            server.add_service(pingora::services::background::background_service(
+                "directory invalidations",
+                crate::directory_watch::DirectoryInvalidations {
+                    cache: cache.clone(),
+                },
+            ));
+        }
+    }
     server.bootstrap();
     Ok((server, gateway))
 }

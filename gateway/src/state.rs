@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use guichet_directory_client::{CachedDirectory, RedisCacheSettings};
 use guichet_policies::roles::RoleMapping;
 use guichet_policies::Policy;
 use guichet_protocols::local::LocalProvider;
@@ -90,8 +91,12 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Log one `access` line per request.
     pub access_log: bool,
-    /// The cached directory, when one is configured.
+    /// The cached directory, when one is configured (what requests read).
     pub directory: Option<Arc<dyn PersonLookup>>,
+    /// The same cache, for invalidation and its listener.
+    pub directory_cache: Option<Arc<CachedDirectory>>,
+    /// Token the admin endpoint `POST /directory/invalidate` requires, if set.
+    pub directory_admin_token: Option<crate::config::Secret>,
     /// How each provider's logins are linked to directory people, by provider id.
     pub pivots: HashMap<String, PivotConfig>,
 }
@@ -148,6 +153,25 @@ impl Gateway {
             }
         }
 
+        let directory_cache = match &config.directory {
+            None => None,
+            Some(directory) => {
+                // Shared by replicas when sessions are: same Redis, same sealing key.
+                let shared = config.redis.as_ref().map(|redis| RedisCacheSettings {
+                    url: redis.url.expose().to_owned(),
+                    encryption_key: redis.encryption_key,
+                    key_prefix: redis.key_prefix.clone(),
+                });
+                let cache = CachedDirectory::new(
+                    directory.backend.clone(),
+                    directory.cache.clone(),
+                    shared,
+                )
+                .map_err(|e| format!("directory: {e}"))?;
+                Some(Arc::new(cache))
+            }
+        };
+
         let metrics = Metrics::new();
         let mut apps = Vec::new();
         let mut router = Router::default();
@@ -203,7 +227,14 @@ impl Gateway {
             trusted_proxies: file.trusted_proxies.clone(),
             metrics,
             access_log: file.log.access,
-            directory: None,
+            directory: directory_cache
+                .clone()
+                .map(|cache| cache as Arc<dyn PersonLookup>),
+            directory_cache,
+            directory_admin_token: config
+                .directory
+                .as_ref()
+                .and_then(|d| d.admin_token.clone()),
             pivots: file
                 .providers
                 .iter()

@@ -2,13 +2,19 @@
 //! are linked to directory people (pivot identity).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use guichet_directory_client::scim::ScimAuth;
+use guichet_directory_client::{
+    CacheSettings, Directory, FileDirectory, ScimDirectory, ScimSettings,
+};
 use serde::Deserialize;
 use url::Url;
 
-use super::SecretSource;
+use super::{ConfigError, Secret, SecretSource};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +22,75 @@ pub struct DirectoryConfig {
     pub backend: DirectoryBackendConfig,
     #[serde(default)]
     pub cache: DirectoryCacheConfig,
+    /// Bearer token for `POST /directory/invalidate` on the admin listener. Without it, only
+    /// loopback peers may call the endpoint.
+    #[serde(default)]
+    pub admin_token: Option<SecretSource>,
+}
+
+/// The directory, built from the configuration: its backend (file read, SCIM credentials
+/// resolved), its cache settings and the admin token.
+#[derive(Clone)]
+pub struct ResolvedDirectory {
+    pub backend: Arc<dyn Directory>,
+    pub cache: CacheSettings,
+    pub admin_token: Option<Secret>,
+}
+
+impl fmt::Debug for ResolvedDirectory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedDirectory")
+            .field("backend", &self.backend.describe())
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectoryConfig {
+    pub fn resolve(&self) -> Result<ResolvedDirectory, ConfigError> {
+        let backend: Arc<dyn Directory> = match &self.backend {
+            DirectoryBackendConfig::File { path } => {
+                Arc::new(FileDirectory::load(path).map_err(|e| {
+                    ConfigError::new("directory.backend.path", format!("{}: {e}", path.display()))
+                })?)
+            }
+            DirectoryBackendConfig::Scim(scim) => Arc::new(scim.build()?),
+        };
+        let cache = &self.cache;
+        let at = |field: &str| format!("directory.cache.{field}");
+        for (field, value) in [
+            ("l1_ttl", cache.l1_ttl),
+            ("negative_ttl", cache.negative_ttl),
+            ("l2_ttl", cache.l2_ttl),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(at(field), "must be more than 0s"));
+            }
+        }
+        if cache.l1_capacity == 0 {
+            return Err(ConfigError::new(at("l1_capacity"), "must be at least 1"));
+        }
+        let admin_token = self
+            .admin_token
+            .as_ref()
+            .map(|token| {
+                token
+                    .resolve()
+                    .map_err(|e| ConfigError::new("directory.admin_token", e))
+            })
+            .transpose()?;
+        Ok(ResolvedDirectory {
+            backend,
+            cache: CacheSettings {
+                l1_ttl: cache.l1_ttl,
+                l1_capacity: cache.l1_capacity,
+                negative_ttl: cache.negative_ttl,
+                l2_ttl: cache.l2_ttl,
+                max_stale: cache.max_stale,
+            },
+            admin_token,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -51,6 +126,104 @@ pub struct ScimConfig {
     pub group_prefix: String,
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// SCIM paths of the person's structures (organisation ids) and validity dates, when the
+    /// directory has them, e.g. `urn:example:params:scim:schemas:ent:2.0:User:structures`.
+    #[serde(default)]
+    pub structure_attribute: Option<String>,
+    #[serde(default)]
+    pub valid_from_attribute: Option<String>,
+    #[serde(default)]
+    pub valid_until_attribute: Option<String>,
+    /// Extra trusted CA certificates (PEM) for an https directory behind a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ScimConfig {
+    fn build(&self) -> Result<ScimDirectory, ConfigError> {
+        let at = |field: &str| format!("directory.backend.{field}");
+        if !matches!(self.url.scheme(), "http" | "https") {
+            return Err(ConfigError::new(at("url"), "scheme must be https or http"));
+        }
+        if !self.url.username().is_empty() || self.url.password().is_some() {
+            return Err(ConfigError::new(
+                at("url"),
+                "credentials go in bearer_token or basic_user/basic_password, not in the URL",
+            ));
+        }
+        let secret = |field: &str, source: &SecretSource| {
+            source
+                .resolve()
+                .map(|s| s.expose().to_owned())
+                .map_err(|e| ConfigError::new(at(field), e))
+        };
+        let auth = match (&self.bearer_token, &self.basic_user, &self.basic_password) {
+            (None, None, None) => ScimAuth::None,
+            (Some(token), None, None) => ScimAuth::Bearer(secret("bearer_token", token)?),
+            (None, Some(user), Some(password)) => ScimAuth::Basic {
+                user: user.clone(),
+                password: secret("basic_password", password)?,
+            },
+            (Some(_), _, _) => {
+                return Err(ConfigError::new(
+                    at("bearer_token"),
+                    "use either bearer_token or basic_user/basic_password",
+                ))
+            }
+            (None, Some(_), None) => {
+                return Err(ConfigError::new(
+                    at("basic_password"),
+                    "required with basic_user",
+                ))
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError::new(
+                    at("basic_user"),
+                    "required with basic_password",
+                ))
+            }
+        };
+        if !(1..=1000).contains(&self.page_size) {
+            return Err(ConfigError::new(
+                at("page_size"),
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new(at("timeout"), "must be more than 0s"));
+        }
+        let ca_pem = match &self.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    at("ca_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+        };
+        if self.url.scheme() == "http"
+            && !matches!(
+                self.url.host_str(),
+                Some("127.0.0.1" | "localhost" | "[::1]")
+            )
+        {
+            tracing::warn!(url = %self.url, "the SCIM directory is reached over plain http: credentials and personal data cross the network unencrypted");
+        }
+        ScimDirectory::new(ScimSettings {
+            url: self.url.clone(),
+            auth,
+            timeout: self.timeout,
+            attributes: self.attributes.clone(),
+            group_prefix: self.group_prefix.clone(),
+            group_separator: self.group_separator.clone(),
+            page_size: self.page_size,
+            structure_attribute: self.structure_attribute.clone(),
+            valid_from_attribute: self.valid_from_attribute.clone(),
+            valid_until_attribute: self.valid_until_attribute.clone(),
+            ca_pem,
+        })
+        .map_err(|e| ConfigError::new(at("url"), e))
+    }
 }
 
 fn default_scim_timeout() -> Duration {

@@ -17,8 +17,8 @@ use guichet_protocols::local::{LocalUser, LocalUsers};
 use guichet_protocols::oidc::OidcSettings;
 
 pub use directory::{
-    DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, PivotConfig, ScimConfig,
-    UnknownPerson,
+    DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, PivotConfig, ResolvedDirectory,
+    ScimConfig, UnknownPerson,
 };
 pub use model::*;
 pub use oidc::{ClientAuthMethod, FranceConnectEnvironment, OidcProviderConfig};
@@ -52,6 +52,8 @@ pub struct Config {
     pub local_users: HashMap<String, LocalUsers>,
     /// Resolved settings of each OpenID Connect / FranceConnect provider, by provider id.
     pub oidc: HashMap<String, OidcSettings>,
+    /// The directory's backend and cache settings, when one is configured.
+    pub directory: Option<ResolvedDirectory>,
 }
 
 #[derive(Clone)]
@@ -128,11 +130,17 @@ impl Config {
                 }
             }
         }
+        let directory = file
+            .directory
+            .as_ref()
+            .map(DirectoryConfig::resolve)
+            .transpose()?;
         Ok(Config {
             file,
             redis,
             local_users,
             oidc: oidc_settings,
+            directory,
         })
     }
 }
@@ -204,6 +212,25 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 format!("providers[{i}].id"),
                 format!("duplicate provider id {id:?} (also providers[{first}])"),
             ));
+        }
+        if let Some(pivot) = provider.pivot() {
+            if file.directory.is_none() {
+                return Err(ConfigError::new(
+                    format!("providers[{i}].pivot"),
+                    "a pivot links logins to directory people: configure `directory` too",
+                ));
+            }
+            for (field, value) in [
+                ("attribute", &pivot.attribute),
+                ("directory_attribute", &pivot.directory_attribute),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        format!("providers[{i}].pivot.{field}"),
+                        "must not be empty",
+                    ));
+                }
+            }
         }
     }
 

@@ -77,11 +77,7 @@ pub struct SessionRecord {
 }
 
 /// Which directory attribute and (normalized) value name the person.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pivot {
-    pub attribute: String,
-    pub value: String,
-}
+pub use guichet_directory_client::PivotQuery as Pivot;
 
 /// A value computed once per session, app and directory entry, then reused by every request
 /// of the session while the in-memory store hands out the same record. Not part of the
