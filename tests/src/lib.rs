@@ -19,11 +19,29 @@ use guichet_gateway::server::{self, RunningGateway};
 
 pub mod logs;
 pub mod oidc;
+pub mod scim;
 pub mod tls;
 
 /// The host name test apps are published on (resolved to 127.0.0.1 by the [`Browser`]).
 pub const APP_HOST: &str = "app.test";
 pub const OTHER_HOST: &str = "other.test";
+
+/// The `guichet` binary next to the test binary (the test command builds it first).
+pub fn guichet_binary() -> PathBuf {
+    // The test binary lives in target/<profile>/deps; the guichet binary one level up.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("guichet");
+    assert!(
+        path.exists(),
+        "{} is missing: the test command builds it first (`cargo build --bin guichet`)",
+        path.display()
+    );
+    path
+}
 
 /// A free TCP port on loopback. The port is released before use; the race with other
 /// processes is acceptable on a test machine.
@@ -192,6 +210,8 @@ pub struct GatewayOptions {
     /// More apps, as YAML list items; `{origin}` becomes `http://app.test:PORT` and `{echo}`
     /// the echo app's address.
     pub extra_apps: Vec<String>,
+    /// The `directory:` section's content, as YAML indented by two spaces.
+    pub directory: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -211,6 +231,7 @@ impl Default for GatewayOptions {
             login_starts_per_minute: 600,
             extra_providers: Vec::new(),
             extra_apps: Vec::new(),
+            directory: None,
         }
     }
 }
@@ -220,7 +241,7 @@ pub const ALICE: (&str, &str) = ("alice@example.org", "alice");
 pub const BOB: (&str, &str) = ("bob", "bob");
 
 /// A precomputed argon2id hash per test user, so tests don't spend seconds hashing.
-fn user_hash(password: &str) -> &'static str {
+pub fn user_hash(password: &str) -> &'static str {
     use std::sync::OnceLock;
     static HASHES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
     let hashes = HASHES.get_or_init(|| {
@@ -365,7 +386,13 @@ apps:
     providers: [local]
     access: public
 {extra_apps}
+{directory}
 "#,
+        directory = options
+            .directory
+            .as_ref()
+            .map(|yaml| format!("directory:\n{yaml}"))
+            .unwrap_or_default(),
         idle = options.idle_timeout,
         absolute = options.absolute_timeout,
         per_account = options.max_failures_per_account,
@@ -575,7 +602,7 @@ impl Browser {
         self.cookies.get(name).map(String::as_str)
     }
 
-    fn cookie_header(&self) -> Option<String> {
+    pub fn cookie_header(&self) -> Option<String> {
         (!self.cookies.is_empty()).then(|| {
             self.cookies
                 .iter()

@@ -141,18 +141,6 @@ fn shipped_examples_are_valid() {
     assert!(seen >= 2, "examples/ has the shipped configs");
 }
 
-fn guichet_binary() -> PathBuf {
-    // The test binary lives in target/<profile>/deps; the guichet binary one level up.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("guichet");
-    assert!(
-        path.exists(),
-        "{} is missing: the test command builds it first (`cargo build --bin guichet`)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn the_binary_exits_non_zero_with_one_line_and_listens_on_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,7 +154,7 @@ fn the_binary_exits_non_zero_with_one_line_and_listens_on_nothing() {
     )
     .unwrap();
     for command in ["check", "run"] {
-        let output = Command::new(guichet_binary())
+        let output = Command::new(guichet_tests::guichet_binary())
             .args([command, "--config", bad.to_str().unwrap()])
             .output()
             .unwrap();
@@ -184,7 +172,7 @@ fn the_binary_exits_non_zero_with_one_line_and_listens_on_nothing() {
     }
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, VALID).unwrap();
-    let output = Command::new(guichet_binary())
+    let output = Command::new(guichet_tests::guichet_binary())
         .args(["check", "--config", good.to_str().unwrap()])
         .output()
         .unwrap();

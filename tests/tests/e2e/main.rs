@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod config;
 mod demo;
+mod directory;
 mod franceconnect;
 mod headers;
 mod interop_oidc;

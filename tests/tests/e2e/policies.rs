@@ -199,8 +199,7 @@ fn policy_explain_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("guichet.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let guichet = exe.parent().unwrap().parent().unwrap().join("guichet");
+    let guichet = guichet_tests::guichet_binary();
     let explain = |user: &str, url: &str| {
         let output = std::process::Command::new(&guichet)
             .args(["policy", "explain", "--config"])
