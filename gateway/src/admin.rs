@@ -59,11 +59,19 @@ impl AdminApp {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.into_owned())
         };
+        let peer = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
         let result = match (field("all").as_deref(), field("attribute"), field("value")) {
-            (Some("true"), None, None) => cache.invalidate_all().await.map(|()| "everyone"),
+            (Some("true"), None, None) => {
+                crate::audit::directory_invalidated(None, peer);
+                cache.invalidate_all().await.map(|()| "everyone")
+            }
             (None, Some(attribute), Some(value))
                 if !attribute.is_empty() && !value.trim().is_empty() =>
             {
+                crate::audit::directory_invalidated(Some((&attribute, value.trim())), peer);
                 invalidate_person(cache, &attribute, &value)
                     .await
                     .map(|()| "one person")
@@ -77,14 +85,11 @@ impl AdminApp {
             }
         };
         match result {
-            Ok(who) => {
-                tracing::info!(target: "audit", event = "directory_invalidated", who, "directory cache entries invalidated");
-                text(
-                    200,
-                    "application/json",
-                    format!("{{\"invalidated\":\"{who}\"}}\n"),
-                )
-            }
+            Ok(who) => text(
+                200,
+                "application/json",
+                format!("{{\"invalidated\":\"{who}\"}}\n"),
+            ),
             Err(error) => {
                 tracing::error!(%error, "directory invalidation failed");
                 text(

@@ -101,3 +101,16 @@ pub fn request_refused(ctx: &AuditContext<'_>, reason: &str) {
         correlation_id = ctx.correlation_id,
     );
 }
+
+/// Directory cache entries were invalidated through the admin endpoint: one person (by the
+/// directory attribute and value logins are linked by) or everyone.
+pub fn directory_invalidated(person: Option<(&str, &str)>, peer: Option<IpAddr>) {
+    tracing::info!(
+        target: "audit",
+        event = "directory_invalidated",
+        attribute = person.map(|(attribute, _)| attribute),
+        value = person.map(|(_, value)| value),
+        everyone = person.is_none(),
+        client_ip = ?peer,
+    );
+}

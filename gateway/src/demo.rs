@@ -1,5 +1,6 @@
 //! `guichet demo`: the quickstart. An embedded configuration (in-memory sessions, the local
-//! provider with demo users) in front of the built-in header-echo application, which runs
+//! provider with demo users, linked by e-mail to an embedded directory file that gives their
+//! roles and account state) in front of the built-in header-echo application, which runs
 //! in-process on another loopback port. No external service needed.
 
 use std::net::SocketAddr;
@@ -13,7 +14,8 @@ pub struct DemoUser {
     pub email: &'static str,
     pub password: &'static str,
     pub display_name: &'static str,
-    pub roles: &'static [&'static str],
+    /// What the demo directory says about them.
+    pub note: &'static str,
 }
 
 pub const DEMO_USERS: &[DemoUser] = &[
@@ -22,23 +24,66 @@ pub const DEMO_USERS: &[DemoUser] = &[
         email: "alice@example.org",
         password: "alice",
         display_name: "Alice Martin",
-        roles: &["agent"],
+        note: "role agent: the app, not its /admin area",
     },
     DemoUser {
         username: "bob",
         email: "bob@example.org",
         password: "bob",
         display_name: "Grégory Bob-Françoise",
-        roles: &["lecteur"],
+        note: "role lecteur only: refused the app",
     },
     DemoUser {
         username: "carol",
         email: "carol@example.org",
         password: "carol",
         display_name: "Carole Admin",
-        roles: &["agent", "admin"],
+        note: "roles agent and admin: everything",
+    },
+    DemoUser {
+        username: "eve",
+        email: "eve@example.org",
+        password: "eve",
+        display_name: "Ève Verrouillée",
+        note: "account locked in the directory",
     },
 ];
+
+/// The demo directory: people, their roles on the `echo` app and their account state.
+pub const DEMO_PEOPLE: &str = r#"# The Guichet demo directory (see docs/directory.md). Edit it while the demo runs:
+# changes apply within the cache's l1_ttl (5 s in the demo).
+people:
+  - id: p-alice
+    attributes: { email: alice@example.org, displayName: Alice Martin }
+    structures: ["0750001A"]
+    roles: { echo: [agent] }
+  - id: p-bob
+    attributes: { email: bob@example.org, displayName: Grégory Bob-Françoise }
+    roles: { echo: [lecteur] }
+  - id: p-carol
+    attributes: { email: carol@example.org, displayName: Carole Admin }
+    roles: { echo: [agent, admin] }
+  - id: p-eve
+    attributes: { email: eve@example.org, displayName: Ève Verrouillée }
+    roles: { echo: [agent] }
+    locked: true
+"#;
+
+/// Writes the demo directory to a fresh file under the system's temporary directory.
+fn write_demo_directory() -> Result<std::path::PathBuf, ConfigError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "guichet-demo-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let path = dir.join("people.yaml");
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, DEMO_PEOPLE))
+        .map_err(|e| ConfigError::new("directory.backend.path", e.to_string()))?;
+    Ok(path)
+}
 
 /// The demo configuration, with the echo app at `echo`.
 pub fn config(
@@ -81,12 +126,11 @@ fn demo_config(
         .iter()
         .map(|user| {
             format!(
-                "      - username: {}\n        email: {}\n        display_name: \"{}\"\n        password_hash: '{}'\n        roles: [{}]\n",
+                "      - username: {}\n        email: {}\n        display_name: \"{}\"\n        password_hash: '{}'\n",
                 user.username,
                 user.email,
                 user.display_name,
                 hash_password(user.password),
-                user.roles.join(", ")
             )
         })
         .collect();
@@ -114,8 +158,12 @@ fn demo_config(
         - { name: X-Remote-Provider, value: provider }
 "#
     };
+    let people = write_demo_directory()?;
     let yaml = format!(
         r#"
+directory:
+  backend: {{ kind: file, path: "{people}" }}
+  cache: {{ l1_ttl: 5s, negative_ttl: 5s }}
 listen:
   - address: {listen}
 admin: {admin}
@@ -124,6 +172,7 @@ providers:
   - kind: local
     id: local
     display_name: "Comptes de démonstration / Demo accounts"
+    pivot: {{ attribute: email, directory_attribute: email }}
     users:
 {users}
 apps:
@@ -134,7 +183,8 @@ apps:
     providers: [local]
     access: authenticated
     contact: "support@example.org (démo / demo)"
-{rules_and_headers}"#
+{rules_and_headers}"#,
+        people = people.display()
     );
     Config::from_yaml(&yaml)
 }

@@ -240,8 +240,19 @@ fn run_demo(
     println!("  Demo users      (login: username or email, password)");
     for user in demo::DEMO_USERS {
         println!(
-            "                  {} / {}  ({})",
-            user.email, user.password, user.display_name
+            "                  {} / {}  ({}: {})",
+            user.email, user.password, user.display_name, user.note
+        );
+    }
+    if let Some(guichet_gateway::config::DirectoryBackendConfig::File { path }) = config
+        .file
+        .directory
+        .as_ref()
+        .map(|directory| &directory.backend)
+    {
+        println!(
+            "  Directory       {} (edit it: changes apply within 5 s)",
+            path.display()
         );
     }
     println!("  Try a spoof     curl -H 'X-Remote-User: admin' http://{listen}/public/");

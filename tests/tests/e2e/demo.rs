@@ -67,14 +67,16 @@ async fn the_demo_signs_alice_in_and_never_delivers_a_spoofed_user() {
         }
     }
 
-    // The demo's roles: alice (agent) is refused the admin area, carol (admin) gets it, bob
-    // (lecteur) is refused the whole app, with the 403 page.
+    // The demo's roles, from its directory: alice (agent) is refused the admin area, carol
+    // (admin) gets it, bob (lecteur) is refused the whole app, with the 403 page.
     let admin_page = browser.send(browser.get(&format!("{base}/admin/"))).await;
     assert_eq!(admin_page.status, 403);
     assert!(admin_page.body.contains("support@example.org"));
     for (login, password, root, admin) in [
         ("carol@example.org", "carol", 200, 200),
         ("bob@example.org", "bob", 403, 403),
+        // eve's account is locked in the demo directory.
+        ("eve@example.org", "eve", 403, 403),
     ] {
         let mut user = Browser::new(port);
         user.send(user.get(&format!("{base}/"))).await;

@@ -156,7 +156,9 @@ async fn roles_account_states_and_unknown_people_come_from_the_directory_file() 
         "{}",
         page.body
     );
-    let guest = frank.send(frank.get_json(&gw.url("/cdi/catalogue/books"))).await;
+    let guest = frank
+        .send(frank.get_json(&gw.url("/cdi/catalogue/books")))
+        .await;
     assert_eq!(guest.status, 200, "{}", guest.body);
     assert_eq!(guest.upstream_header("x-remote-roles"), vec!["visiteur"]);
     assert_eq!(status(&mut frank, &gw, "/cdi/loans").await, 403);
@@ -292,7 +294,9 @@ async fn two_gateways_share_the_cache_in_redis_and_redis_holds_no_personal_data(
     // The same session on the second replica: roles from the shared cache, no SCIM call.
     let mut on_gw2 = gw2.browser();
     on_gw2.cookies = dave.cookies.clone();
-    let page = on_gw2.send(on_gw2.get_json(&gw2.url("/bip/documents"))).await;
+    let page = on_gw2
+        .send(on_gw2.get_json(&gw2.url("/bip/documents")))
+        .await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.upstream_header("x-remote-roles"), vec!["utilisateur"]);
     assert_eq!(
@@ -479,6 +483,14 @@ async fn an_invalidation_reaches_both_gateways() {
         .await
         .unwrap();
     assert_eq!(invalidated.status(), 200);
+    let events = guichet_tests::logs::audit_events("directory_invalidated");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["value"] == "Dave@example.org"
+                && e["fields"]["attribute"] == "email"),
+        "{events:?}"
+    );
     assert_eq!(
         await_status(&mut dave2, &gw2, "/bip/admin/", 200).await,
         200
