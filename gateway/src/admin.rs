@@ -175,11 +175,16 @@ impl ServeHttp for AdminApp {
                     }
                 }
             }
-            "/metrics" => text(
-                200,
-                "text/plain; version=0.0.4",
-                self.gateway.metrics.render(),
-            ),
+            "/metrics" => {
+                if let Some(cache) = &self.gateway.directory_cache {
+                    self.gateway.metrics.sync_directory(cache.stats());
+                }
+                text(
+                    200,
+                    "text/plain; version=0.0.4",
+                    self.gateway.metrics.render(),
+                )
+            }
             "/directory/invalidate" => self.invalidate(session).await,
             _ => text(404, "text/plain", "not found\n".into()),
         }

@@ -12,6 +12,9 @@ pub struct Metrics {
     pub logouts: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub store_up: IntGauge,
+    /// Directory lookups the in-process cache could not answer, by where the answer came from
+    /// (copied from the cache's own counters when metrics are read: nothing on the hot path).
+    pub directory_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,8 +66,17 @@ impl Metrics {
             "1 when the session store answered the last readiness probe",
         )
         .expect("valid metric");
+        let directory_lookups = IntCounterVec::new(
+            Opts::new(
+                "guichet_directory_lookups_total",
+                "Directory lookups missing the in-process cache, by source: l2 (shared cache), directory, stale (directory failing, last answer served), failed",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(directory_lookups.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(logins.clone()),
             Box::new(logouts.clone()),
@@ -83,6 +95,28 @@ impl Metrics {
             logouts,
             store_errors,
             store_up,
+            directory_lookups,
+        }
+    }
+
+    /// Brings the directory counters up to the cache's.
+    pub fn sync_directory(&self, stats: &guichet_directory_client::cache::CacheStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let backend_calls = stats.backend_calls.load(Relaxed);
+        let stale = stats.stale_served.load(Relaxed);
+        let failed = stats.failures.load(Relaxed);
+        for (source, total) in [
+            ("l2", stats.l2_hits.load(Relaxed)),
+            // Backend calls that failed are counted as stale or failed, not here.
+            ("directory", backend_calls.saturating_sub(stale + failed)),
+            ("stale", stale),
+            ("failed", failed),
+        ] {
+            let counter = self.directory_lookups.with_label_values(&[source]);
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
         }
     }
 

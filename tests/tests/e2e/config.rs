@@ -127,11 +127,14 @@ fn shipped_examples_are_valid() {
     );
     std::env::set_var("GUICHET_STAFF_SSO_SECRET", "example");
     std::env::set_var("GUICHET_FRANCECONNECT_SECRET", "example");
+    std::env::set_var("GUICHET_SCIM_TOKEN", "example");
+    std::env::set_var("GUICHET_DIRECTORY_ADMIN_TOKEN", "example");
     let mut seen = 0;
     for entry in std::fs::read_dir(root.join("examples")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml")
             && !path.to_string_lossy().contains("users")
+            && !path.to_string_lossy().contains("people")
         {
             std::env::set_current_dir(&root).unwrap();
             Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -139,6 +142,10 @@ fn shipped_examples_are_valid() {
         }
     }
     assert!(seen >= 2, "examples/ has the shipped configs");
+    // The example directory file too.
+    let people = guichet_directory_client::FileDirectory::load(&root.join("examples/people.yaml"))
+        .unwrap_or_else(|e| panic!("examples/people.yaml: {e}"));
+    assert_eq!(people.len(), 2);
 }
 
 #[test]

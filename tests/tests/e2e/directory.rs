@@ -350,6 +350,20 @@ async fn a_failing_scim_directory_gets_stale_answers_within_the_bound_then_503()
     // The directory back: served again.
     scim.set_mode(Mode::Normal);
     assert_eq!(status(&mut dave, &gw, "/bip/documents").await, 200);
+    // Operators see it in the metrics.
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"guichet_directory_lookups_total{source="directory"} 2"#,
+        r#"guichet_directory_lookups_total{source="stale"} 1"#,
+        r#"guichet_directory_lookups_total{source="failed"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
