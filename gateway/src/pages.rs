@@ -370,6 +370,10 @@ pub mod text {
         fr: "Cette connexion a expiré ou a déjà été utilisée. Retournez à l'application pour recommencer.",
         en: "This sign-in has expired or was already used. Go back to the application to start again.",
     };
+    pub const TICKET_INVALID: Bilingual = Bilingual {
+        fr: "Votre ticket de connexion n'est pas valable (expiré, déjà utilisé ou émis pour un autre service). Recommencez la connexion depuis l'application.",
+        en: "Your sign-in ticket is not valid (expired, already used or issued for another service). Please sign in again from the application.",
+    };
     pub const LOGIN_REFUSED: Bilingual = Bilingual {
         fr: "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Vous n'êtes pas connecté.",
         en: "The identity provider's answer could not be verified. You are not signed in.",

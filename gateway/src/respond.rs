@@ -44,6 +44,16 @@ impl Reply {
         }
     }
 
+    pub fn text(status: u16, body: &'static str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from_static(body.as_bytes()),
+            headers: Vec::new(),
+            csp: None,
+        }
+    }
+
     pub fn error(status: u16, title: Bilingual, message: Bilingual, correlation_id: &str) -> Self {
         Self::html(status, pages::error_page(title, message, correlation_id))
     }

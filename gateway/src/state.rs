@@ -8,14 +8,15 @@ use std::time::Duration;
 use guichet_directory_client::{CachedDirectory, RedisCacheSettings};
 use guichet_policies::roles::RoleMapping;
 use guichet_policies::Policy;
+use guichet_protocols::cas::CasProvider;
 use guichet_protocols::local::LocalProvider;
 use guichet_protocols::oidc::OidcProvider;
 use guichet_protocols::IdentityProvider;
 use ipnet::IpNet;
 
 use crate::config::{
-    app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, StoreConfig,
-    UnknownPerson,
+    app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, SingleLogoutConfig,
+    StoreConfig, UnknownPerson,
 };
 use crate::directory::PersonLookup;
 use crate::headers::IdentityHeaders;
@@ -53,6 +54,8 @@ pub struct ProviderEntry {
     pub local: Option<Arc<LocalProvider>>,
     /// Set for OpenID Connect providers, which also receive back-channel logouts.
     pub oidc: Option<Arc<OidcProvider>>,
+    /// Set for CAS providers: whose logout requests are honoured, and from where.
+    pub cas: Option<SingleLogoutConfig>,
     pub rate_limit: RateLimitConfig,
 }
 
@@ -128,7 +131,27 @@ impl Gateway {
                             provider: provider.clone(),
                             local: Some(provider),
                             oidc: None,
+                            cas: None,
                             rate_limit: local.rate_limit.clone(),
+                        },
+                    );
+                }
+                ProviderConfig::Cas(cas) => {
+                    let settings = config.cas.get(&cas.id).cloned().ok_or_else(|| {
+                        format!("providers: settings of {:?} not resolved", cas.id)
+                    })?;
+                    let provider = Arc::new(
+                        CasProvider::new(settings)
+                            .map_err(|e| format!("providers: {:?}: {e}", cas.id))?,
+                    );
+                    providers.insert(
+                        cas.id.clone(),
+                        ProviderEntry {
+                            provider,
+                            local: None,
+                            oidc: None,
+                            cas: Some(cas.single_logout.clone()),
+                            rate_limit: RateLimitConfig::default(),
                         },
                     );
                 }
@@ -146,6 +169,7 @@ impl Gateway {
                             provider: provider.clone(),
                             local: None,
                             oidc: Some(provider),
+                            cas: None,
                             rate_limit: RateLimitConfig::default(),
                         },
                     );

@@ -82,6 +82,10 @@ pub enum ProviderError {
     Rejected(String),
     #[error("provider unreachable: {0}")]
     Unavailable(String),
+    /// The provider says the one-time proof the browser brought (a CAS ticket) is not valid
+    /// for this service: expired, already used, or issued for another service.
+    #[error("provider refused the ticket: {0}")]
+    InvalidTicket(String),
     /// The provider answered the login with an error (`error=access_denied`...): the user
     /// cancelled, or the provider refused them. Shown as such, not as an attack.
     #[error("provider returned error {error:?} ({description:?})")]

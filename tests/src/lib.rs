@@ -17,6 +17,7 @@ use guichet_gateway::config::Config;
 use guichet_gateway::echo::EchoServer;
 use guichet_gateway::server::{self, RunningGateway};
 
+pub mod cas;
 pub mod logs;
 pub mod oidc;
 pub mod scim;

@@ -4,6 +4,7 @@
 //! can fix a Helm value without reading a backtrace; the process then exits non-zero before
 //! listening on anything.
 
+mod cas;
 mod directory;
 mod model;
 mod oidc;
@@ -16,6 +17,7 @@ use base64::Engine;
 use guichet_protocols::local::{LocalUser, LocalUsers};
 use guichet_protocols::oidc::OidcSettings;
 
+pub use cas::{CasProtocol, CasProviderConfig, SingleLogoutConfig};
 pub use directory::{
     DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, PivotConfig, ResolvedDirectory,
     ScimConfig, UnknownPerson,
@@ -52,6 +54,8 @@ pub struct Config {
     pub local_users: HashMap<String, LocalUsers>,
     /// Resolved settings of each OpenID Connect / FranceConnect provider, by provider id.
     pub oidc: HashMap<String, OidcSettings>,
+    /// Resolved settings of each CAS provider, by provider id.
+    pub cas: HashMap<String, guichet_protocols::cas::CasSettings>,
     /// The directory's backend and cache settings, when one is configured.
     pub directory: Option<ResolvedDirectory>,
 }
@@ -98,6 +102,7 @@ impl Config {
         };
         let mut local_users = HashMap::new();
         let mut oidc_settings = HashMap::new();
+        let mut cas_settings = HashMap::new();
         for (i, provider) in file.providers.iter().enumerate() {
             match provider {
                 ProviderConfig::Local(local) => {
@@ -128,6 +133,10 @@ impl Config {
                         .map_err(|e| ConfigError::new(at, e))?;
                     oidc_settings.insert(oidc.id.clone(), settings);
                 }
+                ProviderConfig::Cas(cas) => {
+                    let settings = cas.resolve(&format!("providers[{i}]"))?;
+                    cas_settings.insert(cas.id.clone(), settings);
+                }
             }
         }
         let directory = file
@@ -140,6 +149,7 @@ impl Config {
             redis,
             local_users,
             oidc: oidc_settings,
+            cas: cas_settings,
             directory,
         })
     }

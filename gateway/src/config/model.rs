@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use url::Url;
 
+use super::cas::CasProviderConfig;
 use super::directory::{DirectoryConfig, PivotConfig, UnknownPerson};
 use super::oidc::OidcProviderConfig;
 use super::secret::SecretSource;
@@ -184,6 +185,8 @@ pub enum ProviderConfig {
     Oidc(OidcProviderConfig),
     /// FranceConnect v2: OpenID Connect with its rules and defaults.
     Franceconnect(OidcProviderConfig),
+    /// A CAS server (CAS protocol 2.0 or 3.0), e.g. a school ENT portal.
+    Cas(CasProviderConfig),
 }
 
 impl ProviderConfig {
@@ -191,6 +194,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Local(local) => &local.id,
             ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => &oidc.id,
+            ProviderConfig::Cas(cas) => &cas.id,
         }
     }
 
@@ -198,6 +202,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Local(local) => local.pivot.as_ref(),
             ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => oidc.pivot.as_ref(),
+            ProviderConfig::Cas(cas) => cas.pivot.as_ref(),
         }
     }
 }

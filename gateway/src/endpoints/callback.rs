@@ -9,7 +9,7 @@ use guichet_protocols::{Callback, FinishContext, ProviderError};
 use pingora::proxy::Session;
 
 use super::login::{callback_url, sign_in};
-use super::{login_cookie, read_form, transaction};
+use super::{cas_logout, login_cookie, read_form, transaction};
 use crate::audit;
 use crate::pages::text;
 use crate::proxy::RequestCtx;
@@ -61,6 +61,40 @@ pub async fn finish(
     } else {
         Vec::new()
     };
+
+    // CAS single logout comes to the callback URL too, without a login transaction.
+    let cas = gateway
+        .providers
+        .get(provider_id)
+        .is_some_and(|entry| entry.cas.is_some());
+    if cas {
+        let field = |fields: &[(String, String)]| {
+            fields
+                .iter()
+                .find(|(k, _)| k == "logoutRequest")
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(request) = field(&form) {
+            return cas_logout::handle(
+                gateway,
+                ctx,
+                provider_id,
+                cas_logout::Channel::Back,
+                &request,
+            )
+            .await;
+        }
+        if let Some(request) = field(&query) {
+            return cas_logout::handle(
+                gateway,
+                ctx,
+                provider_id,
+                cas_logout::Channel::Front,
+                &request,
+            )
+            .await;
+        }
+    }
 
     // Single use: replaying a callback finds nothing.
     let Some((_, txn)) = transaction(gateway, session, true).await? else {
@@ -130,6 +164,13 @@ pub async fn finish(
             fail(ctx, provider_id, &reason, "denied");
             Ok(
                 Reply::error(403, text::LOGIN_FAILED, text::PROVIDER_DENIED, &id)
+                    .with_header("set-cookie", clear_login),
+            )
+        }
+        Err(ProviderError::InvalidTicket(reason)) => {
+            fail(ctx, provider_id, &reason, "rejected");
+            Ok(
+                Reply::error(403, text::LOGIN_FAILED, text::TICKET_INVALID, &id)
                     .with_header("set-cookie", clear_login),
             )
         }

@@ -261,8 +261,16 @@ pub fn logout_tags(principal: &Principal) -> Vec<String> {
             }
             tags
         }
+        LogoutHandle::Cas { service_ticket } => {
+            vec![ticket_tag(&principal.provider, service_ticket)]
+        }
         _ => Vec::new(),
     }
+}
+
+/// CAS single logout names the service ticket that opened the session.
+pub fn ticket_tag(provider: &str, ticket: &str) -> String {
+    format!("slo:{provider}:st:{ticket}")
 }
 
 pub fn sid_tag(provider: &str, sid: &str) -> String {

@@ -2,6 +2,7 @@
 //! They are answered here and never forwarded to an application.
 
 mod callback;
+mod cas_logout;
 mod login;
 mod logout;
 

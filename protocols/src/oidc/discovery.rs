@@ -20,8 +20,8 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::http::BoundedHttp;
 use super::settings::{Endpoints, OidcSettings};
+use crate::http::BoundedHttp;
 use crate::ProviderError;
 
 /// Metadata fields the crate does not model.

@@ -8,7 +8,7 @@
 
 mod claims;
 mod discovery;
-mod http;
+
 pub mod jws;
 mod logout;
 mod settings;
@@ -47,7 +47,7 @@ pub use settings::{
 };
 
 use self::discovery::{Discovered, ProviderKeys};
-use self::http::BoundedHttp;
+use crate::http::BoundedHttp;
 use crate::{
     AuthLevel, Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, Principal,
     ProviderError, ProviderState,

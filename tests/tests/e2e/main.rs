@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod audit;
+mod cas;
 mod config;
 mod demo;
 mod directory;

@@ -1,7 +1,8 @@
-//! The HTTP client every OpenID Connect exchange goes through: bounded in time and in size.
+//! The HTTP client every exchange with an identity provider goes through (OpenID Connect,
+//! CAS ticket validation): bounded in time and in size.
 //!
-//! Discovery documents, JWKS, token and userinfo responses all come from the network, so each
-//! read stops at [`MAX_RESPONSE_BYTES`] and each request at the provider's timeout. Redirects are
+//! Discovery documents, JWKS, token, userinfo and CAS validation responses all come from the
+//! network, so each read stops at [`MAX_RESPONSE_BYTES`] and each request at the provider's timeout. Redirects are
 //! never followed: a provider endpoint that redirects is misconfigured, and following it would
 //! let it point Guichet anywhere.
 

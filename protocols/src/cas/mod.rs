@@ -1,0 +1,294 @@
+//! CAS client (CAS protocol 2.0 and 3.0): the `cas` provider.
+//!
+//! - Login: the browser goes to `{server}/login?service=<callback>`, the callback URL coming
+//!   from configuration only (never from `Host` or `X-Forwarded-Host`), with `renew` and
+//!   `gateway` when configured.
+//! - Callback: the service ticket is validated at `{server}/p3/serviceValidate` (CAS 3.0) or
+//!   `{server}/serviceValidate` (CAS 2.0), the ticket and service URL-encoded, through the
+//!   bounded HTTP client (TLS verified, timeout, size limit, no redirects); the answer is parsed
+//!   by [`response`]. Only service tickets (`ST-`) are accepted: proxy tickets are refused and
+//!   no `pgtUrl` is ever sent.
+//! - Single logout: [`logout_request`] reads the server's `logoutRequest` (back-channel POST
+//!   or front-channel GET); the gateway ends the sessions the ticket opened.
+//! - Logout: `{server}/logout?service=<where to come back>` when configured.
+
+pub mod logout_request;
+pub mod response;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use url::Url;
+
+use crate::http::BoundedHttp;
+use crate::{
+    Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, Principal, ProviderError,
+    ProviderState,
+};
+
+/// Longest service ticket accepted (the CAS protocol asks clients to accept up to 256).
+const MAX_TICKET_BYTES: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CasVersion {
+    V2,
+    #[default]
+    V3,
+}
+
+#[derive(Clone, Debug)]
+pub struct CasSettings {
+    pub id: String,
+    pub display_name: String,
+    /// The CAS server's base URL, e.g. `https://ent.example.org/cas`.
+    pub server: Url,
+    pub version: CasVersion,
+    /// Ask the server to authenticate again even with an SSO session (`renew=true`).
+    pub renew: bool,
+    /// Ask the server not to show a login page (`gateway=true`): without an SSO session the
+    /// user comes back without a ticket and the login fails cleanly.
+    pub gateway: bool,
+    pub timeout: Duration,
+    /// At logout, continue to the server's `/logout`.
+    pub logout_at_server: bool,
+}
+
+pub struct CasProvider {
+    settings: CasSettings,
+    http: BoundedHttp,
+}
+
+impl CasProvider {
+    pub fn new(settings: CasSettings) -> Result<CasProvider, String> {
+        if !matches!(settings.server.scheme(), "http" | "https") {
+            return Err("server: scheme must be https (or http)".into());
+        }
+        Ok(CasProvider {
+            http: BoundedHttp::new(settings.timeout)?,
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &CasSettings {
+        &self.settings
+    }
+
+    /// `{server}/{path}`, keeping the server's own path (`/cas`).
+    fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.settings.server.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{path}"));
+        url.set_query(None);
+        url
+    }
+
+    /// Where the ticket is validated.
+    pub fn validation_url(&self, service: &Url, ticket: &str) -> Url {
+        let path = match self.settings.version {
+            CasVersion::V3 => "p3/serviceValidate",
+            CasVersion::V2 => "serviceValidate",
+        };
+        let mut url = self.endpoint(path);
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("service", service.as_str());
+            query.append_pair("ticket", ticket);
+            if self.settings.renew {
+                query.append_pair("renew", "true");
+            }
+        }
+        url
+    }
+}
+
+/// A service ticket as the callback carries it: `ST-` and printable ASCII, bounded.
+fn check_ticket(ticket: &str) -> Result<(), ProviderError> {
+    if ticket.starts_with("PT-") {
+        return Err(ProviderError::Rejected("proxy tickets are refused".into()));
+    }
+    if !ticket.starts_with("ST-")
+        || ticket.len() > MAX_TICKET_BYTES
+        || !ticket.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ProviderError::MalformedCallback(
+            "the ticket is not a CAS service ticket".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl IdentityProvider for CasProvider {
+    fn id(&self) -> &str {
+        &self.settings.id
+    }
+
+    fn display_name(&self) -> &str {
+        &self.settings.display_name
+    }
+
+    async fn begin(
+        &self,
+        callback_url: &Url,
+    ) -> Result<(LoginStart, ProviderState), ProviderError> {
+        let mut location = self.endpoint("login");
+        {
+            let mut query = location.query_pairs_mut();
+            query.append_pair("service", callback_url.as_str());
+            if self.settings.renew {
+                query.append_pair("renew", "true");
+            }
+            if self.settings.gateway {
+                query.append_pair("gateway", "true");
+            }
+        }
+        Ok((LoginStart::Redirect { location }, ProviderState::default()))
+    }
+
+    async fn finish(
+        &self,
+        ctx: &FinishContext,
+        callback: &Callback,
+        _state: &ProviderState,
+    ) -> Result<Principal, ProviderError> {
+        let Some(ticket) = callback.query_param("ticket") else {
+            // With `gateway=true`, the server sends users without an SSO session back bare.
+            return Err(ProviderError::Denied {
+                error: "no_ticket".into(),
+                description: Some("the CAS server sent the user back without a ticket".into()),
+            });
+        };
+        check_ticket(ticket)?;
+        let url = self.validation_url(&ctx.callback_url, ticket);
+        let request = http::Request::get(url.as_str())
+            .header("accept", "application/xml, text/xml")
+            .body(Vec::new())
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| ProviderError::Unavailable(format!("ticket validation: {e}")))?;
+        if !response.status().is_success() {
+            return Err(ProviderError::Unavailable(format!(
+                "ticket validation answered {}",
+                response.status()
+            )));
+        }
+        let success = match response::parse(response.body()) {
+            Ok(Ok(success)) => success,
+            Ok(Err(failure)) => {
+                let reason = format!("CAS {}: {}", failure.code, failure.message);
+                return Err(match failure.code.as_str() {
+                    "INVALID_TICKET" | "INVALID_SERVICE" => ProviderError::InvalidTicket(reason),
+                    _ => ProviderError::Rejected(reason),
+                });
+            }
+            Err(reason) => {
+                return Err(ProviderError::Rejected(format!(
+                    "untrustworthy CAS answer: {reason}"
+                )))
+            }
+        };
+        let auth_time = success
+            .attributes
+            .get("authenticationDate")
+            .and_then(|values| values.first())
+            .and_then(|date| {
+                time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(time::OffsetDateTime::now_utc);
+        Ok(Principal {
+            provider: self.settings.id.clone(),
+            subject: success.user,
+            attributes: success.attributes,
+            auth_time,
+            auth_level: None,
+            logout: LogoutHandle::Cas {
+                service_ticket: ticket.to_owned(),
+            },
+        })
+    }
+
+    async fn logout_redirect(
+        &self,
+        _principal: &Principal,
+        post_logout_redirect_uri: &Url,
+        _state: &str,
+    ) -> Option<Url> {
+        if !self.settings.logout_at_server {
+            return None;
+        }
+        let mut url = self.endpoint("logout");
+        url.query_pairs_mut()
+            .append_pair("service", post_logout_redirect_uri.as_str());
+        Some(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(server: &str, version: CasVersion) -> CasProvider {
+        CasProvider::new(CasSettings {
+            id: "ent".into(),
+            display_name: "ENT".into(),
+            server: Url::parse(server).unwrap(),
+            version,
+            renew: false,
+            gateway: false,
+            timeout: Duration::from_secs(5),
+            logout_at_server: true,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn login_and_validation_urls_keep_the_server_path_and_encode_everything() {
+        let cas = provider("https://ent.example.org/cas/", CasVersion::V3);
+        let service = Url::parse("https://bib.example.org/.guichet/callback/ent").unwrap();
+        let (start, _) = cas.begin(&service).await.unwrap();
+        let LoginStart::Redirect { location } = start else {
+            panic!("a redirect")
+        };
+        assert_eq!(
+            location.as_str(),
+            "https://ent.example.org/cas/login?service=https%3A%2F%2Fbib.example.org%2F.guichet%2Fcallback%2Fent"
+        );
+        let url = cas.validation_url(&service, "ST-a&b=c%26d");
+        assert_eq!(url.path(), "/cas/p3/serviceValidate");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("service".to_string(), service.to_string()),
+                ("ticket".to_string(), "ST-a&b=c%26d".to_string())
+            ]
+        );
+        let v2 = provider("https://cas.example.org", CasVersion::V2);
+        assert_eq!(
+            v2.validation_url(&service, "ST-1").path(),
+            "/serviceValidate"
+        );
+    }
+
+    #[test]
+    fn only_service_tickets_are_accepted() {
+        assert!(check_ticket("ST-1-abc").is_ok());
+        assert!(matches!(
+            check_ticket("PT-1"),
+            Err(ProviderError::Rejected(_))
+        ));
+        for bad in [
+            "",
+            "TGT-1",
+            "ST-a b",
+            "ST-\r\n",
+            &format!("ST-{}", "x".repeat(300)),
+        ] {
+            assert!(check_ticket(bad).is_err(), "{bad:?}");
+        }
+    }
+}

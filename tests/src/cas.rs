@@ -1,0 +1,210 @@
+//! A mock CAS server (wiremock on an ephemeral loopback port): issues service tickets for a
+//! service, validates them once at `/cas/p3/serviceValidate` (CAS 3.0, with attributes) and
+//! `/cas/serviceValidate` (CAS 2.0, without), and can be told to answer anything else: a raw
+//! body, a status, slowness. Also builds the server's single logout requests.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub struct Ticket {
+    pub service: String,
+    pub user: String,
+    /// The inside of `<cas:attributes>`, as XML.
+    pub attributes_xml: String,
+    pub used: bool,
+}
+
+#[derive(Default)]
+pub struct CasState {
+    pub tickets: HashMap<String, Ticket>,
+    /// Answer every validation with this body instead (200).
+    pub raw_answer: Option<String>,
+    pub status: Option<u16>,
+    pub delay: Option<Duration>,
+    counter: u64,
+}
+
+pub struct MockCas {
+    pub server: MockServer,
+    state: Arc<Mutex<CasState>>,
+}
+
+fn query(request: &Request, name: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn failure(code: &str, message: &str) -> String {
+    format!(
+        r#"<cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas">
+  <cas:authenticationFailure code="{code}">{}</cas:authenticationFailure>
+</cas:serviceResponse>"#,
+        escape(message)
+    )
+}
+
+fn validate(state: &mut CasState, request: &Request, with_attributes: bool) -> ResponseTemplate {
+    let delay = state.delay.unwrap_or_default();
+    if let Some(status) = state.status {
+        return ResponseTemplate::new(status).set_delay(delay);
+    }
+    if let Some(raw) = &state.raw_answer {
+        return ResponseTemplate::new(200)
+            .set_body_string(raw.clone())
+            .set_delay(delay);
+    }
+    let (Some(ticket), Some(service)) = (query(request, "ticket"), query(request, "service"))
+    else {
+        return ResponseTemplate::new(200).set_body_string(failure(
+            "INVALID_REQUEST",
+            "ticket and service are required",
+        ));
+    };
+    let body = match state.tickets.get_mut(&ticket) {
+        None => failure("INVALID_TICKET", &format!("Ticket {ticket} not recognized")),
+        Some(t) if t.used => failure("INVALID_TICKET", &format!("Ticket {ticket} already used")),
+        Some(t) if t.service != service => {
+            t.used = true;
+            failure(
+                "INVALID_SERVICE",
+                &format!("Ticket {ticket} does not match {service}"),
+            )
+        }
+        Some(t) => {
+            t.used = true;
+            let attributes = if with_attributes && !t.attributes_xml.is_empty() {
+                format!("<cas:attributes>{}</cas:attributes>", t.attributes_xml)
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas">
+  <cas:authenticationSuccess>
+    <cas:user>{}</cas:user>
+    {attributes}
+  </cas:authenticationSuccess>
+</cas:serviceResponse>"#,
+                escape(&t.user)
+            )
+        }
+    };
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "application/xml")
+        .set_body_string(body)
+        .set_delay(delay)
+}
+
+impl MockCas {
+    pub async fn start() -> MockCas {
+        let mock = MockCas {
+            server: MockServer::start().await,
+            state: Arc::new(Mutex::new(CasState::default())),
+        };
+        for (route, with_attributes) in [
+            ("/cas/p3/serviceValidate", true),
+            ("/cas/serviceValidate", false),
+        ] {
+            let state = mock.state.clone();
+            Mock::given(method("GET"))
+                .and(path(route))
+                .respond_with(move |request: &Request| {
+                    validate(&mut state.lock().unwrap(), request, with_attributes)
+                })
+                .mount(&mock.server)
+                .await;
+        }
+        mock
+    }
+
+    /// The server's base URL (`http://127.0.0.1:PORT/cas`).
+    pub fn url(&self) -> String {
+        format!("{}/cas", self.server.uri())
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, CasState> {
+        self.state.lock().unwrap()
+    }
+
+    /// Issues a service ticket for `service` (the URL the browser was sent back to, without
+    /// its `ticket` parameter), as the server does after a login.
+    pub fn issue(&self, service: &str, user: &str, attributes_xml: &str) -> String {
+        let mut state = self.state();
+        state.counter += 1;
+        let ticket = format!("ST-{}-{}", state.counter, "cas-mock-ticket");
+        self.issue_exact(&mut state, &ticket, service, user, attributes_xml);
+        ticket
+    }
+
+    /// Issues a ticket with the given text (tickets with odd characters).
+    pub fn issue_named(&self, ticket: &str, service: &str, user: &str) {
+        let mut state = self.state();
+        self.issue_exact(&mut state, ticket, service, user, "");
+    }
+
+    fn issue_exact(
+        &self,
+        state: &mut CasState,
+        ticket: &str,
+        service: &str,
+        user: &str,
+        attributes_xml: &str,
+    ) {
+        state.tickets.insert(
+            ticket.to_owned(),
+            Ticket {
+                service: service.to_owned(),
+                user: user.to_owned(),
+                attributes_xml: attributes_xml.to_owned(),
+                used: false,
+            },
+        );
+    }
+
+    /// Validation requests received, as (path, query pairs).
+    pub async fn validations(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().ends_with("serviceValidate"))
+            .map(|r| {
+                (
+                    r.url.path().to_owned(),
+                    r.url.query_pairs().into_owned().collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The SAML LogoutRequest a CAS server sends for a service ticket.
+pub fn logout_request(ticket: &str) -> String {
+    format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="LR-{ticket}" Version="2.0" IssueInstant="2026-11-30T10:00:00Z"><saml:NameID>@NOT_USED@</saml:NameID><samlp:SessionIndex>{ticket}</samlp:SessionIndex></samlp:LogoutRequest>"#
+    )
+}
+
+/// The front-channel form: base64 of the raw-DEFLATE-compressed request.
+pub fn front_channel(xml: &str) -> String {
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(xml.as_bytes()).expect("in memory");
+    base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("in memory"))
+}

@@ -1,0 +1,419 @@
+//! The CAS provider against a mock CAS server: CAS 2.0 and 3.0 logins with structured
+//! attributes, ticket handling, untrustworthy answers, single logout (back- and front-channel,
+//! two replicas sharing Redis) and logout at the server.
+
+use std::time::Duration;
+
+use guichet_tests::cas::{self, MockCas};
+use guichet_tests::{logs, Browser, GatewayOptions, Page, RedisServer, Store, TestGateway};
+
+fn provider(cas: &MockCas, protocol: &str, extra: &str) -> String {
+    format!(
+        "  - kind: cas\n    id: ent\n    display_name: \"ENT\"\n    server_url: \"{}\"\n    protocol: \"{protocol}\"\n    timeout: 1s\n{extra}",
+        cas.url()
+    )
+}
+
+const APP: &str = r#"
+  - id: bib
+    url: {origin}/bib
+    upstream: http://{echo}
+    providers: [ent]
+    identity_headers:
+      separator: ","
+      headers:
+        - { name: X-Remote-User, value: subject }
+        - { name: X-Remote-Mail, value: "attribute:mail" }
+        - { name: X-Remote-Uai, value: "attribute:structure.UAI" }
+        - { name: X-Remote-Name, value: "attribute:displayName", encoding: utf8 }
+        - { name: X-Remote-Evil, value: "attribute:evil" }
+"#;
+
+const ATTRIBUTES: &str = r#"
+  <cas:mail>jeanne.dupont@example.org</cas:mail>
+  <cas:mail>j.dupont@example.org</cas:mail>
+  <cas:displayName>Jeanne Dupont-Lefèvre</cas:displayName>
+  <cas:structure><cas:UAI>0750001A</cas:UAI><cas:name>Lycée A</cas:name></cas:structure>
+  <cas:structure><cas:UAI>0750002B</cas:UAI><cas:name>Collège B</cas:name></cas:structure>
+  <cas:evil>x&#13;&#10;X-Injected: 1</cas:evil>
+"#;
+
+fn options(cas: &MockCas, protocol: &str, extra: &str, store: Store) -> GatewayOptions {
+    GatewayOptions {
+        store,
+        extra_providers: vec![provider(cas, protocol, extra)],
+        extra_apps: vec![APP.to_owned()],
+        ..Default::default()
+    }
+}
+
+/// From a protected page to the CAS server: the service URL the gateway asked for.
+async fn start_login(gw: &TestGateway, browser: &mut Browser, cas: &MockCas, path: &str) -> String {
+    let first = browser.send(browser.get(&gw.url(path))).await;
+    assert_eq!(first.status, 302, "{}", first.body);
+    assert_eq!(first.location(), Some("/.guichet/login"));
+    let start = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let location = url::Url::parse(start.location().unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{}/login?", cas.url())),
+        "{location}"
+    );
+    let service = location
+        .query_pairs()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert_eq!(
+        service,
+        gw.url("/.guichet/callback/ent"),
+        "service URL from config"
+    );
+    service
+}
+
+/// The browser's return from the CAS server with `ticket`.
+async fn come_back(browser: &mut Browser, service: &str, ticket: &str) -> Page {
+    let mut callback = url::Url::parse(service).unwrap();
+    callback.query_pairs_mut().append_pair("ticket", ticket);
+    browser.send(browser.get(callback.as_str())).await
+}
+
+async fn signed_in(gw: &TestGateway, cas: &MockCas, user: &str) -> (Browser, String) {
+    let mut browser = gw.browser();
+    let service = start_login(gw, &mut browser, cas, "/bib/").await;
+    let ticket = cas.issue(&service, user, ATTRIBUTES);
+    let done = come_back(&mut browser, &service, &ticket).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    (browser, ticket)
+}
+
+#[tokio::test]
+async fn a_cas3_login_brings_multi_valued_and_structured_attributes_to_the_app() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    let mut browser = gw.browser();
+    let service = start_login(&gw, &mut browser, &cas, "/bib/catalogue?q=verne&page=2").await;
+    let ticket = cas.issue(&service, "jdupont", ATTRIBUTES);
+    let done = come_back(&mut browser, &service, &ticket).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    // Back to exactly where the user was going, without the ticket.
+    assert_eq!(done.location(), Some("/bib/catalogue?q=verne&page=2"));
+
+    let page = browser
+        .send(browser.get_json(&gw.url("/bib/catalogue?q=verne&page=2")))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.upstream_header("x-remote-user"), vec!["jdupont"]);
+    assert_eq!(
+        page.upstream_header("x-remote-mail"),
+        vec!["jeanne.dupont@example.org,j.dupont@example.org"]
+    );
+    assert_eq!(
+        page.upstream_header("x-remote-uai"),
+        vec!["0750001A,0750002B"]
+    );
+    assert_eq!(
+        page.upstream_header("x-remote-name"),
+        vec!["Jeanne Dupont-Lefèvre"]
+    );
+    // CR/LF in an attribute never reaches the app raw.
+    let evil = page.upstream_header("x-remote-evil");
+    assert_eq!(evil.len(), 1);
+    assert!(
+        !evil[0].contains('\r') && !evil[0].contains('\n'),
+        "{evil:?}"
+    );
+    assert!(page.upstream_header("x-injected").is_empty());
+
+    let validations = cas.validations().await;
+    assert_eq!(validations.len(), 1);
+    assert_eq!(validations[0].0, "/cas/p3/serviceValidate");
+    assert!(validations[0]
+        .1
+        .contains(&("ticket".into(), ticket.clone())));
+    assert!(validations[0]
+        .1
+        .contains(&("service".into(), service.clone())));
+    assert!(
+        !validations[0].1.iter().any(|(k, _)| k == "pgtUrl"),
+        "no proxy-granting ticket is ever asked for"
+    );
+}
+
+#[tokio::test]
+async fn a_cas2_login_validates_at_service_validate() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "2.0", "", Store::Memory));
+    let mut browser = gw.browser();
+    let service = start_login(&gw, &mut browser, &cas, "/bib/").await;
+    let ticket = cas.issue(&service, "pmartin", ATTRIBUTES);
+    assert_eq!(come_back(&mut browser, &service, &ticket).await.status, 302);
+    let page = browser.send(browser.get_json(&gw.url("/bib/"))).await;
+    assert_eq!(page.upstream_header("x-remote-user"), vec!["pmartin"]);
+    assert_eq!(cas.validations().await[0].0, "/cas/serviceValidate");
+}
+
+#[tokio::test]
+async fn replayed_invalid_and_foreign_tickets_get_a_clear_error_page() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    let (_, ticket) = signed_in(&gw, &cas, "jdupont").await;
+
+    // Replay: another browser starts a login and brings the used ticket.
+    let mut replay = gw.browser();
+    let service = start_login(&gw, &mut replay, &cas, "/bib/").await;
+    let page = come_back(&mut replay, &service, &ticket).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(
+        page.body.contains("sign-in ticket is not valid"),
+        "{}",
+        page.body
+    );
+    let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(page.body.contains(&id));
+    let events = logs::audit_events(&id);
+    assert!(
+        events.iter().any(|e| e["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("INVALID_TICKET"))),
+        "{events:?}"
+    );
+
+    // A ticket issued for another service.
+    let mut other = gw.browser();
+    let service = start_login(&gw, &mut other, &cas, "/bib/").await;
+    let foreign = cas.issue("https://elsewhere.example/", "jdupont", "");
+    let page = come_back(&mut other, &service, &foreign).await;
+    assert_eq!(page.status, 403);
+    let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(logs::audit_events(&id).iter().any(|e| e["fields"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("INVALID_SERVICE"))));
+
+    // A proxy ticket is refused before any validation.
+    let mut proxy = gw.browser();
+    let service = start_login(&gw, &mut proxy, &cas, "/bib/").await;
+    let before = cas.validations().await.len();
+    assert_eq!(
+        come_back(&mut proxy, &service, "PT-1-abc").await.status,
+        403
+    );
+    assert_eq!(cas.validations().await.len(), before);
+}
+
+#[tokio::test]
+async fn untrustworthy_cas_answers_are_refused() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    let answers = [
+        r#"<!DOCTYPE x [<!ENTITY u "admin">]><cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas"><cas:authenticationSuccess><cas:user>&u;</cas:user></cas:authenticationSuccess></cas:serviceResponse>"#.to_owned(),
+        r#"<cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas"><cas:authenticationSuccess><cas:user>a</cas:user></cas:authenticationSuccess><cas:authenticationSuccess><cas:user>admin</cas:user></cas:authenticationSuccess></cas:serviceResponse>"#.to_owned(),
+        r#"<cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas"><cas:authenticationFailure code="INVALID_TICKET">Ticket ST-1<cas:authenticationSuccess><cas:user>admin</cas:user></cas:authenticationSuccess> not recognized</cas:authenticationFailure></cas:serviceResponse>"#.to_owned(),
+        "<html>maintenance</html>".to_owned(),
+        format!(
+            r#"<cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas"><cas:authenticationSuccess><cas:user>a</cas:user><cas:attributes>{}</cas:attributes></cas:authenticationSuccess></cas:serviceResponse>"#,
+            "<cas:x>y</cas:x>".repeat(50_000)
+        ),
+    ];
+    for (i, answer) in answers.iter().enumerate() {
+        cas.state().raw_answer = Some(answer.clone());
+        let mut browser = gw.browser();
+        let service = start_login(&gw, &mut browser, &cas, "/bib/").await;
+        let page = come_back(&mut browser, &service, "ST-1-x").await;
+        // The oversized answer is cut off by the bounded reader: an unusable provider (502).
+        let expected = if i == answers.len() - 1 { 502 } else { 403 };
+        assert_eq!(page.status, expected, "{}", &answer[..60.min(answer.len())]);
+        assert!(browser.cookie("guichet_session").is_none(), "no session");
+    }
+}
+
+#[tokio::test]
+async fn tickets_with_ampersands_and_percent_signs_are_encoded_correctly() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    let mut browser = gw.browser();
+    let service = start_login(&gw, &mut browser, &cas, "/bib/").await;
+    let ticket = "ST-7&service=https://evil.example/%26x";
+    cas.issue_named(ticket, &service, "jdupont");
+    let done = come_back(&mut browser, &service, ticket).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let validation = &cas.validations().await[0].1;
+    assert!(
+        validation.contains(&("ticket".into(), ticket.into())),
+        "{validation:?}"
+    );
+    assert_eq!(
+        validation.iter().filter(|(k, _)| k == "service").count(),
+        1,
+        "the ticket cannot add a parameter"
+    );
+}
+
+#[tokio::test]
+async fn a_cas_server_down_or_slow_gets_an_error_page_and_a_metric() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    for (status, delay) in [(Some(500), None), (None, Some(Duration::from_secs(3)))] {
+        {
+            let mut state = cas.state();
+            state.status = status;
+            state.delay = delay;
+        }
+        let mut browser = gw.browser();
+        let service = start_login(&gw, &mut browser, &cas, "/bib/").await;
+        let ticket = cas.issue(&service, "jdupont", "");
+        let started = std::time::Instant::now();
+        let page = come_back(&mut browser, &service, &ticket).await;
+        assert_eq!(page.status, 502, "{}", page.body);
+        assert!(
+            started.elapsed() < Duration::from_millis(2900),
+            "bounded by the 1s timeout"
+        );
+    }
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"guichet_logins_total{outcome="unavailable",provider="ent"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn back_channel_single_logout_ends_the_session_on_both_replicas() {
+    let redis = RedisServer::start();
+    let cas = MockCas::start().await;
+    let gw1 = TestGateway::start(options(&cas, "3.0", "", Store::Redis { url: redis.url() }));
+    let gw2 = TestGateway::start_with_echo(
+        options(&cas, "3.0", "", Store::Redis { url: redis.url() }),
+        gw1.echo.clone(),
+    );
+    let (mut on_gw1, ticket) = signed_in(&gw1, &cas, "jdupont").await;
+    let mut on_gw2 = gw2.browser();
+    on_gw2.cookies = on_gw1.cookies.clone();
+    assert_eq!(
+        on_gw1.send(on_gw1.get_json(&gw1.url("/bib/"))).await.status,
+        200
+    );
+    assert_eq!(
+        on_gw2.send(on_gw2.get_json(&gw2.url("/bib/"))).await.status,
+        200
+    );
+
+    // Unknown tickets and malformed requests: 200, and nothing changes.
+    for body in [
+        cas::logout_request("ST-999-unknown"),
+        format!("<!DOCTYPE x>{}", cas::logout_request(&ticket)),
+        "<samlp:LogoutRequest".to_owned(),
+    ] {
+        let answer = post_to(&gw2, body).await;
+        assert_eq!(answer, 200);
+        assert_eq!(
+            on_gw1.send(on_gw1.get_json(&gw1.url("/bib/"))).await.status,
+            200
+        );
+    }
+
+    // The real one, sent to the other replica: the session ends everywhere.
+    assert_eq!(post_to(&gw2, cas::logout_request(&ticket)).await, 200);
+    assert_eq!(
+        on_gw1.send(on_gw1.get_json(&gw1.url("/bib/"))).await.status,
+        401
+    );
+    assert_eq!(
+        on_gw2.send(on_gw2.get_json(&gw2.url("/bib/"))).await.status,
+        401
+    );
+    // Replayed: still 200.
+    assert_eq!(post_to(&gw1, cas::logout_request(&ticket)).await, 200);
+}
+
+/// POSTs a back-channel logout request to the gateway's CAS callback; the status.
+async fn post_to(gw: &TestGateway, body: String) -> u16 {
+    gw.browser()
+        .raw()
+        .post(gw.url("/.guichet/callback/ent"))
+        .form(&[("logoutRequest", body)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn front_channel_single_logout_ends_the_session() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
+    assert_eq!(
+        browser
+            .send(browser.get_json(&gw.url("/bib/")))
+            .await
+            .status,
+        200
+    );
+    let mut url = url::Url::parse(&gw.url("/.guichet/callback/ent")).unwrap();
+    url.query_pairs_mut().append_pair(
+        "logoutRequest",
+        &cas::front_channel(&cas::logout_request(&ticket)),
+    );
+    let page = browser.send(browser.get(url.as_str())).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        browser
+            .send(browser.get_json(&gw.url("/bib/")))
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn back_channel_requests_from_outside_the_allowed_sources_change_nothing() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(
+        &cas,
+        "3.0",
+        "    single_logout: { allowed_sources: [10.0.0.0/8] }\n",
+        Store::Memory,
+    ));
+    let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
+    assert_eq!(post_to(&gw, cas::logout_request(&ticket)).await, 403);
+    assert_eq!(
+        browser
+            .send(browser.get_json(&gw.url("/bib/")))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn logout_continues_to_the_cas_server() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    let (mut browser, _) = signed_in(&gw, &cas, "jdupont").await;
+    let page = browser.send(browser.get(&gw.url("/.guichet/logout"))).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let location = url::Url::parse(page.location().unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{}/logout?service=", cas.url())),
+        "{location}"
+    );
+    assert_eq!(
+        browser
+            .send(browser.get_json(&gw.url("/bib/")))
+            .await
+            .status,
+        401
+    );
+}
