@@ -23,7 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The distribution's redis-server service is not used; the tests start their own.
 
-# Interop peers nobody here wrote, from their registries: panva/node-oidc-provider (npm).
+# Interop peers nobody here wrote, from their registries: panva/node-oidc-provider (npm) and,
+# below, django-cas-server (PyPI).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "==> installing nodejs npm"
   sudo_cmd=""
@@ -35,6 +36,23 @@ interop=tests/interop/oidc-provider
 if [ ! -d "$interop/node_modules/oidc-provider" ] || [ "$interop/package-lock.json" -nt "$interop/node_modules/.package-lock.json" ]; then
   echo "==> npm ci in $interop"
   (cd "$interop" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# django-cas-server (PyPI), the independent CAS server of the CAS interop test, in a venv.
+cas_interop=tests/interop/django-cas-server
+if [ ! -x "$cas_interop/.venv/bin/python" ] || [ "$cas_interop/requirements.txt" -nt "$cas_interop/.venv/.installed" ]; then
+  if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    echo "==> installing python3 python3-venv"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  echo "==> pip install -r $cas_interop/requirements.txt (into $cas_interop/.venv)"
+  rm -rf "$cas_interop/.venv"
+  python3 -m venv "$cas_interop/.venv"
+  "$cas_interop/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$cas_interop/requirements.txt"
+  touch "$cas_interop/.venv/.installed"
 fi
 
 filter=()

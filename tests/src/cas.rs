@@ -208,3 +208,94 @@ pub fn front_channel(xml: &str) -> String {
     encoder.write_all(xml.as_bytes()).expect("in memory");
     base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("in memory"))
 }
+
+/// The hidden fields of the first form of an HTML page (name → value), e.g. a CAS login form's
+/// `lt` and CSRF token.
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let attribute = |tag: &str, name: &str| {
+        let needle = format!("{name}=\"");
+        tag.find(&needle).map(|at| {
+            let rest = &tag[at + needle.len()..];
+            rest[..rest.find('"').unwrap_or(rest.len())]
+                .replace("&amp;", "&")
+                .replace("&quot;", "\"")
+        })
+    };
+    html.split("<input")
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find('>').unwrap_or(rest.len())];
+            if attribute(tag, "type").as_deref() != Some("hidden") {
+                return None;
+            }
+            Some((attribute(tag, "name")?, attribute(tag, "value").unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// The independent CAS server of the interop test: django-cas-server from PyPI, run from
+/// `tests/interop/django-cas-server` with the venv `scripts/test.sh` prepares. One user,
+/// `test` / `test`. Guichet's callback URLs on the test host are a registered service with
+/// single logout, its logout requests sent to `slo_callback`.
+pub struct DjangoCas {
+    pub port: u16,
+    child: std::process::Child,
+    _db: tempfile::TempDir,
+}
+
+impl DjangoCas {
+    pub fn start(slo_callback: &str) -> DjangoCas {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/django-cas-server");
+        let python = dir.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "django-cas-server is not installed: run scripts/test.sh (it creates {})",
+            python.display()
+        );
+        let db = tempfile::tempdir().expect("a temporary directory");
+        let db_path = db.path().join("cas.sqlite3");
+        let prepared = std::process::Command::new(&python)
+            .arg("prepare.py")
+            .current_dir(&dir)
+            .env("GUICHET_CAS_DB", &db_path)
+            .env("GUICHET_SLO_CALLBACK", slo_callback)
+            .output()
+            .expect("python runs");
+        assert!(
+            prepared.status.success(),
+            "prepare.py failed: {}",
+            String::from_utf8_lossy(&prepared.stderr)
+        );
+        let port = crate::free_port();
+        let child = std::process::Command::new(&python)
+            .args(["manage.py", "runserver", "--noreload", "--nothreading"])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(&dir)
+            .env("GUICHET_CAS_DB", &db_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python runs");
+        assert!(
+            crate::wait_for_port(port, Duration::from_secs(30)),
+            "django-cas-server did not listen"
+        );
+        DjangoCas {
+            port,
+            child,
+            _db: db,
+        }
+    }
+
+    /// The server's base URL (`http://127.0.0.1:PORT/cas`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/cas", self.port)
+    }
+}
+
+impl Drop for DjangoCas {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}

@@ -10,6 +10,7 @@ mod demo;
 mod directory;
 mod franceconnect;
 mod headers;
+mod interop_cas;
 mod interop_oidc;
 mod login;
 mod logout;
