@@ -228,7 +228,10 @@ pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
             if attribute(tag, "type").as_deref() != Some("hidden") {
                 return None;
             }
-            Some((attribute(tag, "name")?, attribute(tag, "value").unwrap_or_default()))
+            Some((
+                attribute(tag, "name")?,
+                attribute(tag, "value").unwrap_or_default(),
+            ))
         })
         .collect()
 }
@@ -245,7 +248,8 @@ pub struct DjangoCas {
 
 impl DjangoCas {
     pub fn start(slo_callback: &str) -> DjangoCas {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/django-cas-server");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/django-cas-server");
         let python = dir.join(".venv/bin/python");
         assert!(
             python.exists(),

@@ -39,11 +39,16 @@ async fn a_login_through_django_cas_server_reaches_the_app_and_its_logout_ends_t
         ..Default::default()
     });
     let mut browser = gw.browser();
-    let first = browser.send(browser.get(&gw.url("/bib/notices?id=42"))).await;
+    let first = browser
+        .send(browser.get(&gw.url("/bib/notices?id=42")))
+        .await;
     assert_eq!(first.location(), Some("/.guichet/login"));
     let start = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
     let login_url = start.location().unwrap().to_owned();
-    assert!(login_url.starts_with(&format!("{}/login?service=", cas.url())), "{login_url}");
+    assert!(
+        login_url.starts_with(&format!("{}/login?service=", cas.url())),
+        "{login_url}"
+    );
 
     // The server's own login form.
     let form = browser.send(browser.get(&login_url)).await;
@@ -52,7 +57,10 @@ async fn a_login_through_django_cas_server_reaches_the_app_and_its_logout_ends_t
     assert!(fields.iter().any(|(name, _)| name == "lt"), "{}", form.body);
     fields.push(("username".into(), "test".into()));
     fields.push(("password".into(), "test".into()));
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let posted = browser.send(browser.post_form(&login_url, &fields)).await;
     assert_eq!(posted.status, 302, "{}", posted.body);
     let back = posted.location().unwrap().to_owned();
@@ -65,14 +73,19 @@ async fn a_login_through_django_cas_server_reaches_the_app_and_its_logout_ends_t
     let done = browser.send(browser.get(&back)).await;
     assert_eq!(done.status, 302, "{}", done.body);
     assert_eq!(done.location(), Some("/bib/notices?id=42"));
-    let page = browser.send(browser.get_json(&gw.url("/bib/notices?id=42"))).await;
+    let page = browser
+        .send(browser.get_json(&gw.url("/bib/notices?id=42")))
+        .await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.upstream_header("x-remote-user"), vec!["test"]);
     assert_eq!(
         page.upstream_header("x-remote-mail"),
         vec!["jeanne.dupont@example.org"]
     );
-    assert_eq!(page.upstream_header("x-remote-alias"), vec!["jdupont,jeanne.d"]);
+    assert_eq!(
+        page.upstream_header("x-remote-alias"),
+        vec!["jdupont,jeanne.d"]
+    );
     assert_eq!(
         page.upstream_header("x-remote-name"),
         vec!["Jeanne Dupont-Lefèvre"]
