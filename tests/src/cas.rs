@@ -1,6 +1,7 @@
 //! A mock CAS server (wiremock on an ephemeral loopback port): issues service tickets for a
-//! service, validates them once at `/cas/p3/serviceValidate` (CAS 3.0, with attributes) and
-//! `/cas/serviceValidate` (CAS 2.0, without), and can be told to answer anything else: a raw
+//! service, validates them once at `/cas/p3/serviceValidate` (CAS 3.0) and
+//! `/cas/serviceValidate` (CAS 2.0, with attributes as many CAS 2.0 servers release them
+//! there), and can be told to answer anything else: a raw
 //! body, a status, slowness. Also builds the server's single logout requests.
 
 use std::collections::HashMap;
@@ -58,7 +59,7 @@ fn failure(code: &str, message: &str) -> String {
     )
 }
 
-fn validate(state: &mut CasState, request: &Request, with_attributes: bool) -> ResponseTemplate {
+fn validate(state: &mut CasState, request: &Request) -> ResponseTemplate {
     let delay = state.delay.unwrap_or_default();
     if let Some(status) = state.status {
         return ResponseTemplate::new(status).set_delay(delay);
@@ -87,7 +88,7 @@ fn validate(state: &mut CasState, request: &Request, with_attributes: bool) -> R
         }
         Some(t) => {
             t.used = true;
-            let attributes = if with_attributes && !t.attributes_xml.is_empty() {
+            let attributes = if !t.attributes_xml.is_empty() {
                 format!("<cas:attributes>{}</cas:attributes>", t.attributes_xml)
             } else {
                 String::new()
@@ -116,15 +117,12 @@ impl MockCas {
             server: MockServer::start().await,
             state: Arc::new(Mutex::new(CasState::default())),
         };
-        for (route, with_attributes) in [
-            ("/cas/p3/serviceValidate", true),
-            ("/cas/serviceValidate", false),
-        ] {
+        for route in ["/cas/p3/serviceValidate", "/cas/serviceValidate"] {
             let state = mock.state.clone();
             Mock::given(method("GET"))
                 .and(path(route))
                 .respond_with(move |request: &Request| {
-                    validate(&mut state.lock().unwrap(), request, with_attributes)
+                    validate(&mut state.lock().unwrap(), request)
                 })
                 .mount(&mock.server)
                 .await;

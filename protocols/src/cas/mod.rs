@@ -274,6 +274,39 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn renew_and_gateway_are_asked_for_when_configured() {
+        let mut settings = provider("https://cas.example.org/cas", CasVersion::V3)
+            .settings()
+            .clone();
+        settings.renew = true;
+        let renew = CasProvider::new(settings.clone()).unwrap();
+        let service = Url::parse("https://app.example.org/.guichet/callback/ent").unwrap();
+        let (LoginStart::Redirect { location }, _) = renew.begin(&service).await.unwrap() else {
+            panic!("a redirect")
+        };
+        assert!(location.as_str().ends_with("&renew=true"), "{location}");
+        assert!(renew
+            .validation_url(&service, "ST-1")
+            .as_str()
+            .ends_with("&renew=true"));
+        settings.renew = false;
+        settings.gateway = true;
+        let gateway = CasProvider::new(settings).unwrap();
+        let (LoginStart::Redirect { location }, _) = gateway.begin(&service).await.unwrap() else {
+            panic!("a redirect")
+        };
+        assert!(location.as_str().ends_with("&gateway=true"), "{location}");
+        // Sent back without a ticket: a clean refusal.
+        let ctx = FinishContext {
+            callback_url: service.clone(),
+        };
+        let result = gateway
+            .finish(&ctx, &Callback::default(), &ProviderState::default())
+            .await;
+        assert!(matches!(result, Err(ProviderError::Denied { .. })));
+    }
+
     #[test]
     fn only_service_tickets_are_accepted() {
         assert!(check_ticket("ST-1-abc").is_ok());

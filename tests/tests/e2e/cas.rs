@@ -153,6 +153,14 @@ async fn a_cas2_login_validates_at_service_validate() {
     assert_eq!(come_back(&mut browser, &service, &ticket).await.status, 302);
     let page = browser.send(browser.get_json(&gw.url("/bib/"))).await;
     assert_eq!(page.upstream_header("x-remote-user"), vec!["pmartin"]);
+    assert_eq!(
+        page.upstream_header("x-remote-mail"),
+        vec!["jeanne.dupont@example.org,j.dupont@example.org"]
+    );
+    assert_eq!(
+        page.upstream_header("x-remote-uai"),
+        vec!["0750001A,0750002B"]
+    );
     assert_eq!(cas.validations().await[0].0, "/cas/serviceValidate");
 }
 
