@@ -215,14 +215,17 @@ impl IdentityProvider for CasProvider {
         &self,
         _principal: &Principal,
         post_logout_redirect_uri: &Url,
-        _state: &str,
+        state: &str,
     ) -> Option<Url> {
         if !self.settings.logout_at_server {
             return None;
         }
+        // CAS has no state parameter: it goes in the service URL the server sends users back to.
+        let mut service = post_logout_redirect_uri.clone();
+        service.query_pairs_mut().append_pair("state", state);
         let mut url = self.endpoint("logout");
         url.query_pairs_mut()
-            .append_pair("service", post_logout_redirect_uri.as_str());
+            .append_pair("service", service.as_str());
         Some(url)
     }
 }

@@ -305,14 +305,8 @@ async fn back_channel_single_logout_ends_the_session_on_both_replicas() {
     let (mut on_gw1, ticket) = signed_in(&gw1, &cas, "jdupont").await;
     let mut on_gw2 = gw2.browser();
     on_gw2.cookies = on_gw1.cookies.clone();
-    assert_eq!(
-        on_gw1.send(on_gw1.get_json(&gw1.url("/bib/"))).await.status,
-        200
-    );
-    assert_eq!(
-        on_gw2.send(on_gw2.get_json(&gw2.url("/bib/"))).await.status,
-        200
-    );
+    assert_eq!(bib_status(&mut on_gw1, &gw1).await, 200);
+    assert_eq!(bib_status(&mut on_gw2, &gw2).await, 200);
 
     // Unknown tickets and malformed requests: 200, and nothing changes.
     for body in [
@@ -322,22 +316,13 @@ async fn back_channel_single_logout_ends_the_session_on_both_replicas() {
     ] {
         let answer = post_to(&gw2, body).await;
         assert_eq!(answer, 200);
-        assert_eq!(
-            on_gw1.send(on_gw1.get_json(&gw1.url("/bib/"))).await.status,
-            200
-        );
+        assert_eq!(bib_status(&mut on_gw1, &gw1).await, 200);
     }
 
     // The real one, sent to the other replica: the session ends everywhere.
     assert_eq!(post_to(&gw2, cas::logout_request(&ticket)).await, 200);
-    assert_eq!(
-        on_gw1.send(on_gw1.get_json(&gw1.url("/bib/"))).await.status,
-        401
-    );
-    assert_eq!(
-        on_gw2.send(on_gw2.get_json(&gw2.url("/bib/"))).await.status,
-        401
-    );
+    assert_eq!(bib_status(&mut on_gw1, &gw1).await, 401);
+    assert_eq!(bib_status(&mut on_gw2, &gw2).await, 401);
     // Replayed: still 200.
     assert_eq!(post_to(&gw1, cas::logout_request(&ticket)).await, 200);
 }
@@ -360,13 +345,7 @@ async fn front_channel_single_logout_ends_the_session() {
     let cas = MockCas::start().await;
     let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
     let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
-    assert_eq!(
-        browser
-            .send(browser.get_json(&gw.url("/bib/")))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(bib_status(&mut browser, &gw).await, 200);
     let mut url = url::Url::parse(&gw.url("/.guichet/callback/ent")).unwrap();
     url.query_pairs_mut().append_pair(
         "logoutRequest",
@@ -374,13 +353,7 @@ async fn front_channel_single_logout_ends_the_session() {
     );
     let page = browser.send(browser.get(url.as_str())).await;
     assert_eq!(page.status, 200);
-    assert_eq!(
-        browser
-            .send(browser.get_json(&gw.url("/bib/")))
-            .await
-            .status,
-        401
-    );
+    assert_eq!(bib_status(&mut browser, &gw).await, 401);
 }
 
 #[tokio::test]
@@ -394,13 +367,7 @@ async fn back_channel_requests_from_outside_the_allowed_sources_change_nothing()
     ));
     let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
     assert_eq!(post_to(&gw, cas::logout_request(&ticket)).await, 403);
-    assert_eq!(
-        browser
-            .send(browser.get_json(&gw.url("/bib/")))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(bib_status(&mut browser, &gw).await, 200);
 }
 
 #[tokio::test]
@@ -417,11 +384,27 @@ async fn logout_continues_to_the_cas_server() {
             .starts_with(&format!("{}/logout?service=", cas.url())),
         "{location}"
     );
-    assert_eq!(
-        browser
-            .send(browser.get_json(&gw.url("/bib/")))
-            .await
-            .status,
-        401
+    // The server sends the browser back to the service: the gateway's logout end, with its
+    // single-use state.
+    let service = location
+        .query_pairs()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(
+        service.starts_with(&gw.url("/.guichet/logout/done?state=")),
+        "{service}"
     );
+    let back = browser.send(browser.get(&service)).await;
+    assert_eq!(back.status, 200);
+    assert!(logs::audit_events(back.headers["x-request-id"].to_str().unwrap()).is_empty());
+    assert_eq!(bib_status(&mut browser, &gw).await, 401);
+}
+
+/// The status of the app's page for this browser (401: no session).
+async fn bib_status(browser: &mut Browser, gw: &TestGateway) -> u16 {
+    browser
+        .send(browser.get_json(&gw.url("/bib/")))
+        .await
+        .status
 }
