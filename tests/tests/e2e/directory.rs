@@ -654,3 +654,54 @@ fn directory_configuration_errors_name_the_field() {
     ));
     assert!(error.starts_with("directory.cache.l1_ttl: "), "{error}");
 }
+
+#[test]
+fn policy_explain_reads_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = dir.path().join("people.yaml");
+    std::fs::write(&people, PEOPLE).unwrap();
+    let config = dir.path().join("guichet.yaml");
+    let echo: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    std::fs::write(
+        &config,
+        guichet_tests::config_yaml(
+            &options(file_directory(&people, "30s"), Store::Memory),
+            18090,
+            18091,
+            echo,
+        ),
+    )
+    .unwrap();
+    let explain = |user: &str, path: &str| {
+        let output = std::process::Command::new(guichet_binary())
+            .args(["policy", "explain", "--config"])
+            .arg(&config)
+            .args(["--user", user, "--url"])
+            .arg(format!("http://app.test:18090{path}"))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    // A local login linked by its e-mail: the directory's roles and the rule that decided.
+    let (ok, text) = explain("dave", "/bip/admin/users");
+    assert!(ok, "{text}");
+    assert!(text.contains("directory: p-dave (Active)"), "{text}");
+    assert!(text.contains(r#"roles for bip: ["utilisateur"]"#), "{text}");
+    assert!(
+        text.contains("decision: deny (403)") && text.contains("bip admin"),
+        "{text}"
+    );
+    // A pivot value directly, and an account state.
+    let (_, text) = explain("gina@example.org", "/bip/documents");
+    assert!(
+        text.contains("Locked") && text.contains("403: account locked"),
+        "{text}"
+    );
+    // Unknown on a guest app.
+    let (_, text) = explain("nobody@example.org", "/cdi/catalogue");
+    assert!(text.contains("unknown person"), "{text}");
+    assert!(text.contains(r#"roles for cdi: ["visiteur"]"#), "{text}");
+}
