@@ -63,6 +63,9 @@ pub(crate) struct Entry {
     pub user: Option<Arc<DirectoryUser>>,
     pub fetched_at_ms: u64,
     pub stale: bool,
+    /// Loaded while an invalidation happened: handed to the lookups that were waiting for it,
+    /// but not kept (it may predate the change the invalidation announced).
+    pub volatile: bool,
 }
 
 impl Entry {
@@ -93,7 +96,9 @@ impl Expiry<Key, Entry> for EntryExpiry {
         entry: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(if entry.stale {
+        Some(if entry.volatile {
+            Duration::ZERO
+        } else if entry.stale {
             let left = self.max_stale.saturating_sub(entry.age(now_ms()));
             STALE_RETRY.min(left)
         } else if entry.user.is_some() {
@@ -126,6 +131,8 @@ pub struct CachedDirectory {
     namer: Hmac<Sha256>,
     stats: CacheStats,
     listening: AtomicBool,
+    /// Bumped by every invalidation, so a load that spans one does not cache what it read.
+    generation: AtomicU64,
 }
 
 /// The key that names cache entries, derived from the Redis encryption key (so replicas agree)
@@ -189,6 +196,7 @@ impl CachedDirectory {
             l2,
             stats: CacheStats::default(),
             listening: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -226,12 +234,14 @@ impl CachedDirectory {
 
     async fn load(&self, key: Key, pivot: &PivotQuery) -> Result<Entry, DirectoryError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::Acquire);
+        let invalidated_since = || self.generation.load(Ordering::Acquire) != generation;
         let now = now_ms();
         let mut stale = self.last_good.get(&key).await;
         if let Some(l2) = &self.l2 {
             match l2.get(&key).await {
                 Ok(Some(entry)) => {
-                    if entry.age(now) < self.freshness_in_l2(&entry) {
+                    if entry.age(now) < self.freshness_in_l2(&entry) && !invalidated_since() {
                         self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
                         self.last_good.insert(key, entry.clone()).await;
                         return Ok(entry);
@@ -252,11 +262,16 @@ impl CachedDirectory {
         self.stats.backend_calls.fetch_add(1, Ordering::Relaxed);
         match self.backend.find(pivot).await {
             Ok(user) => {
-                let entry = Entry {
+                let mut entry = Entry {
                     user: user.map(Arc::new),
                     fetched_at_ms: now,
                     stale: false,
+                    volatile: false,
                 };
+                if invalidated_since() {
+                    entry.volatile = true;
+                    return Ok(entry);
+                }
                 self.last_good.insert(key, entry.clone()).await;
                 if let Some(l2) = &self.l2 {
                     let ttl = self.freshness_in_l2(&entry) + self.settings.max_stale;
@@ -298,11 +313,13 @@ impl CachedDirectory {
     }
 
     async fn forget(&self, key: &Key) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.fresh.invalidate(key).await;
         self.last_good.invalidate(key).await;
     }
 
     fn forget_everyone(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.fresh.invalidate_all();
         self.last_good.invalidate_all();
     }

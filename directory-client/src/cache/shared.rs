@@ -114,6 +114,7 @@ impl L2 {
                 user: stored.user.map(std::sync::Arc::new),
                 fetched_at_ms: stored.fetched_at_ms,
                 stale: false,
+                volatile: false,
             })),
             None => {
                 // Another key, another version, or tampering: ignored, and replaced at the

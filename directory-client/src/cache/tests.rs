@@ -118,3 +118,25 @@ async fn invalidation_makes_the_next_lookup_read_the_backend() {
     cache.find(&alice()).await.unwrap();
     assert_eq!(backend.calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_load_that_spans_an_invalidation_is_not_kept() {
+    let backend = Arc::new(Fake::default());
+    let cache = Arc::new(CachedDirectory::new(backend.clone(), settings(), None).unwrap());
+    // The backend is read (50 ms), and the person is invalidated meanwhile.
+    let lookup = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.find(&alice()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    cache.invalidate(&alice()).await.unwrap();
+    assert!(
+        lookup.await.unwrap().unwrap().is_some(),
+        "the waiting lookup is answered"
+    );
+    // ...but what it read is not kept: the next lookup reads the backend again.
+    cache.find(&alice()).await.unwrap();
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 2);
+    cache.find(&alice()).await.unwrap();
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 2);
+}
