@@ -131,13 +131,11 @@ impl ScimDirectory {
             }
         })?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
+        let not_found = status == reqwest::StatusCode::NOT_FOUND;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(unavailable(format!("credentials refused ({status})")));
         }
-        if !status.is_success() {
+        if !status.is_success() && !not_found {
             return Err(unavailable(format!("status {status}")));
         }
         if response
@@ -156,6 +154,15 @@ impl ScimDirectory {
                 return Err(unavailable("answer too large"));
             }
             body.extend_from_slice(&chunk);
+        }
+        if not_found {
+            // "Not found" only when the SCIM service says so: a 404 page from a proxy in front
+            // of it (a wrong URL, a deployment in progress) is an outage, not unknown people.
+            return if is_scim_error(&body) {
+                Ok(None)
+            } else {
+                Err(unavailable("404 that is not a SCIM error response"))
+            };
         }
         serde_json::from_slice(&body)
             .map(Some)
@@ -192,6 +199,14 @@ impl ScimDirectory {
             return Ok(None);
         };
         let resources = list_resources(&list)?;
+        let total = list
+            .get("totalResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if total > resources.len() as u64 && total > 1 {
+            // More matches than one page: some were not seen, so no single one can be chosen.
+            return Err(DirectoryError::Ambiguous(total as usize));
+        }
         // The server's `eq` may fold case (or be lax); the pivot's own rule decides.
         single_match(resources, pivot, |resource| values_at(resource, &path))
     }
@@ -285,7 +300,11 @@ impl ScimDirectory {
             roles,
             valid_from: date_at(&self.settings.valid_from_attribute)?,
             valid_until: date_at(&self.settings.valid_until_attribute)?,
-            locked: resource.get("active").and_then(Value::as_bool) == Some(false),
+            locked: match resource.get("active") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(active)) => !active,
+                Some(_) => return Err(unavailable("user `active` is not a boolean")),
+            },
         })
     }
 }
@@ -316,6 +335,19 @@ impl Directory for ScimDirectory {
         let _ = url.set_password(None);
         format!("SCIM {url}")
     }
+}
+
+/// A SCIM error response (RFC 7644 §3.12), as a service answers for what it does not have.
+fn is_scim_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|error| error.get("schemas").cloned())
+        .and_then(|schemas| schemas.as_array().cloned())
+        .is_some_and(|schemas| {
+            schemas
+                .iter()
+                .any(|s| s == "urn:ietf:params:scim:api:messages:2.0:Error")
+        })
 }
 
 /// A SCIM filter string literal: JSON string syntax (RFC 7644 §3.4.2.2), so a `"` or `\` in

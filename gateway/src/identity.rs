@@ -52,12 +52,32 @@ impl Person {
             _ => None,
         }
     }
+
+    /// Which kind of answer this is, for the view cache's key.
+    fn state(&self) -> u8 {
+        match self {
+            Person::NotLinked => 0,
+            Person::Known(_) => 1,
+            Person::Unknown => 2,
+            Person::Unavailable(_) => 3,
+            Person::Ambiguous(_) => 4,
+        }
+    }
 }
 
 /// Finds the session's person in the directory (an in-process cache hit on most requests).
 pub async fn person(gateway: &Gateway, record: &SessionRecord) -> Person {
-    let (Some(directory), Some(pivot)) = (&gateway.directory, &record.pivot) else {
+    let Some(directory) = &gateway.directory else {
         return Person::NotLinked;
+    };
+    let Some(pivot) = &record.pivot else {
+        // A provider with a pivot whose login carried no value for it: linked to nobody, so
+        // an unknown person (never a pass around the directory's account checks).
+        return if gateway.pivots.contains_key(&record.principal.provider) {
+            Person::Unknown
+        } else {
+            Person::NotLinked
+        };
     };
     match directory.find(pivot).await {
         Ok(Some(user)) => Person::Known(user),
@@ -72,7 +92,9 @@ impl Identity {
     pub fn view(&self, app_index: usize, app: &App, person: &Person) -> Arc<AppView> {
         self.record
             .views
-            .get_or_build(app_index, person.entry(), || self.build_view(app, person))
+            .get_or_build(app_index, person.state(), person.entry(), || {
+                self.build_view(app, person)
+            })
     }
 
     fn build_view(&self, app: &App, person: &Person) -> AppView {
@@ -81,15 +103,14 @@ impl Identity {
         let no_groups: &[String] = &[];
         let (directory_roles, groups): (Vec<String>, &[String]) = match person {
             Person::Known(user) => {
+                // The directory is the reference for the people it knows: its attributes and
+                // structures replace what the provider said under the same names.
                 for (name, values) in &user.attributes {
-                    attributes
-                        .entry(name.clone())
-                        .or_insert_with(|| values.clone());
+                    attributes.insert(name.clone(), values.clone());
                 }
-                attributes
-                    .entry("structure".into())
-                    .or_default()
-                    .extend(user.structures.iter().cloned());
+                if !user.structures.is_empty() {
+                    attributes.insert("structure".into(), user.structures.clone());
+                }
                 let mut roles = self.record.roles.clone();
                 roles.extend(user.roles.get(&app.id).cloned().unwrap_or_default());
                 (roles, &user.groups)

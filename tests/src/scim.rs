@@ -20,8 +20,10 @@ pub enum Mode {
     Slow(Duration),
     /// A well-formed answer larger than any sane user.
     Huge,
-    /// Every lookup finds nothing (404 on lists, as some servers do).
+    /// Every lookup finds nothing (a SCIM 404 error response, as some servers answer).
     NotFound,
+    /// A 404 page that is not SCIM's (a proxy in front of a misrouted URL).
+    ForeignNotFound,
 }
 
 #[derive(Default)]
@@ -244,6 +246,13 @@ fn answer(
             let padding = "x".repeat(2 * 1024 * 1024);
             ResponseTemplate::new(200).set_body_json(json!({"totalResults": 0, "padding": padding}))
         }
-        Mode::NotFound => ResponseTemplate::new(404),
+        Mode::NotFound => ResponseTemplate::new(404).set_body_json(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": "404",
+            "detail": "Resource not found",
+        })),
+        Mode::ForeignNotFound => ResponseTemplate::new(404)
+            .insert_header("content-type", "text/html")
+            .set_body_string("<html><body>404 Not Found</body></html>"),
     }
 }

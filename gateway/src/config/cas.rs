@@ -55,6 +55,19 @@ pub struct SingleLogoutConfig {
     /// When not empty, back-channel logout requests are accepted only from these networks.
     #[serde(default)]
     pub allowed_sources: Vec<IpNet>,
+    /// Accept front-channel logout requests (relayed by browsers, so from anywhere). Default:
+    /// on, unless `allowed_sources` restricts where logout requests may come from.
+    #[serde(default)]
+    pub front_channel: Option<bool>,
+}
+
+impl SingleLogoutConfig {
+    pub fn accepts_front_channel(&self) -> bool {
+        self.enabled
+            && self
+                .front_channel
+                .unwrap_or(self.allowed_sources.is_empty())
+    }
 }
 
 impl Default for SingleLogoutConfig {
@@ -62,6 +75,7 @@ impl Default for SingleLogoutConfig {
         Self {
             enabled: true,
             allowed_sources: Vec::new(),
+            front_channel: None,
         }
     }
 }

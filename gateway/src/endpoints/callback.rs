@@ -84,7 +84,8 @@ pub async fn finish(
             )
             .await;
         }
-        if let Some(request) = field(&query) {
+        let get = session.req_header().method == http::Method::GET;
+        if let (true, Some(request)) = (get, field(&query)) {
             return cas_logout::handle(
                 gateway,
                 ctx,

@@ -44,6 +44,10 @@ pub async fn handle(
         refuse("single logout disabled for this provider");
         return Ok(ok());
     }
+    if matches!(channel, Channel::Front) && !settings.accepts_front_channel() {
+        refuse("front-channel logout request refused (single_logout.front_channel)");
+        return Ok(Reply::text(403, "forbidden\n"));
+    }
     if matches!(channel, Channel::Back) && !settings.allowed_sources.is_empty() {
         let allowed = ctx
             .client_ip

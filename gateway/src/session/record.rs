@@ -88,6 +88,9 @@ pub struct ViewCache<T>(RwLock<Option<CachedView<T>>>);
 
 struct CachedView<T> {
     app: usize,
+    /// What the directory said (known, unknown, unavailable...): a view built for one state
+    /// never serves another.
+    state: u8,
     /// The directory entry the value was computed from, held so that the comparison by
     /// address below cannot be fooled by a freed and reused allocation.
     person: Option<Arc<DirectoryUser>>,
@@ -114,17 +117,19 @@ impl<T> ViewCache<T> {
     pub fn get_or_build(
         &self,
         app: usize,
+        state: u8,
         person: Option<&Arc<DirectoryUser>>,
         build: impl FnOnce() -> T,
     ) -> Arc<T> {
         if let Some(cached) = self.0.read().expect("not poisoned").as_ref() {
-            if cached.app == app && same_person(&cached.person, person) {
+            if cached.app == app && cached.state == state && same_person(&cached.person, person) {
                 return cached.value.clone();
             }
         }
         let value = Arc::new(build());
         *self.0.write().expect("not poisoned") = Some(CachedView {
             app,
+            state,
             person: person.cloned(),
             value: value.clone(),
         });

@@ -106,9 +106,13 @@ fn check_ticket(ticket: &str) -> Result<(), ProviderError> {
     if ticket.starts_with("PT-") {
         return Err(ProviderError::Rejected("proxy tickets are refused".into()));
     }
+    // Printable ASCII without XML's special characters: servers echo tickets in their
+    // answers, and nothing there should ever be markup.
     if !ticket.starts_with("ST-")
         || ticket.len() > MAX_TICKET_BYTES
-        || !ticket.bytes().all(|b| b.is_ascii_graphic())
+        || !ticket
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'\'' | b'`'))
     {
         return Err(ProviderError::MalformedCallback(
             "the ticket is not a CAS service ticket".into(),
@@ -322,6 +326,8 @@ mod tests {
             "TGT-1",
             "ST-a b",
             "ST-\r\n",
+            "ST-1</cas:user>",
+            "ST-1\"x",
             &format!("ST-{}", "x".repeat(300)),
         ] {
             assert!(check_ticket(bad).is_err(), "{bad:?}");

@@ -367,6 +367,14 @@ async fn back_channel_requests_from_outside_the_allowed_sources_change_nothing()
     ));
     let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
     assert_eq!(post_to(&gw, cas::logout_request(&ticket)).await, 403);
+    // Nor through the front channel, which anyone can use.
+    let mut url = url::Url::parse(&gw.url("/.guichet/callback/ent")).unwrap();
+    url.query_pairs_mut().append_pair(
+        "logoutRequest",
+        &cas::front_channel(&cas::logout_request(&ticket)),
+    );
+    let page = browser.send(browser.get(url.as_str())).await;
+    assert_eq!(page.status, 403);
     assert_eq!(bib_status(&mut browser, &gw).await, 200);
 }
 

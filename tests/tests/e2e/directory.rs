@@ -27,6 +27,8 @@ fn staff_provider() -> String {
         format!("      - {{ username: {name}, email: \"{email}\", password_hash: '{hash}' }}\n")
     })
     .collect();
+    // kim's login carries no e-mail: linked to nobody.
+    let users = format!("{users}      - {{ username: kim, password_hash: '{hash}' }}\n");
     format!(
         "  - kind: local\n    id: staff\n    pivot: {{ attribute: email, directory_attribute: email }}\n    users:\n{users}"
     )
@@ -162,6 +164,14 @@ async fn roles_account_states_and_unknown_people_come_from_the_directory_file() 
     assert_eq!(guest.status, 200, "{}", guest.body);
     assert_eq!(guest.upstream_header("x-remote-roles"), vec!["visiteur"]);
     assert_eq!(status(&mut frank, &gw, "/cdi/loans").await, 403);
+
+    // A login without the pivot attribute is an unknown person, never a pass around the
+    // directory.
+    let mut kim = signed_in(&gw, "kim").await;
+    let page = kim.send(kim.get(&gw.url("/bip/documents"))).await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("not known to this application"));
+    assert_eq!(status(&mut kim, &gw, "/cdi/catalogue").await, 200);
 
     // Account states, each with its own page.
     for (user, says) in [
@@ -380,11 +390,32 @@ async fn bad_scim_answers_are_outages_and_only_404_or_nothing_found_is_an_unknow
         Mode::Malformed,
         Mode::Slow(Duration::from_secs(3)),
         Mode::Huge,
+        Mode::ForeignNotFound,
     ] {
         scim.set_mode(mode.clone());
         let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
         assert_eq!(page.status, 503, "{mode:?}: {}", page.body);
     }
+    scim.set_mode(Mode::Normal);
+    // A user whose `active` is not a boolean: unreadable, so an outage too.
+    let mut erin = scim::user("u-erin", "erin@example.org", &["bip:admin"]);
+    erin["active"] = json!("false");
+    scim.put_user(erin);
+    let mut erin_browser = signed_in(&gw, "erin").await;
+    assert_eq!(status(&mut erin_browser, &gw, "/bip/documents").await, 503);
+    // Two people with frank's e-mail (one on a later page): nobody is chosen.
+    scim.put_user(scim::user("u-frank-1", "frank@example.org", &["bip:admin"]));
+    scim.put_user(scim::user("u-frank-2", "FRANK@example.org", &[]));
+    scim.put_user(scim::user("u-frank-3", "Frank@example.org", &[]));
+    let mut frank = signed_in(&gw, "frank").await;
+    let page = frank.send(frank.get(&gw.url("/bip/documents"))).await;
+    assert_eq!(page.status, 403);
+    assert!(
+        page.body.contains("matches several people"),
+        "{}",
+        page.body
+    );
+
     scim.set_mode(Mode::NotFound);
     let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
     assert_eq!(page.status, 403, "404 is an unknown person");
