@@ -201,10 +201,15 @@ struct Stamp {
 }
 
 pub struct FileDirectory {
+    shared: Arc<Shared>,
+    checked_at: Mutex<Instant>,
+}
+
+/// What a reload (on a blocking thread) and lookups share.
+struct Shared {
     path: PathBuf,
     loaded: RwLock<Arc<Loaded>>,
     stamp: Mutex<Stamp>,
-    checked_at: Mutex<Instant>,
 }
 
 fn read(path: &Path) -> Result<(Loaded, Stamp), String> {
@@ -226,9 +231,11 @@ impl FileDirectory {
     pub fn load(path: &Path) -> Result<FileDirectory, String> {
         let (loaded, stamp) = read(path)?;
         Ok(FileDirectory {
-            path: path.to_owned(),
-            loaded: RwLock::new(Arc::new(loaded)),
-            stamp: Mutex::new(stamp),
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                loaded: RwLock::new(Arc::new(loaded)),
+                stamp: Mutex::new(stamp),
+            }),
             checked_at: Mutex::new(Instant::now()),
         })
     }
@@ -243,18 +250,27 @@ impl FileDirectory {
     }
 
     fn current(&self) -> Arc<Loaded> {
+        self.shared.current()
+    }
+
+    /// Whether a lookup should check the file (at most once per second).
+    fn check_due(&self) -> bool {
+        let mut checked_at = self.checked_at.lock().expect("not poisoned");
+        if checked_at.elapsed() < CHECK_EVERY {
+            return false;
+        }
+        *checked_at = Instant::now();
+        true
+    }
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Loaded> {
         self.loaded.read().expect("not poisoned").clone()
     }
 
-    /// Reads the file again if it changed since the last read; at most once per second.
+    /// Reads the file again if it changed since the last read (blocking file I/O).
     fn reload_if_changed(&self) {
-        {
-            let mut checked_at = self.checked_at.lock().expect("not poisoned");
-            if checked_at.elapsed() < CHECK_EVERY {
-                return;
-            }
-            *checked_at = Instant::now();
-        }
         let Ok(metadata) = std::fs::metadata(&self.path) else {
             tracing::error!(path = %self.path.display(), "directory file unreadable: keeping the people last read");
             return;
@@ -284,12 +300,21 @@ impl FileDirectory {
 #[async_trait]
 impl Directory for FileDirectory {
     async fn find(&self, pivot: &PivotQuery) -> Result<Option<DirectoryUser>, DirectoryError> {
-        self.reload_if_changed();
+        if self.check_due() {
+            // Off the async workers: a large file takes a while to read and parse.
+            let shared = self.shared.clone();
+            if tokio::task::spawn_blocking(move || shared.reload_if_changed())
+                .await
+                .is_err()
+            {
+                tracing::error!("directory file reload failed: keeping the people last read");
+            }
+        }
         self.current().find(pivot)
     }
 
     fn describe(&self) -> String {
-        format!("file {}", self.path.display())
+        format!("file {}", self.shared.path.display())
     }
 }
 

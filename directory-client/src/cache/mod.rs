@@ -87,6 +87,9 @@ struct EntryExpiry {
     positive: Duration,
     negative: Duration,
     max_stale: Duration,
+    /// With a shared cache, how long an answer counts as fresh at all: an answer read from
+    /// Redis near the end of that stays in L1 only for what is left of it.
+    shared_fresh: Option<(Duration, Duration)>,
 }
 
 impl Expiry<Key, Entry> for EntryExpiry {
@@ -101,10 +104,17 @@ impl Expiry<Key, Entry> for EntryExpiry {
         } else if entry.stale {
             let left = self.max_stale.saturating_sub(entry.age(now_ms()));
             STALE_RETRY.min(left)
-        } else if entry.user.is_some() {
-            self.positive
         } else {
-            self.negative
+            let (l1, shared) = match (entry.user.is_some(), self.shared_fresh) {
+                (true, Some((positive, _))) => (self.positive, Some(positive)),
+                (false, Some((_, negative))) => (self.negative, Some(negative)),
+                (true, None) => (self.positive, None),
+                (false, None) => (self.negative, None),
+            };
+            match shared {
+                Some(fresh) => l1.min(fresh.saturating_sub(entry.age(now_ms()))),
+                None => l1,
+            }
         })
     }
 }
@@ -176,10 +186,11 @@ impl CachedDirectory {
             .max_capacity(settings.l1_capacity)
             .expire_after(EntryExpiry {
                 positive: settings.l1_ttl,
-                negative: settings
-                    .negative_ttl
-                    .min(settings.l1_ttl.max(settings.negative_ttl)),
+                negative: settings.negative_ttl,
                 max_stale: settings.max_stale,
+                shared_fresh: redis
+                    .is_some()
+                    .then_some((settings.l2_ttl, settings.negative_ttl)),
             })
             .build();
         let last_good = Cache::builder()
