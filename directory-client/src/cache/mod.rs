@@ -30,6 +30,8 @@ pub use self::shared::RedisCacheSettings;
 /// While the backend fails, how long a stale answer is reused before the backend is tried
 /// again (bounded by what is left of `max_stale`).
 const STALE_RETRY: Duration = Duration::from_secs(2);
+/// While the backend fails and nothing stale stands in, how long the failure is the answer.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
@@ -66,6 +68,10 @@ pub(crate) struct Entry {
     /// Loaded while an invalidation happened: handed to the lookups that were waiting for it,
     /// but not kept (it may predate the change the invalidation announced).
     pub volatile: bool,
+    /// The directory could not answer and nothing stale could stand in (or it answered
+    /// "ambiguous"): remembered briefly so that, during an outage, requests get their 503 at
+    /// once instead of each waiting for the directory's timeout.
+    pub failure: Option<DirectoryError>,
 }
 
 impl Entry {
@@ -101,6 +107,11 @@ impl Expiry<Key, Entry> for EntryExpiry {
     ) -> Option<Duration> {
         Some(if entry.volatile {
             Duration::ZERO
+        } else if let Some(failure) = &entry.failure {
+            match failure {
+                DirectoryError::Ambiguous(_) => self.negative,
+                DirectoryError::Unavailable(_) => FAILURE_BACKOFF,
+            }
         } else if entry.stale {
             let left = self.max_stale.saturating_sub(entry.age(now_ms()));
             STALE_RETRY.min(left)
@@ -233,14 +244,26 @@ impl CachedDirectory {
     ) -> Result<Option<Arc<DirectoryUser>>, DirectoryError> {
         let key = key_of(&self.namer, pivot);
         // The hit path without the coalescing machinery (cheaper when it answers).
-        if let Some(entry) = self.fresh.get(&key).await {
-            return Ok(entry.user);
+        let entry = match self.fresh.get(&key).await {
+            Some(entry) => entry,
+            None => {
+                self.fresh
+                    .get_with(key, async {
+                        self.load(key, pivot).await.unwrap_or_else(|error| Entry {
+                            user: None,
+                            fetched_at_ms: now_ms(),
+                            stale: false,
+                            volatile: false,
+                            failure: Some(error),
+                        })
+                    })
+                    .await
+            }
+        };
+        match entry.failure {
+            Some(error) => Err(error),
+            None => Ok(entry.user),
         }
-        self.fresh
-            .try_get_with(key, self.load(key, pivot))
-            .await
-            .map(|entry| entry.user)
-            .map_err(|e| (*e).clone())
     }
 
     async fn load(&self, key: Key, pivot: &PivotQuery) -> Result<Entry, DirectoryError> {
@@ -278,6 +301,7 @@ impl CachedDirectory {
                     fetched_at_ms: now,
                     stale: false,
                     volatile: false,
+                    failure: None,
                 };
                 if invalidated_since() {
                     entry.volatile = true;

@@ -115,6 +115,7 @@ impl L2 {
                 fetched_at_ms: stored.fetched_at_ms,
                 stale: false,
                 volatile: false,
+                failure: None,
             })),
             None => {
                 // Another key, another version, or tampering: ignored, and replaced at the

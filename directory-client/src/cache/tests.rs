@@ -95,8 +95,14 @@ async fn a_failing_backend_gets_stale_answers_within_the_bound_then_errors() {
     // A person never seen gets the error at once.
     let carol = PivotQuery::new("email", "carol@example.org", false);
     assert!(cache.find(&carol).await.is_err());
-    // Back up: answers again.
+    // Failures are remembered for a second: requests during an outage do not each wait for
+    // the backend.
+    let calls = backend.calls.load(Ordering::SeqCst);
+    assert!(cache.find(&carol).await.is_err());
+    assert_eq!(backend.calls.load(Ordering::SeqCst), calls);
+    // Back up: answers again once the failure is forgotten.
     backend.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(cache.find(&alice()).await.unwrap().is_some());
 }
 

@@ -357,8 +357,9 @@ async fn a_failing_scim_directory_gets_stale_answers_within_the_bound_then_503()
     let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.body.contains("The directory is not responding"));
-    // The directory back: served again.
+    // The directory back: served again (once the failure, remembered for a second, is gone).
     scim.set_mode(Mode::Normal);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(status(&mut dave, &gw, "/bip/documents").await, 200);
     // Operators see it in the metrics.
     let metrics = reqwest::get(gw.admin_url("/metrics"))
@@ -393,8 +394,15 @@ async fn bad_scim_answers_are_outages_and_only_404_or_nothing_found_is_an_unknow
         Mode::ForeignNotFound,
     ] {
         scim.set_mode(mode.clone());
+        // The failure before is remembered for a second; forget it to ask the directory again.
+        invalidate(&gw, "dave@example.org").await;
+        let lookups = scim.user_lookups().await;
         let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
         assert_eq!(page.status, 503, "{mode:?}: {}", page.body);
+        assert_eq!(scim.user_lookups().await, lookups + 1, "{mode:?} was asked");
+        // Meanwhile, dave's next request gets the 503 at once, without a directory call.
+        assert_eq!(status(&mut dave, &gw, "/bip/documents").await, 503);
+        assert_eq!(scim.user_lookups().await, lookups + 1, "{mode:?}: backoff");
     }
     scim.set_mode(Mode::Normal);
     // A user whose `active` is not a boolean: unreadable, so an outage too.
@@ -417,6 +425,7 @@ async fn bad_scim_answers_are_outages_and_only_404_or_nothing_found_is_an_unknow
     );
 
     scim.set_mode(Mode::NotFound);
+    invalidate(&gw, "dave@example.org").await;
     let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
     assert_eq!(page.status, 403, "404 is an unknown person");
     assert!(page.body.contains("not known to this application"));
@@ -425,18 +434,23 @@ async fn bad_scim_answers_are_outages_and_only_404_or_nothing_found_is_an_unknow
     // "unknown" through the admin endpoint, open to loopback without a token).
     scim.set_mode(Mode::Normal);
     scim.state().users.retain(|u| u["id"] != "u-dave");
-    let invalidated = reqwest::Client::new()
-        .post(gw.admin_url("/directory/invalidate"))
-        .form(&[("attribute", "email"), ("value", "dave@example.org")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(invalidated.status(), 200);
+    invalidate(&gw, "dave@example.org").await;
     let lookups = scim.user_lookups().await;
     let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
     assert_eq!(page.status, 403);
     assert!(page.body.contains("not known to this application"));
     assert_eq!(scim.user_lookups().await, lookups + 1);
+}
+
+/// Forgets a person through the admin endpoint (open to loopback without a token).
+async fn invalidate(gw: &TestGateway, email: &str) {
+    let invalidated = reqwest::Client::new()
+        .post(gw.admin_url("/directory/invalidate"))
+        .form(&[("attribute", "email"), ("value", email)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalidated.status(), 200);
 }
 
 #[tokio::test]
