@@ -37,11 +37,7 @@ pub struct MockCas {
 }
 
 fn query(request: &Request, name: &str) -> Option<String> {
-    request
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    crate::query_value(&request.url, name)
 }
 
 fn escape(text: &str) -> String {

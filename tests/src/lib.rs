@@ -44,6 +44,13 @@ pub fn guichet_binary() -> PathBuf {
     path
 }
 
+/// The first value of a URL's query parameter.
+pub fn query_value(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// A free TCP port on loopback. The port is released before use; the race with other
 /// processes is acceptable on a test machine.
 pub fn free_port() -> u16 {

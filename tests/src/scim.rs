@@ -95,11 +95,7 @@ fn values_at(resource: &Value, path: &str) -> Vec<String> {
 }
 
 fn query(request: &Request, name: &str) -> Option<String> {
-    request
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    crate::query_value(&request.url, name)
 }
 
 impl MockScim {

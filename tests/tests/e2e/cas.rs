@@ -61,11 +61,7 @@ async fn start_login(gw: &TestGateway, browser: &mut Browser, cas: &MockCas, pat
             .starts_with(&format!("{}/login?", cas.url())),
         "{location}"
     );
-    let service = location
-        .query_pairs()
-        .find(|(k, _)| k == "service")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let service = guichet_tests::query_value(&location, "service").unwrap();
     assert_eq!(
         service,
         gw.url("/.guichet/callback/ent"),
@@ -394,11 +390,7 @@ async fn logout_continues_to_the_cas_server() {
     );
     // The server sends the browser back to the service: the gateway's logout end, with its
     // single-use state.
-    let service = location
-        .query_pairs()
-        .find(|(k, _)| k == "service")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let service = guichet_tests::query_value(&location, "service").unwrap();
     assert!(
         service.starts_with(&gw.url("/.guichet/logout/done?state=")),
         "{service}"

@@ -272,13 +272,7 @@ async fn a_hundred_concurrent_first_requests_for_one_person_make_one_scim_call()
     // The call carried the configured credential and an escaped `eq` filter.
     let request = &scim.requests().await[0];
     assert_eq!(request.headers["authorization"], "Bearer s3cret-token");
-    let filter: String = request
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == "filter")
-        .unwrap()
-        .1
-        .into_owned();
+    let filter = guichet_tests::query_value(&request.url, "filter").unwrap();
     assert_eq!(filter, r#"emails.value eq "dave@example.org""#);
 }
 
