@@ -59,6 +59,13 @@ pub struct SingleLogoutConfig {
     /// on, unless `allowed_sources` restricts where logout requests may come from.
     #[serde(default)]
     pub front_channel: Option<bool>,
+    /// Logout requests one address (IPv4, IPv6 /64) may send per minute; beyond, 429.
+    #[serde(default = "default_slo_per_minute")]
+    pub max_per_minute: u64,
+}
+
+fn default_slo_per_minute() -> u64 {
+    3000
 }
 
 impl SingleLogoutConfig {
@@ -76,6 +83,7 @@ impl Default for SingleLogoutConfig {
             enabled: true,
             allowed_sources: Vec::new(),
             front_channel: None,
+            max_per_minute: default_slo_per_minute(),
         }
     }
 }

@@ -8,6 +8,9 @@
 
 use guichet_protocols::cas::logout_request;
 
+use std::time::Duration;
+
+use super::client_bucket;
 use super::login::ticket_tag;
 use crate::audit;
 use crate::proxy::RequestCtx;
@@ -56,6 +59,18 @@ pub async fn handle(
             refuse("logout request from an address outside single_logout.allowed_sources");
             return Ok(Reply::text(403, "forbidden\n"));
         }
+    }
+    // Each request costs a store lookup: bounded per source address.
+    let sent = gateway
+        .store
+        .increment(
+            &format!("slo:{provider_id}:ip:{}", client_bucket(ctx.client_ip)),
+            Duration::from_secs(60),
+        )
+        .await?;
+    if sent > settings.max_per_minute {
+        refuse("too many logout requests from this address");
+        return Ok(Reply::text(429, "too many requests\n"));
     }
     let xml = match channel {
         Channel::Back => Ok(request.to_owned()),

@@ -371,7 +371,25 @@ async fn back_channel_requests_from_outside_the_allowed_sources_change_nothing()
     );
     let page = browser.send(browser.get(url.as_str())).await;
     assert_eq!(page.status, 403);
+
     assert_eq!(bib_status(&mut browser, &gw).await, 200);
+}
+
+#[tokio::test]
+async fn logout_requests_are_rate_limited_per_address() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(
+        &cas,
+        "3.0",
+        "    single_logout: { max_per_minute: 2 }\n",
+        Store::Memory,
+    ));
+    let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
+    for _ in 0..2 {
+        assert_eq!(post_to(&gw, cas::logout_request("ST-0-unknown")).await, 200);
+    }
+    assert_eq!(post_to(&gw, cas::logout_request(&ticket)).await, 429);
+    assert_eq!(bib_status(&mut browser, &gw).await, 200, "nothing changed");
 }
 
 #[tokio::test]
@@ -407,4 +425,30 @@ async fn bib_status(browser: &mut Browser, gw: &TestGateway) -> u16 {
         .send(browser.get_json(&gw.url("/bib/")))
         .await
         .status
+}
+
+#[tokio::test]
+async fn the_service_url_never_comes_from_the_request_host() {
+    let cas = MockCas::start().await;
+    let mut with_proxy = options(&cas, "3.0", "", Store::Memory);
+    // Even a trusted load balancer's X-Forwarded-Host does not name the service.
+    with_proxy.trusted_proxies = vec!["127.0.0.1/32".into()];
+    let gw = TestGateway::start(with_proxy);
+    let mut browser = gw.browser();
+    let spoofed = |request: reqwest::RequestBuilder| {
+        request
+            .header("x-forwarded-host", "evil.example")
+            .header("forwarded", "host=evil.example")
+    };
+    let first = browser.send(spoofed(browser.get(&gw.url("/bib/")))).await;
+    assert_eq!(first.status, 302, "{}", first.body);
+    let start = browser
+        .send(spoofed(browser.get(&gw.url("/.guichet/login"))))
+        .await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let location = url::Url::parse(start.location().unwrap()).unwrap();
+    assert_eq!(
+        guichet_tests::query_value(&location, "service").as_deref(),
+        Some(gw.url("/.guichet/callback/ent").as_str())
+    );
 }
