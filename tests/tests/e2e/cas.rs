@@ -452,3 +452,90 @@ async fn the_service_url_never_comes_from_the_request_host() {
         Some(gw.url("/.guichet/callback/ent").as_str())
     );
 }
+
+/// The ENT scenario: CAS logins linked to the library's directory by e-mail; staff get their
+/// roles from the directory and from their ENT function codes; parents, unknown to the
+/// directory, are admitted as visitors.
+#[tokio::test]
+async fn ent_logins_get_directory_roles_function_code_roles_or_guest_access() {
+    let cas = MockCas::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let people = dir.path().join("people.yaml");
+    std::fs::write(
+        &people,
+        "people:\n  - { id: p-1, attributes: { email: doc@example.org }, roles: { cdi: [lecteur] } }\n",
+    )
+    .unwrap();
+    let gw = TestGateway::start(GatewayOptions {
+        extra_providers: vec![provider(
+            &cas,
+            "3.0",
+            "    pivot: { attribute: mail, directory_attribute: email }\n",
+        )],
+        extra_apps: vec![r#"
+  - id: cdi
+    url: {origin}/cdi
+    upstream: http://{echo}
+    providers: [ent]
+    unknown_person: guest
+    guest_roles: [visiteur]
+    roles:
+      attributes:
+        - attribute: ENTPersonFonctions
+          values: { DIR: direction, DOC: documentaliste }
+    rules:
+      - { path_prefix: /cdi/admin, any_role: [documentaliste, direction] }
+      - { path_prefix: /cdi, any_role: [visiteur, lecteur, documentaliste] }
+    identity_headers:
+      headers:
+        - { name: X-Remote-Roles, value: roles }
+"#
+        .to_owned()],
+        directory: Some(format!(
+            "  backend: {{ kind: file, path: \"{}\" }}\n",
+            people.display()
+        )),
+        ..Default::default()
+    });
+    let login = |user: &'static str, attributes: &'static str| {
+        let gw = &gw;
+        let cas = &cas;
+        async move {
+            let mut browser = gw.browser();
+            let first = browser.send(browser.get(&gw.url("/cdi/"))).await;
+            assert_eq!(first.status, 302);
+            let start = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
+            let location = url::Url::parse(start.location().unwrap()).unwrap();
+            let service = guichet_tests::query_value(&location, "service").unwrap();
+            let ticket = cas.issue(&service, user, attributes);
+            assert_eq!(come_back(&mut browser, &service, &ticket).await.status, 302);
+            browser
+        }
+    };
+    // The documentalist: directory role lecteur, ENT function DOC -> documentaliste.
+    let mut staff = login(
+        "doc",
+        "<cas:mail>DOC@example.org</cas:mail><cas:ENTPersonFonctions>DOC</cas:ENTPersonFonctions>",
+    )
+    .await;
+    let page = staff.send(staff.get_json(&gw.url("/cdi/admin/"))).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.upstream_header("x-remote-roles"),
+        vec!["documentaliste,lecteur"]
+    );
+    // A parent: known to the ENT, not to the library's directory.
+    let mut parent = login("parent", "<cas:mail>parent@example.org</cas:mail>").await;
+    let page = parent
+        .send(parent.get_json(&gw.url("/cdi/catalogue")))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.upstream_header("x-remote-roles"), vec!["visiteur"]);
+    assert_eq!(
+        parent
+            .send(parent.get_json(&gw.url("/cdi/admin/")))
+            .await
+            .status,
+        403
+    );
+}
