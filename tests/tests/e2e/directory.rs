@@ -744,3 +744,32 @@ fn policy_explain_reads_the_directory() {
     assert!(text.contains("unknown person"), "{text}");
     assert!(text.contains(r#"roles for cdi: ["visiteur"]"#), "{text}");
 }
+
+#[tokio::test]
+async fn an_https_scim_directory_is_verified_against_the_configured_ca() {
+    use guichet_tests::tls::{TestPki, TlsFront};
+    let scim = scim_with_people().await;
+    let pki = TestPki::new();
+    let front = TlsFront::start(*scim.server.address(), &pki.leaf(&["127.0.0.1"]));
+    let https_directory = |ca: &str| {
+        format!(
+            "  backend:\n    kind: scim\n    url: \"https://127.0.0.1:{}/scim/v2\"\n    bearer_token: \"s3cret-token\"\n    timeout: 2s\n{ca}",
+            front.address.port()
+        )
+    };
+    // The test CA is no system root: the directory cannot be trusted, so 503.
+    let untrusted = TestGateway::start(options(https_directory(""), Store::Memory));
+    let mut dave = signed_in(&untrusted, "dave").await;
+    assert_eq!(status(&mut dave, &untrusted, "/bip/documents").await, 503);
+    // With the CA configured: roles from the directory.
+    let trusted = TestGateway::start(options(
+        https_directory(&format!("    ca_file: \"{}\"\n", pki.ca_file().display())),
+        Store::Memory,
+    ));
+    let mut dave = signed_in(&trusted, "dave").await;
+    let page = dave
+        .send(dave.get_json(&trusted.url("/bip/documents")))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.upstream_header("x-remote-roles"), vec!["utilisateur"]);
+}
