@@ -30,6 +30,9 @@ pub use self::shared::RedisCacheSettings;
 /// While the backend fails, how long a stale answer is reused before the backend is tried
 /// again (bounded by what is left of `max_stale`).
 const STALE_RETRY: Duration = Duration::from_secs(2);
+/// How far ahead of this replica's clock another replica's may be before its cache entries are
+/// ignored.
+const CLOCK_SKEW_TOLERANCE_MS: u64 = 2_000;
 /// While the backend fails and nothing stale stands in, how long the failure is the answer.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -274,6 +277,14 @@ impl CachedDirectory {
         let mut stale = self.last_good.get(&key).await;
         if let Some(l2) = &self.l2 {
             match l2.get(&key).await {
+                Ok(Some(entry)) if entry.fetched_at_ms > now + CLOCK_SKEW_TOLERANCE_MS => {
+                    // Written by a replica whose clock runs ahead: its age cannot be trusted
+                    // (it would look fresh for longer than configured), so it is not used.
+                    tracing::warn!(
+                        ahead_ms = entry.fetched_at_ms - now,
+                        "directory shared cache entry from the future ignored: check the replicas' clocks"
+                    );
+                }
                 Ok(Some(entry)) => {
                     if entry.age(now) < self.freshness_in_l2(&entry) && !invalidated_since() {
                         self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
