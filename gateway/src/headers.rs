@@ -37,6 +37,11 @@ pub const GATEWAY_CONTROLLED: &[&str] = &[
     "x-host",
     "forwarded",
     "x-request-id",
+    // Method overrides (Rack, Express, Symfony...): a POST must not become the DELETE a
+    // `methods:` rule was written for.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// The canonical form used to compare header names: lowercase, `_` as `-`.
@@ -142,16 +147,29 @@ pub fn encode(value: &str, encoding: Encoding) -> HeaderValue {
             .chars()
             .map(|c| if (c as u32) < 256 { c as u8 } else { b'?' })
             .collect(),
-        Encoding::Ascii => deunicode::deunicode(&clean)
+        // Letters and digits are transliterated (`é` → `e`, `ß` → `ss`); other non-ASCII
+        // characters are dropped, so that none becomes a separator (`，` → `,`) or markup.
+        Encoding::Ascii => clean
             .chars()
-            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .flat_map(|c| {
+                if c.is_ascii() {
+                    vec![c]
+                } else {
+                    deunicode::deunicode_char(c)
+                        .unwrap_or("")
+                        .chars()
+                        .filter(|t| t.is_ascii_alphanumeric() || *t == ' ')
+                        .collect()
+                }
+            })
             .collect::<String>()
             .into_bytes(),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD
             .encode(clean.as_bytes())
             .into_bytes(),
         Encoding::Rfc2047 => {
-            if clean.is_ascii() {
+            // A plain value that looks like an encoded word would be decoded by the app.
+            if clean.is_ascii() && !clean.contains("=?") {
                 clean.into_bytes()
             } else {
                 format!(
@@ -317,6 +335,17 @@ mod tests {
         );
         assert_eq!(encode("plain", Encoding::Rfc2047), "plain");
         assert_eq!(encode("a 100%", Encoding::Percent), "a 100%25");
+    }
+
+    #[test]
+    fn encodings_cannot_forge_separators_or_encoded_words() {
+        // A full-width comma is no comma once transliterated; letters still are letters.
+        assert_eq!(encode("x，admin", Encoding::Ascii), "xadmin");
+        assert_eq!(encode("Æsir Straße", Encoding::Ascii), "AEsir Strasse");
+        // A plain value that looks like an encoded word is encoded itself.
+        let forged = encode("=?UTF-8?B?YWRtaW4=?=", Encoding::Rfc2047);
+        assert_ne!(forged, "=?UTF-8?B?YWRtaW4=?=");
+        assert!(forged.to_str().unwrap().starts_with("=?UTF-8?B?"));
     }
 
     #[test]

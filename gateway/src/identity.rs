@@ -108,9 +108,7 @@ impl Identity {
                 for (name, values) in &user.attributes {
                     attributes.insert(name.clone(), values.clone());
                 }
-                if !user.structures.is_empty() {
-                    attributes.insert("structure".into(), user.structures.clone());
-                }
+                attributes.insert("structure".into(), user.structures.clone());
                 let mut roles = self.record.roles.clone();
                 roles.extend(user.roles.get(&app.id).cloned().unwrap_or_default());
                 (roles, &user.groups)

@@ -171,9 +171,8 @@ fn person_refusal(
 ) -> Option<Reply> {
     let id = &ctx.correlation_id;
     let subject = identity.record.principal.subject.as_str();
-    let (status, reason, message) = match person {
-        Person::NotLinked => return None,
-        Person::Unavailable(reason) => {
+    let (status, reason, message) = match person_block(app, person)? {
+        Block::DirectoryDown(reason) => {
             gateway
                 .metrics
                 .store_errors
@@ -187,6 +186,25 @@ fn person_refusal(
                 id,
             ));
         }
+        Block::Account(status, reason, message) => (status, reason, message),
+    };
+    audit::access_denied(&ctx.audit(gateway), Some(subject), reason);
+    Some(Reply::html(
+        status,
+        pages::account_page(&app.id, message, app.contact.as_deref(), id),
+    ))
+}
+
+/// Why the directory's answer stops a person on this app, if it does.
+enum Block<'a> {
+    DirectoryDown(&'a str),
+    Account(u16, &'static str, crate::pages::Bilingual),
+}
+
+fn person_block<'a>(app: &App, person: &'a Person) -> Option<Block<'a>> {
+    let (status, reason, message) = match person {
+        Person::NotLinked => return None,
+        Person::Unavailable(reason) => return Some(Block::DirectoryDown(reason)),
         Person::Unknown if app.unknown_person == UnknownPerson::Guest => return None,
         Person::Unknown => (403, "unknown to the directory", text::ACCOUNT_UNKNOWN),
         Person::Ambiguous(_) => (
@@ -201,11 +219,7 @@ fn person_refusal(
             AccountState::Expired => (403, "account expired", text::ACCOUNT_EXPIRED),
         },
     };
-    audit::access_denied(&ctx.audit(gateway), Some(subject), reason);
-    Some(Reply::html(
-        status,
-        pages::account_page(&app.id, message, app.contact.as_deref(), id),
-    ))
+    Some(Block::Account(status, reason, message))
 }
 
 /// True for requests a browser makes when navigating, as opposed to scripts and API clients,
@@ -275,6 +289,21 @@ impl ProxyHttp for GuichetProxy {
                 .await?;
             return Ok(true);
         }
+        // Methods are case-sensitive and rules name them in capitals; many frameworks
+        // uppercase what they receive, so `delete` would be decided as an unknown method and
+        // run as DELETE. Refused instead.
+        if session
+            .req_header()
+            .method
+            .as_str()
+            .bytes()
+            .any(|b| b.is_ascii_lowercase())
+        {
+            Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
+                .send(session, &id)
+                .await?;
+            return Ok(true);
+        }
 
         let host = session
             .req_header()
@@ -313,6 +342,12 @@ impl ProxyHttp for GuichetProxy {
         ctx.app = Some(app_index);
         let app = &gateway.apps[app_index];
         self.scrub(session.req_header_mut(), app);
+        if app.case_insensitive_paths && crate::routing::ambiguous_for_windows(&path) {
+            Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
+                .send(session, &id)
+                .await?;
+            return Ok(true);
+        }
 
         if is_endpoint {
             endpoints::handle(gateway, session, ctx, &path).await?;
@@ -345,8 +380,20 @@ impl ProxyHttp for GuichetProxy {
         // account must not open an agents' application that shares the host or cookie domain.
         ctx.identity =
             identity.filter(|identity| app.providers.contains(&identity.record.principal.provider));
-        if let Some(identity) = &ctx.identity {
-            let person = crate::identity::person(gateway, &identity.record).await;
+        let person = match &ctx.identity {
+            Some(identity) => Some(crate::identity::person(gateway, &identity.record).await),
+            None => None,
+        };
+        if public
+            && person
+                .as_ref()
+                .is_some_and(|p| person_block(app, p).is_some())
+        {
+            // A public page for someone the directory stops (locked, expired, unknown, or
+            // unverifiable right now): served, but anonymously, never as them.
+            ctx.identity = None;
+        }
+        if let (Some(identity), Some(person)) = (&ctx.identity, person) {
             if !public {
                 if let Some(refusal) = person_refusal(gateway, ctx, app, identity, &person) {
                     let reply = if is_navigation(session.req_header()) {

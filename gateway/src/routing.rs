@@ -94,9 +94,21 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         ("%00", "encoded NUL"),
         ("%25", "double encoding"),
         ("%3b", "encoded semicolon"),
+        // Decoded, these end the path for whoever parses it again after us.
+        ("%3f", "encoded question mark"),
+        ("%23", "encoded number sign"),
     ] {
         if lower.contains(needle) {
             return Err(PathError::Ambiguous(why));
+        }
+    }
+    // A `%` must start an escape (`%u0061`-style and broken escapes mean different things
+    // to different servers).
+    let bytes = raw.as_bytes();
+    for (at, _) in raw.match_indices('%') {
+        let escape = bytes.get(at + 1..at + 3);
+        if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+            return Err(PathError::Ambiguous("malformed percent escape"));
         }
     }
     let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
@@ -122,6 +134,19 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         decision.push_str(name);
     }
     Ok(decision)
+}
+
+/// For applications that ignore case (IIS, ASP.NET, Windows file systems): whether the
+/// decided path has something such a server reads differently from the policy: non-ASCII
+/// letters it may fold (`ı` to `I`), a segment ending in a dot or a space (dropped by Windows),
+/// `~` (8.3 short names) or `::` (NTFS streams).
+pub fn ambiguous_for_windows(path: &str) -> bool {
+    !path.is_ascii()
+        || path.contains('~')
+        || path.contains("::")
+        || path
+            .split('/')
+            .any(|segment| segment.ends_with('.') || segment.ends_with(' '))
 }
 
 /// The host name a request is for: lowercase, without port or trailing dot. `None` when the
@@ -197,8 +222,30 @@ mod tests {
             "/a%0d%0ab",
             "/%252e%252e/admin",
             "/%09/evil.example",
+            "/admin/users%3F.css",
+            "/admin%23.css",
+            "/%u0061dmin",
+            "/admin%2",
+            "/admin%zz",
+            "/admin%",
         ] {
             assert!(normalize_path(path).is_err(), "{path} should be refused");
+        }
+    }
+
+    #[test]
+    fn paths_windows_reads_differently_are_spotted() {
+        for path in [
+            "/adm\u{131}n",
+            "/admin./x",
+            "/admin /x",
+            "/ADMIN~1/x",
+            "/a.txt::$DATA",
+        ] {
+            assert!(ambiguous_for_windows(path), "{path}");
+        }
+        for path in ["/admin/x", "/a.b/c", "/"] {
+            assert!(!ambiguous_for_windows(path), "{path}");
         }
     }
 

@@ -38,6 +38,8 @@ pub struct App {
     pub preserve_host: bool,
     pub providers: Vec<String>,
     pub policy: Policy,
+    /// The app ignores case (IIS, ASP.NET): paths it would read differently are refused.
+    pub case_insensitive_paths: bool,
     pub roles: RoleMapping,
     pub contact: Option<String>,
     pub unknown_person: UnknownPerson,
@@ -224,6 +226,7 @@ impl Gateway {
                 // Validated at load; should it fail here anyway, nobody gets in.
                 policy: Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
                     .unwrap_or_else(|_| Policy::deny_all()),
+                case_insensitive_paths: app.case_insensitive_paths,
                 roles: app.roles.clone(),
                 contact: app.contact.clone(),
                 unknown_person: app.unknown_person,

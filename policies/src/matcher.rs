@@ -21,6 +21,14 @@ fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
         .map_err(|e| format!("invalid pattern {pattern:?}: {e}"))
 }
 
+/// Whether what follows a `/` is `**` then `/` or the end (a whole-segment `**`).
+fn glob_segment_wildcard(rest: &std::iter::Peekable<std::str::Chars<'_>>) -> bool {
+    let mut ahead = rest.clone();
+    ahead.next() == Some('*')
+        && ahead.next() == Some('*')
+        && matches!(ahead.next(), None | Some('/'))
+}
+
 impl PathMatcher {
     pub(crate) fn prefix(prefix: &str, case_insensitive: bool) -> Result<Self, String> {
         if !prefix.starts_with('/') {
@@ -34,8 +42,9 @@ impl PathMatcher {
         Ok(PathMatcher::Prefix(prefix))
     }
 
-    /// `*` matches within one segment, `**` across segments, `?` one character of a segment;
-    /// the whole path must match.
+    /// `*` matches within one segment, `**` across segments (`/**` also matches no segment
+    /// at all: `/admin/**` covers `/admin`), `?` one character of a segment; the whole path
+    /// must match.
     pub(crate) fn glob(glob: &str, case_insensitive: bool) -> Result<Self, String> {
         if !glob.starts_with('/') {
             return Err(format!("glob {glob:?} must start with /"));
@@ -44,6 +53,12 @@ impl PathMatcher {
         let mut chars = glob.chars().peekable();
         while let Some(c) = chars.next() {
             match c {
+                // A whole `/**` segment: zero or more segments.
+                '/' if glob_segment_wildcard(&chars) => {
+                    chars.next();
+                    chars.next();
+                    pattern.push_str("(?:/.*)?");
+                }
                 '*' if chars.peek() == Some(&'*') => {
                     chars.next();
                     pattern.push_str(".*");

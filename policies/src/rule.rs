@@ -117,7 +117,12 @@ impl Rule {
 
     /// `path` is already lowercased for case-insensitive policies.
     pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+        // HEAD runs the GET handler in most frameworks: a rule on GET covers it.
+        (self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m == method || (method == "HEAD" && m == "GET")))
             && self.matcher.matches(path)
     }
 

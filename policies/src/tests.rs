@@ -213,6 +213,61 @@ fn methods_globs_and_regexes() {
 }
 
 #[test]
+fn a_whole_segment_double_star_also_matches_no_segment() {
+    let policy = Policy::compile(
+        Access::Public,
+        &rules(
+            r#"
+- { glob: "/admin/**", access: deny }
+- { glob: "/reports/**/*.pdf", access: deny }
+- { glob: "/z**", access: deny }
+"#,
+        ),
+        false,
+    )
+    .unwrap();
+    for denied in [
+        "/admin",
+        "/admin/",
+        "/admin/x/y",
+        "/reports/x.pdf",
+        "/reports/2026/x.pdf",
+        "/zoo/d",
+    ] {
+        assert_eq!(
+            policy.evaluate("GET", denied, None).decision,
+            Decision::Deny,
+            "{denied}"
+        );
+    }
+    for allowed in ["/administration", "/reports/x.txt", "/b"] {
+        assert_eq!(
+            policy.evaluate("GET", allowed, None).decision,
+            Decision::Allow,
+            "{allowed}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_on_get_covers_head() {
+    let policy = Policy::compile(
+        Access::Public,
+        &rules("- { path: /export, methods: [GET], access: deny }"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.evaluate("HEAD", "/export", None).decision,
+        Decision::Deny
+    );
+    assert_eq!(
+        policy.evaluate("POST", "/export", None).decision,
+        Decision::Allow
+    );
+}
+
+#[test]
 fn case_insensitive_policies_for_case_insensitive_apps() {
     let config =
         rules("- { path: /Admin, access: deny }\n- { glob: \"/Old/*.ASP\", access: deny }");

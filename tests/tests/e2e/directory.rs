@@ -42,6 +42,7 @@ const APPS: &str = r#"
     providers: [staff]
     contact: "dsi@example.org"
     rules:
+      - { name: bip public pages, path_prefix: /bip/public, access: public }
       - { name: bip admin, path_prefix: /bip/admin, any_role: [admin] }
       - { name: bip users, path_prefix: /bip, any_role: [utilisateur, admin] }
     identity_headers:
@@ -172,6 +173,18 @@ async fn roles_account_states_and_unknown_people_come_from_the_directory_file() 
     assert_eq!(page.status, 403);
     assert!(page.body.contains("not known to this application"));
     assert_eq!(status(&mut kim, &gw, "/cdi/catalogue").await, 200);
+
+    // On public pages, people the directory stops are served anonymously, never as
+    // themselves.
+    let mut gina = signed_in(&gw, "gina").await;
+    let page = gina.send(gina.get_json(&gw.url("/bip/public/news"))).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.upstream_header("x-remote-user").is_empty(),
+        "locked: anonymous"
+    );
+    let page = dave.send(dave.get_json(&gw.url("/bip/public/news"))).await;
+    assert_eq!(page.upstream_header("x-remote-user"), vec!["dave"]);
 
     // Account states, each with its own page.
     for (user, says) in [

@@ -75,6 +75,10 @@ async fn path_tricks_never_reach_the_protected_area() {
         "/./admin",
         "/public/%2e%2e/admin",
         "/public/..%5cadmin",
+        "/admin%3F.css",
+        "/admin%23x",
+        "/%u0061dmin",
+        "/adm%in",
     ] {
         let (status, response) = raw_request(
             gw.port,
@@ -103,6 +107,44 @@ async fn path_tricks_never_reach_the_protected_area() {
             other => panic!("{target}: unexpected status {other}"),
         }
     }
+    // Methods the rules cannot name, spelled in lowercase (which many frameworks uppercase),
+    // are refused; a method override header never reaches the app.
+    let (status, _) = raw_request(
+        gw.port,
+        &format!(
+            "delete /admin HTTP/1.1\r\nHost: app.test:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+            gw.port
+        ),
+    );
+    assert_eq!(status, 400);
+    let page = bob
+        .send(
+            bob.get_json(&gw.url("/public/x"))
+                .header("x-http-method-override", "DELETE")
+                .header("X_HTTP_Method", "DELETE"),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.upstream_header("x-http-method-override").is_empty());
+    assert!(page.upstream_header("x-http-method").is_empty());
+}
+
+/// Applications that ignore case (IIS): paths Windows would read differently are refused.
+#[tokio::test]
+async fn windows_path_equivalences_are_refused_on_case_insensitive_apps() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    for target in [
+        "/partners/admin./x",
+        "/partners/admin%20/x",
+        "/partners/ADMIN~1/x",
+        "/partners/adm%C4%B1n/x",
+        "/partners/a.txt::$DATA",
+    ] {
+        let (status, _) = guichet_tests::raw_get(gw.port, "app.test", target);
+        assert_eq!(status, 400, "{target}");
+    }
+    let (status, _) = guichet_tests::raw_get(gw.port, "app.test", "/partners/catalogue");
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
