@@ -38,6 +38,22 @@ pub fn attributes(
     claims: &Map<String, Value>,
     mapping: &BTreeMap<String, String>,
 ) -> BTreeMap<String, Vec<String>> {
+    // An address the provider says it has not verified is no fact about the user: it must
+    // not link them to a directory person or reach an application as theirs.
+    let unverified = |flag: &str| claims.get(flag) == Some(&Value::Bool(false));
+    let mut checked;
+    let claims = if unverified("email_verified") || unverified("phone_number_verified") {
+        checked = claims.clone();
+        if unverified("email_verified") {
+            checked.remove("email");
+        }
+        if unverified("phone_number_verified") {
+            checked.remove("phone_number");
+        }
+        &checked
+    } else {
+        claims
+    };
     let mut out = BTreeMap::new();
     if mapping.is_empty() {
         for (name, value) in claims {
@@ -122,6 +138,24 @@ mod tests {
 
     fn map(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn unverified_addresses_are_dropped() {
+        let claims = map(json!({
+            "sub": "abc", "email": "agent@example.org", "email_verified": false,
+            "phone_number": "+33100000000", "phone_number_verified": false, "name": "X",
+        }));
+        let all = attributes(&claims, &BTreeMap::new());
+        assert!(!all.contains_key("email") && !all.contains_key("phone_number"));
+        assert_eq!(all["name"], vec!["X"]);
+        let mapped = attributes(&claims, &[("mail".to_string(), "email".to_string())].into());
+        assert!(mapped.is_empty());
+        let verified = map(json!({"email": "a@example.org", "email_verified": true}));
+        assert_eq!(
+            attributes(&verified, &BTreeMap::new())["email"],
+            vec!["a@example.org"]
+        );
     }
 
     #[test]
