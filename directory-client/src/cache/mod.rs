@@ -275,8 +275,15 @@ impl CachedDirectory {
         let invalidated_since = || self.generation.load(Ordering::Acquire) != generation;
         let now = now_ms();
         let mut stale = self.last_good.get(&key).await;
+        // The shared cache's invalidation generation when it was read: what is loaded now is
+        // written back only if no invalidation happened since, on any replica.
+        let mut l2_generation = None;
         if let Some(l2) = &self.l2 {
-            match l2.get(&key).await {
+            let read = l2.get(&key).await.map(|(entry, generation)| {
+                l2_generation = Some(generation);
+                entry
+            });
+            match read {
                 Ok(Some(entry)) if entry.fetched_at_ms > now + CLOCK_SKEW_TOLERANCE_MS => {
                     // Written by a replica whose clock runs ahead: its age cannot be trusted
                     // (it would look fresh for longer than configured), so it is not used.
@@ -318,13 +325,19 @@ impl CachedDirectory {
                     entry.volatile = true;
                     return Ok(entry);
                 }
-                self.last_good.insert(key, entry.clone()).await;
-                if let Some(l2) = &self.l2 {
+                if let (Some(l2), Some(generation)) = (&self.l2, l2_generation) {
                     let ttl = self.freshness_in_l2(&entry) + self.settings.max_stale;
-                    if let Err(error) = l2.put(&key, &entry, ttl).await {
-                        tracing::warn!(%error, "directory shared cache not updated");
+                    match l2.put(&key, &entry, ttl, generation).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Invalidated on another replica while this read was in flight.
+                            entry.volatile = true;
+                            return Ok(entry);
+                        }
+                        Err(error) => tracing::warn!(%error, "directory shared cache not updated"),
                     }
                 }
+                self.last_good.insert(key, entry.clone()).await;
                 Ok(entry)
             }
             // A definite answer of the directory, not an outage: nothing stale stands in.

@@ -95,57 +95,95 @@ impl L2 {
         format!("{}d:{}", self.prefix, hex::encode(key))
     }
 
-    pub async fn get(&self, key: &Key) -> Result<Option<Entry>, String> {
+    /// The invalidation counter: bumped by every invalidation, checked by every write.
+    fn generation_key(&self) -> String {
+        format!("{}dgen", self.prefix)
+    }
+
+    /// The entry, if any, and the invalidation generation it was read under (a write made
+    /// from what is read next must carry it: see [`Self::put`]).
+    pub async fn get(&self, key: &Key) -> Result<(Option<Entry>, u64), String> {
         let name = self.name(key);
-        let sealed: Option<Vec<u8>> = redis::cmd("GET")
+        let (sealed, generation): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
             .arg(&name)
+            .arg(self.generation_key())
             .query_async(&mut self.connection.clone())
             .await
             .map_err(failed)?;
+        let generation = generation.unwrap_or(0);
         let Some(sealed) = sealed else {
-            return Ok(None);
+            return Ok((None, generation));
         };
         let stored: Option<Stored> = self
             .sealer
             .open(&sealed, name.as_bytes())
             .and_then(|plain| serde_json::from_slice(&plain).ok());
         match stored {
-            Some(stored) => Ok(Some(Entry {
-                user: stored.user.map(std::sync::Arc::new),
-                fetched_at_ms: stored.fetched_at_ms,
-                stale: false,
-                volatile: false,
-                failure: None,
-            })),
+            Some(stored) => Ok((
+                Some(Entry {
+                    user: stored.user.map(std::sync::Arc::new),
+                    fetched_at_ms: stored.fetched_at_ms,
+                    stale: false,
+                    volatile: false,
+                    failure: None,
+                }),
+                generation,
+            )),
             None => {
                 // Another key, another version, or tampering: ignored, and replaced at the
                 // next load.
                 tracing::warn!("unreadable directory cache entry ignored");
-                Ok(None)
+                Ok((None, generation))
             }
         }
     }
 
-    pub async fn put(&self, key: &Key, entry: &Entry, ttl: Duration) -> Result<(), String> {
+    /// Stores an entry read from the directory, unless an invalidation happened (on any
+    /// replica) since `generation` was read: then the entry may predate the change and is not
+    /// stored (`Ok(false)`).
+    pub async fn put(
+        &self,
+        key: &Key,
+        entry: &Entry,
+        ttl: Duration,
+        generation: u64,
+    ) -> Result<bool, String> {
+        const PUT_IF_NOT_INVALIDATED: &str = r#"
+            if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then
+                return 0
+            end
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return 1
+        "#;
         let name = self.name(key);
         let stored = Stored {
             user: entry.user.as_deref().cloned(),
             fetched_at_ms: entry.fetched_at_ms,
         };
         let plain = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
-        redis::cmd("SET")
+        let stored: i64 = redis::cmd("EVAL")
+            .arg(PUT_IF_NOT_INVALIDATED)
+            .arg(2)
             .arg(&name)
+            .arg(self.generation_key())
             .arg(self.sealer.seal(&plain, name.as_bytes()))
-            .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
-            .query_async::<()>(&mut self.connection.clone())
+            .arg(generation)
+            .query_async(&mut self.connection.clone())
             .await
-            .map_err(failed)
+            .map_err(failed)?;
+        Ok(stored == 1)
     }
 
     /// Removes one entry (or every entry) from Redis and tells every replica.
     pub async fn invalidate(&self, key: Option<&Key>) -> Result<(), String> {
         let mut connection = self.connection.clone();
+        // First: a read in flight anywhere can no longer write back what it read.
+        redis::cmd("INCR")
+            .arg(self.generation_key())
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(failed)?;
         let message = match key {
             Some(key) => {
                 redis::cmd("DEL")

@@ -786,3 +786,86 @@ async fn an_https_scim_directory_is_verified_against_the_configured_ca() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.upstream_header("x-remote-roles"), vec!["utilisateur"]);
 }
+
+/// A directory that answers slowly with the roles it is told, counting its calls.
+struct SlowDirectory {
+    calls: std::sync::atomic::AtomicUsize,
+    role: &'static str,
+}
+
+#[async_trait::async_trait]
+impl guichet_directory_client::Directory for SlowDirectory {
+    async fn find(
+        &self,
+        _pivot: &guichet_directory_client::PivotQuery,
+    ) -> Result<
+        Option<guichet_directory_client::DirectoryUser>,
+        guichet_directory_client::DirectoryError,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(Some(guichet_directory_client::DirectoryUser {
+            id: "p-dave".into(),
+            roles: [("bip".to_string(), vec![self.role.to_string()])].into(),
+            ..Default::default()
+        }))
+    }
+
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+#[tokio::test]
+async fn a_read_in_flight_during_an_invalidation_is_not_shared_through_redis() {
+    use guichet_directory_client::cache::RemoteInvalidator;
+    use guichet_directory_client::{
+        CacheSettings, CachedDirectory, PivotQuery, RedisCacheSettings,
+    };
+    use std::sync::Arc;
+    let redis = RedisServer::start();
+    let shared = RedisCacheSettings {
+        url: redis.url(),
+        encryption_key: [7; 32],
+        key_prefix: "race:".into(),
+    };
+    // Replica A's directory read returns the old roles; by the time replica B asks, the
+    // directory has the new ones.
+    let old = Arc::new(SlowDirectory {
+        calls: Default::default(),
+        role: "utilisateur",
+    });
+    let new = Arc::new(SlowDirectory {
+        calls: Default::default(),
+        role: "admin",
+    });
+    let a = Arc::new(
+        CachedDirectory::new(old.clone(), CacheSettings::default(), Some(shared.clone())).unwrap(),
+    );
+    let b =
+        CachedDirectory::new(new.clone(), CacheSettings::default(), Some(shared.clone())).unwrap();
+    let pivot = PivotQuery::new("email", "dave@example.org", false);
+
+    let in_flight = {
+        let (a, pivot) = (a.clone(), pivot.clone());
+        tokio::spawn(async move { a.find(&pivot).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // An administrator invalidates dave from elsewhere (the command) meanwhile.
+    RemoteInvalidator::new(shared)
+        .unwrap()
+        .invalidate(Some(&pivot))
+        .await
+        .unwrap();
+    let answered = in_flight.await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        answered.roles["bip"],
+        vec!["utilisateur"],
+        "the waiting request is answered"
+    );
+
+    // Replica B must not be handed A's old answer through Redis.
+    let user = b.find(&pivot).await.unwrap().unwrap();
+    assert_eq!(user.roles["bip"], vec!["admin"]);
+    assert_eq!(new.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
