@@ -19,6 +19,7 @@ pub async fn explain(
     user: &str,
     url: &str,
     method: &str,
+    auth_level: Option<&str>,
 ) -> Result<String, String> {
     let url = url::Url::parse(url).map_err(|e| format!("--url: {e}"))?;
     let host = request_host(url.host_str().unwrap_or("")).ok_or("--url: no host")?;
@@ -142,10 +143,11 @@ pub async fn explain(
         out.push_str(&format!("decision: deny ({blocked}), before any rule\n"));
         return Ok(out);
     }
+    // The level the provider would assert (`--auth-level`), for `min_auth_level` rules.
     let subject = Subject {
         roles: &view.roles,
         attributes: &view.attributes,
-        auth_level: None,
+        auth_level,
     };
     let outcome = app.policy.evaluate(&method, &path, Some(&subject));
     let decision = match outcome.decision {

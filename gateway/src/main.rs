@@ -101,6 +101,10 @@ enum PolicyCommand {
         url: String,
         #[arg(long, default_value = "GET")]
         method: String,
+        /// The authentication level the provider would assert (e.g. `eidas2`), for rules
+        /// with `min_auth_level`.
+        #[arg(long)]
+        auth_level: Option<String>,
     },
 }
 
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
                     user,
                     url,
                     method,
+                    auth_level,
                 },
         } => {
             let config = match Config::load(&config) {
@@ -138,7 +143,14 @@ fn main() -> ExitCode {
                 .expect("a runtime");
             let result = runtime.block_on(async {
                 let gateway = guichet_gateway::state::Gateway::new(&config)?;
-                guichet_gateway::explain::explain(&gateway, &user, &url, &method).await
+                guichet_gateway::explain::explain(
+                    &gateway,
+                    &user,
+                    &url,
+                    &method,
+                    auth_level.as_deref(),
+                )
+                .await
             });
             match result {
                 Ok(text) => {

@@ -233,7 +233,18 @@ fn an_invalid_rule_is_a_startup_error_naming_it() {
 #[test]
 fn policy_explain_says_why() {
     let yaml = guichet_tests::config_yaml(
-        &GatewayOptions::default(),
+        &GatewayOptions {
+            extra_apps: vec![r#"
+  - id: demarches
+    url: "{origin}/demarches"
+    upstream: "http://{echo}"
+    providers: [local]
+    rules:
+      - { name: strong sign-in, path: /demarches, min_auth_level: eidas2 }
+"#
+            .to_owned()],
+            ..GatewayOptions::default()
+        },
         18099,
         18098,
         "127.0.0.1:3".parse().unwrap(),
@@ -274,6 +285,24 @@ fn policy_explain_says_why() {
         out.contains("decision: allow") && out.contains("rules[0]"),
         "{out}"
     );
+
+    // The level the provider would assert decides `min_auth_level` rules.
+    let (_, out, _) = explain("bob", "http://app.test:18099/demarches/x");
+    assert!(out.contains("decision: deny (403)"), "{out}");
+    let output = std::process::Command::new(&guichet)
+        .args(["policy", "explain", "--config"])
+        .arg(&path)
+        .args([
+            "--user",
+            "bob",
+            "--url",
+            "http://app.test:18099/demarches/x",
+        ])
+        .args(["--auth-level", "eidas2"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("decision: allow"), "{out}");
 
     let (ok, _, err) = explain("nobody", "http://app.test:18099/");
     assert!(!ok);
