@@ -869,3 +869,45 @@ async fn a_read_in_flight_during_an_invalidation_is_not_shared_through_redis() {
     assert_eq!(user.roles["bip"], vec!["admin"]);
     assert_eq!(new.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn the_invalidate_command_calls_the_admin_endpoint_without_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = dir.path().join("people.yaml");
+    std::fs::write(&people, PEOPLE).unwrap();
+    let options = options(file_directory(&people, "10m"), Store::Memory);
+    let gw = TestGateway::start(options.clone());
+    let mut dave = signed_in(&gw, "dave").await;
+    assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 403);
+    std::fs::write(
+        &people,
+        PEOPLE.replace(
+            "roles: { bip: [utilisateur], cdi",
+            "roles: { bip: [admin], cdi",
+        ),
+    )
+    .unwrap();
+    // The file is read again, but dave's entry stays cached for l1_ttl (10 minutes)...
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 403);
+    // ...until the command, given the running gateway's config, invalidates it there.
+    let config = dir.path().join("guichet.yaml");
+    std::fs::write(
+        &config,
+        guichet_tests::config_yaml(&options, gw.port, gw.admin_port, gw.echo.address),
+    )
+    .unwrap();
+    let output = std::process::Command::new(guichet_binary())
+        .args(["directory", "invalidate", "--config"])
+        .arg(&config)
+        .args(["--attribute", "email", "--value", "Dave@Example.org"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("invalidated"));
+    assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 200);
+}
