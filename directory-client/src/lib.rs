@@ -93,6 +93,16 @@ impl PivotQuery {
         }
     }
 
+    /// Every pivot a person named by an administrator may be cached under: logins compare
+    /// case-insensitively or not depending on the provider, which the administrator need not
+    /// know, so invalidations cover both.
+    pub fn both_cases(attribute: &str, value: &str) -> [PivotQuery; 2] {
+        [
+            PivotQuery::new(attribute, value, false),
+            PivotQuery::new(attribute, value, true),
+        ]
+    }
+
     /// Whether a directory value equals this pivot under its normalization.
     pub fn matches(&self, directory_value: &str) -> bool {
         normalize_pivot(directory_value, self.case_sensitive) == self.value

@@ -25,6 +25,18 @@ fn text(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
         .expect("static response parts are valid")
 }
 
+/// Forgets one person under both pivot comparisons (see [`PivotQuery::both_cases`]).
+async fn invalidate_person(
+    cache: &guichet_directory_client::CachedDirectory,
+    attribute: &str,
+    value: &str,
+) -> Result<&'static str, String> {
+    for pivot in guichet_directory_client::PivotQuery::both_cases(attribute, value) {
+        cache.invalidate(&pivot).await?;
+    }
+    Ok("one person")
+}
+
 /// The largest invalidation request body read.
 const MAX_INVALIDATE_BODY: usize = 4096;
 
@@ -33,7 +45,7 @@ impl AdminApp {
     /// as their logins name them) or `all=true`: the next request of that person reads the
     /// directory again, on every replica.
     async fn invalidate(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let Some(cache) = &self.gateway.directory_cache else {
+        let Some(cache) = &self.gateway.directory else {
             return text(404, "text/plain", "no directory configured\n".into());
         };
         if session.req_header().method != http::Method::POST {
@@ -72,9 +84,7 @@ impl AdminApp {
                 if !attribute.is_empty() && !value.trim().is_empty() =>
             {
                 crate::audit::directory_invalidated(Some((&attribute, value.trim())), peer);
-                invalidate_person(cache, &attribute, &value)
-                    .await
-                    .map(|()| "one person")
+                invalidate_person(cache, &attribute, &value).await
             }
             _ => {
                 return text(
@@ -126,20 +136,6 @@ impl AdminApp {
     }
 }
 
-/// Forgets one person under both pivot comparisons (the admin names the person; which
-/// providers compare case-sensitively is the configuration's business).
-pub async fn invalidate_person(
-    cache: &guichet_directory_client::CachedDirectory,
-    attribute: &str,
-    value: &str,
-) -> Result<(), String> {
-    for case_sensitive in [false, true] {
-        let pivot = guichet_directory_client::PivotQuery::new(attribute, value, case_sensitive);
-        cache.invalidate(&pivot).await?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -176,7 +172,7 @@ impl ServeHttp for AdminApp {
                 }
             }
             "/metrics" => {
-                if let Some(cache) = &self.gateway.directory_cache {
+                if let Some(cache) = &self.gateway.directory {
                     self.gateway.metrics.sync_directory(cache.stats());
                 }
                 text(

@@ -40,8 +40,7 @@ pub async fn invalidate(config: &Config, target: &Target) -> Result<String, Stri
             match target {
                 Target::Everyone => invalidator.invalidate(None).await?,
                 Target::Person { attribute, value } => {
-                    for case_sensitive in [false, true] {
-                        let pivot = PivotQuery::new(attribute, value, case_sensitive);
+                    for pivot in PivotQuery::both_cases(attribute, value) {
                         invalidator.invalidate(Some(&pivot)).await?;
                     }
                 }

@@ -69,7 +69,7 @@ pub fn build(config: &Config) -> Result<(Server, Arc<Gateway>), String> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(watch);
-    if let Some(cache) = &gateway.directory_cache {
+    if let Some(cache) = &gateway.directory {
         tracing::info!(directory = %cache.describe(), "directory configured");
         // Replicas share the cache through Redis and hear each other's invalidations there.
         if config.redis.is_some() {

@@ -18,7 +18,6 @@ use crate::config::{
     app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, SingleLogoutConfig,
     StoreConfig, UnknownPerson,
 };
-use crate::directory::PersonLookup;
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::routing::Router;
@@ -96,10 +95,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Log one `access` line per request.
     pub access_log: bool,
-    /// The cached directory, when one is configured (what requests read).
-    pub directory: Option<Arc<dyn PersonLookup>>,
-    /// The same cache, for invalidation and its listener.
-    pub directory_cache: Option<Arc<CachedDirectory>>,
+    /// The cached directory, when one is configured.
+    pub directory: Option<Arc<CachedDirectory>>,
     /// Token the admin endpoint `POST /directory/invalidate` requires, if set.
     pub directory_admin_token: Option<crate::config::Secret>,
     /// How each provider's logins are linked to directory people, by provider id.
@@ -179,7 +176,7 @@ impl Gateway {
             }
         }
 
-        let directory_cache = match &config.directory {
+        let directory = match &config.directory {
             None => None,
             Some(directory) => {
                 // Shared by replicas when sessions are: same Redis, same sealing key.
@@ -254,10 +251,7 @@ impl Gateway {
             trusted_proxies: file.trusted_proxies.clone(),
             metrics,
             access_log: file.log.access,
-            directory: directory_cache
-                .clone()
-                .map(|cache| cache as Arc<dyn PersonLookup>),
-            directory_cache,
+            directory,
             directory_admin_token: config
                 .directory
                 .as_ref()

@@ -182,7 +182,9 @@ impl IdentityProvider for CasProvider {
         let success = match response::parse(response.body()) {
             Ok(Ok(success)) => success,
             Ok(Err(failure)) => {
-                let reason = format!("CAS {}: {}", failure.code, failure.message);
+                // Servers echo the ticket in their message: it stays out of the audit log.
+                let message = failure.message.replace(ticket, "<ticket>");
+                let reason = format!("CAS {}: {message}", failure.code);
                 return Err(match failure.code.as_str() {
                     "INVALID_TICKET" | "INVALID_SERVICE" => ProviderError::InvalidTicket(reason),
                     _ => ProviderError::Rejected(reason),

@@ -185,6 +185,10 @@ async fn replayed_invalid_and_foreign_tickets_get_a_clear_error_page() {
             .is_some_and(|r| r.contains("INVALID_TICKET"))),
         "{events:?}"
     );
+    assert!(
+        !logs::text().contains(&ticket),
+        "the ticket the server echoed is not logged"
+    );
 
     // A ticket issued for another service.
     let mut other = gw.browser();
@@ -342,12 +346,9 @@ async fn front_channel_single_logout_ends_the_session() {
     let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
     let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
     assert_eq!(bib_status(&mut browser, &gw).await, 200);
-    let mut url = url::Url::parse(&gw.url("/.guichet/callback/ent")).unwrap();
-    url.query_pairs_mut().append_pair(
-        "logoutRequest",
-        &cas::front_channel(&cas::logout_request(&ticket)),
-    );
-    let page = browser.send(browser.get(url.as_str())).await;
+    let page = browser
+        .send(browser.get(&front_channel_url(&gw, &ticket)))
+        .await;
     assert_eq!(page.status, 200);
     assert_eq!(bib_status(&mut browser, &gw).await, 401);
 }
@@ -364,12 +365,9 @@ async fn back_channel_requests_from_outside_the_allowed_sources_change_nothing()
     let (mut browser, ticket) = signed_in(&gw, &cas, "jdupont").await;
     assert_eq!(post_to(&gw, cas::logout_request(&ticket)).await, 403);
     // Nor through the front channel, which anyone can use.
-    let mut url = url::Url::parse(&gw.url("/.guichet/callback/ent")).unwrap();
-    url.query_pairs_mut().append_pair(
-        "logoutRequest",
-        &cas::front_channel(&cas::logout_request(&ticket)),
-    );
-    let page = browser.send(browser.get(url.as_str())).await;
+    let page = browser
+        .send(browser.get(&front_channel_url(&gw, &ticket)))
+        .await;
     assert_eq!(page.status, 403);
 
     assert_eq!(bib_status(&mut browser, &gw).await, 200);
@@ -538,4 +536,14 @@ async fn ent_logins_get_directory_roles_function_code_roles_or_guest_access() {
             .status,
         403
     );
+}
+
+/// The callback URL carrying a front-channel logout request for `ticket`.
+fn front_channel_url(gw: &TestGateway, ticket: &str) -> String {
+    let mut url = url::Url::parse(&gw.url("/.guichet/callback/ent")).unwrap();
+    url.query_pairs_mut().append_pair(
+        "logoutRequest",
+        &cas::front_channel(&cas::logout_request(ticket)),
+    );
+    url.to_string()
 }

@@ -517,7 +517,7 @@ async fn an_invalidation_reaches_both_gateways() {
             .as_ref()
             .unwrap()
             .gateway
-            .directory_cache
+            .directory
             .clone()
             .unwrap();
         for _ in 0..100 {
@@ -581,17 +581,7 @@ async fn an_invalidation_reaches_both_gateways() {
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(guichet_binary())
-        .args(["directory", "invalidate", "--config"])
-        .arg(&config)
-        .args(["--attribute", "email", "--value", "dave@example.org"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    invalidate_command(&config, "dave@example.org");
     assert_eq!(await_status(&mut dave, &gw1, "/bip/admin/", 403).await, 403);
     assert_eq!(
         await_status(&mut dave2, &gw2, "/bip/admin/", 403).await,
@@ -897,10 +887,17 @@ async fn the_invalidate_command_calls_the_admin_endpoint_without_redis() {
         guichet_tests::config_yaml(&options, gw.port, gw.admin_port, gw.echo.address),
     )
     .unwrap();
+    let output = invalidate_command(&config, "Dave@Example.org");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("invalidated"));
+    assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 200);
+}
+
+/// Runs `guichet directory invalidate` for an e-mail; its output, once it succeeded.
+fn invalidate_command(config: &std::path::Path, email: &str) -> std::process::Output {
     let output = std::process::Command::new(guichet_binary())
         .args(["directory", "invalidate", "--config"])
-        .arg(&config)
-        .args(["--attribute", "email", "--value", "Dave@Example.org"])
+        .arg(config)
+        .args(["--attribute", "email", "--value", email])
         .output()
         .unwrap();
     assert!(
@@ -908,6 +905,5 @@ async fn the_invalidate_command_calls_the_admin_endpoint_without_redis() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("invalidated"));
-    assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 200);
+    output
 }
