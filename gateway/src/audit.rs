@@ -37,6 +37,19 @@ pub fn login_failed(ctx: &AuditContext<'_>, provider: &str, login: Option<&str>,
     );
 }
 
+/// A login from a busy address (many failures there) was held back before its check.
+pub fn login_slowed(ctx: &AuditContext<'_>, provider: &str, delay: std::time::Duration) {
+    tracing::warn!(
+        target: "audit",
+        event = "login_slowed",
+        provider,
+        delay_ms = delay.as_millis() as u64,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
 pub fn logged_out(ctx: &AuditContext<'_>, provider: &str, subject: &str) {
     tracing::info!(
         target: "audit",

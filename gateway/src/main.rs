@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use guichet_gateway::config::{Config, LogConfig};
+use guichet_gateway::config::{Config, LogConfig, Override};
 use guichet_gateway::{demo, directory_cli, echo, logging, server};
 
 #[derive(Parser)]
@@ -20,17 +20,34 @@ struct Cli {
     command: Command,
 }
 
+/// The configuration file, and settings that replace some of its values.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Replace one setting of the file: `--set listen[0].address=127.0.0.1:8080`. The path is
+    /// written as configuration errors name fields; the value is YAML. Repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<Override>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, String> {
+        Config::load_with_overrides(&self.config, &self.overrides).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway with a configuration file.
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Validate a configuration file and exit (0 when valid).
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// The quickstart: the gateway with demo users in front of a built-in header-echo app.
     Demo {
@@ -72,8 +89,8 @@ enum DirectoryCommand {
     /// Make every replica read a person (or everyone) from the directory again, e.g. after
     /// their roles changed or their account was locked.
     Invalidate {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// The directory attribute logins are linked by (a provider's `pivot.directory_attribute`).
         #[arg(long, required_unless_present = "all", requires = "value")]
         attribute: Option<String>,
@@ -91,8 +108,8 @@ enum PolicyCommand {
     /// Why may (or may not) this person open this URL: the roles computed, the decision and
     /// the rule that made it.
     Explain {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// The person: a local login, or a pivot value (e-mail, ENT uid...) for the directory.
         #[arg(long)]
         user: String,
@@ -116,12 +133,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config: args } => match args.load() {
             Ok(_) => {
-                println!("{}: configuration is valid", config.display());
+                println!("{}: configuration is valid", args.config.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e.to_string()),
+            Err(e) => fail(&e),
         },
         Command::Policy {
             command:
@@ -133,9 +150,9 @@ fn main() -> ExitCode {
                     auth_level,
                 },
         } => {
-            let config = match Config::load(&config) {
+            let config = match config.load() {
                 Ok(config) => config,
-                Err(e) => return fail(&e.to_string()),
+                Err(e) => return fail(&e),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -161,9 +178,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => {
-            let config = match Config::load(&config) {
+            let config = match config.load() {
                 Ok(config) => config,
-                Err(e) => return fail(&e.to_string()),
+                Err(e) => return fail(&e),
             };
             let _log_writer = logging::init(&config.file.log);
             match server::run_forever(&config) {
@@ -187,9 +204,9 @@ fn main() -> ExitCode {
                     all,
                 },
         } => {
-            let config = match Config::load(&config) {
+            let config = match config.load() {
                 Ok(config) => config,
-                Err(e) => return fail(&e.to_string()),
+                Err(e) => return fail(&e),
             };
             let target = match (all, attribute, value) {
                 (true, _, _) => directory_cli::Target::Everyone,

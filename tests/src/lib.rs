@@ -17,6 +17,7 @@ use guichet_gateway::config::Config;
 use guichet_gateway::echo::EchoServer;
 use guichet_gateway::server::{self, RunningGateway};
 
+pub mod binary;
 pub mod cas;
 pub mod logs;
 pub mod oidc;
@@ -27,21 +28,71 @@ pub mod tls;
 pub const APP_HOST: &str = "app.test";
 pub const OTHER_HOST: &str = "other.test";
 
-/// The `guichet` binary next to the test binary (the test command builds it first).
+/// The `guichet` binary next to the test binary (the test command builds it first). Refused
+/// when older than any source it is built from: a test must never pass against stale code.
 pub fn guichet_binary() -> PathBuf {
-    // The test binary lives in target/<profile>/deps; the guichet binary one level up.
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("guichet");
-    assert!(
-        path.exists(),
-        "{} is missing: the test command builds it first (`cargo build --bin guichet`)",
-        path.display()
-    );
-    path
+    use std::sync::OnceLock;
+    static CHECKED: OnceLock<PathBuf> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            // The test binary lives in target/<profile>/deps; the guichet binary one level up.
+            let exe = std::env::current_exe().expect("the test binary's path");
+            let path = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>/deps")
+                .join("guichet");
+            let built = std::fs::metadata(&path).and_then(|m| m.modified());
+            let Ok(built) = built else {
+                panic!(
+                    "{} is missing: the test command builds it first (`cargo build --bin guichet`)",
+                    path.display()
+                );
+            };
+            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            if let Some(newer) = newest_source_after(&workspace, built) {
+                panic!(
+                    "{} is older than {}: rebuild it (`cargo build --bin guichet`, which the test command does)",
+                    path.display(),
+                    newer.display()
+                );
+            }
+            path
+        })
+        .clone()
+}
+
+/// A source of the binary (its crates' `src/`, manifests, the lock file) modified after `time`.
+fn newest_source_after(
+    workspace: &std::path::Path,
+    time: std::time::SystemTime,
+) -> Option<PathBuf> {
+    fn walk(dir: &std::path::Path, time: std::time::SystemTime) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let metadata = entry.metadata().ok()?;
+            if metadata.is_dir() {
+                if let Some(found) = walk(&path, time) {
+                    return Some(found);
+                }
+            } else if metadata.modified().is_ok_and(|m| m > time) {
+                return Some(path);
+            }
+        }
+        None
+    }
+    let mut candidates = vec![workspace.join("Cargo.lock"), workspace.join("Cargo.toml")];
+    for krate in ["gateway", "protocols", "policies", "directory-client"] {
+        candidates.push(workspace.join(krate).join("Cargo.toml"));
+        if let Some(found) = walk(&workspace.join(krate).join("src"), time) {
+            return Some(found);
+        }
+    }
+    candidates.into_iter().find(|file| {
+        std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > time)
+    })
 }
 
 /// The first value of a URL's query parameter.
@@ -51,13 +102,27 @@ pub fn query_value(url: &url::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// A free TCP port on loopback. The port is released before use; the race with other
-/// processes is acceptable on a test machine.
+/// A free TCP port on loopback, for servers that cannot report the port they bound (the
+/// gateway binary, redis-server).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on Linux), so no socket
+/// bound to port 0 or outgoing connection can take one between this call and its use, and a
+/// process-wide counter never hands the same port out twice; each is checked free first.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    // Start where another test process (a concurrent run) is unlikely to be.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT);
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
@@ -200,7 +265,12 @@ pub struct GatewayOptions {
     pub idle_timeout: &'static str,
     pub absolute_timeout: &'static str,
     pub max_failures_per_account: u64,
-    pub max_failures_per_ip: u64,
+    pub max_failures_per_account_and_address: u64,
+    pub slow_down_address_after: u64,
+    /// `rate_limit.max_delay` of the local provider.
+    pub max_delay: &'static str,
+    /// `rate_limit.trusted_networks` of the local provider, as inline YAML.
+    pub trusted_networks: Option<String>,
     /// Extra YAML appended to the `identity_headers.headers` list of the main app.
     pub extra_headers: Vec<String>,
     pub trusted_proxies: Vec<String>,
@@ -228,8 +298,11 @@ impl Default for GatewayOptions {
             store: Store::Memory,
             idle_timeout: "30m",
             absolute_timeout: "8h",
-            max_failures_per_account: 5,
-            max_failures_per_ip: 50,
+            max_failures_per_account: 20,
+            max_failures_per_account_and_address: 5,
+            slow_down_address_after: 200,
+            max_delay: "5s",
+            trusted_networks: None,
             extra_headers: Vec::new(),
             trusted_proxies: Vec::new(),
             port: 0,
@@ -329,7 +402,10 @@ providers:
     id: local
     rate_limit:
       max_failures_per_account: {per_account}
-      max_failures_per_ip: {per_ip}
+      max_failures_per_account_and_address: {per_pair}
+      slow_down_address_after: {slow_after}
+      max_delay: {max_delay}
+      trusted_networks: {trusted_networks}
       window: 10m
     users:
       - username: alice
@@ -404,7 +480,10 @@ apps:
         idle = options.idle_timeout,
         absolute = options.absolute_timeout,
         per_account = options.max_failures_per_account,
-        per_ip = options.max_failures_per_ip,
+        per_pair = options.max_failures_per_account_and_address,
+        slow_after = options.slow_down_address_after,
+        max_delay = options.max_delay,
+        trusted_networks = options.trusted_networks.as_deref().unwrap_or("[]"),
         login_starts = options.login_starts_per_minute,
         guest = user_hash("guest"),
         alice = user_hash("alice"),
@@ -495,6 +574,19 @@ impl TestGateway {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A gateway a [`Browser`] can talk to: in this process ([`TestGateway`]) or a `guichet`
+/// process ([`binary::GuichetProcess`]).
+pub trait Reachable {
+    /// `http://app.test:PORT` + path.
+    fn url(&self, path: &str) -> String;
+}
+
+impl Reachable for TestGateway {
+    fn url(&self, path: &str) -> String {
+        TestGateway::url(self, path)
     }
 }
 
@@ -679,7 +771,7 @@ impl Browser {
     /// POSTs the login form with this CSRF token and credentials.
     pub async fn submit_login(
         &mut self,
-        gateway: &TestGateway,
+        gateway: &impl Reachable,
         token: &str,
         user: (&str, &str),
     ) -> Page {
@@ -695,7 +787,12 @@ impl Browser {
     }
 
     /// The full local login dance from a protected URL; returns the final redirect response.
-    pub async fn login(&mut self, gateway: &TestGateway, path: &str, user: (&str, &str)) -> Page {
+    pub async fn login(
+        &mut self,
+        gateway: &impl Reachable,
+        path: &str,
+        user: (&str, &str),
+    ) -> Page {
         let first = self.send(self.get(&gateway.url(path))).await;
         assert_eq!(
             first.status, 302,

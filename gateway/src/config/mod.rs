@@ -8,6 +8,7 @@ mod cas;
 mod directory;
 mod model;
 mod oidc;
+mod overrides;
 mod secret;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub use directory::{
 };
 pub use model::*;
 pub use oidc::{ClientAuthMethod, FranceConnectEnvironment, OidcProviderConfig};
+pub use overrides::Override;
 pub use secret::{Secret, SecretSource};
 
 /// A configuration error: the dotted path of the field and what is wrong with it.
@@ -84,14 +86,25 @@ impl Config {
         Self::from_yaml(&text)
     }
 
+    /// The file with `--set` overrides applied before validation.
+    pub fn load_with_overrides(path: &Path, overrides: &[Override]) -> Result<Config, ConfigError> {
+        if overrides.is_empty() {
+            return Self::load(path);
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
+        let mut document: serde_norway::Value = serde_norway::from_str(&text)
+            .map_err(|e| ConfigError::new("config", strip_location(&e.to_string())))?;
+        for change in overrides {
+            change.apply(&mut document)?;
+        }
+        Self::from_file(deserialize_file(document)?)
+    }
+
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let deserializer = serde_norway::Deserializer::from_str(text);
-        let file: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { "config".into() } else { path };
-            ConfigError::new(path, strip_location(&e.inner().to_string()))
-        })?;
-        Self::from_file(file)
+        Self::from_file(deserialize_file(serde_norway::Deserializer::from_str(
+            text,
+        ))?)
     }
 
     pub fn from_file(file: ConfigFile) -> Result<Config, ConfigError> {
@@ -153,6 +166,18 @@ impl Config {
             directory,
         })
     }
+}
+
+/// The file's structure, or the path of the first field that does not fit it.
+fn deserialize_file<'de, D>(deserializer: D) -> Result<ConfigFile, ConfigError>
+where
+    D: serde::Deserializer<'de, Error = serde_norway::Error>,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "config".into() } else { path };
+        ConfigError::new(path, strip_location(&e.inner().to_string()))
+    })
 }
 
 /// serde_norway appends " at line L column C": useful, but the path already says where.
@@ -222,6 +247,9 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 format!("providers[{i}].id"),
                 format!("duplicate provider id {id:?} (also providers[{first}])"),
             ));
+        }
+        if let ProviderConfig::Local(local) = provider {
+            validate_rate_limit(&local.rate_limit, &format!("providers[{i}].rate_limit"))?;
         }
         if let Some(pivot) = provider.pivot() {
             if file.directory.is_none() {
@@ -301,6 +329,51 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
             }
         }
         crate::headers::validate(&app.identity_headers, &at("identity_headers"))?;
+    }
+    Ok(())
+}
+
+fn validate_rate_limit(limits: &RateLimitConfig, at: &str) -> Result<(), ConfigError> {
+    if limits.max_failures_per_ip.is_some() {
+        return Err(ConfigError::new(
+            format!("{at}.max_failures_per_ip"),
+            "replaced by slow_down_address_after: a busy address is slowed down, never refused \
+             as a whole (see docs/configuration.md, local provider)",
+        ));
+    }
+    for (field, value) in [
+        (
+            "max_failures_per_account_and_address",
+            limits.max_failures_per_account_and_address,
+        ),
+        ("max_failures_per_account", limits.max_failures_per_account),
+        ("slow_down_address_after", limits.slow_down_address_after),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(
+                format!("{at}.{field}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if limits.window.is_zero() {
+        return Err(ConfigError::new(format!("{at}.window"), "must be positive"));
+    }
+    for (n, trusted) in limits.trusted_networks.iter().enumerate() {
+        if trusted.networks.is_empty() {
+            return Err(ConfigError::new(
+                format!("{at}.trusted_networks[{n}].networks"),
+                "list at least one network",
+            ));
+        }
+        if trusted.max_failures_per_account_and_address == Some(0)
+            || trusted.slow_down_address_after == Some(0)
+        {
+            return Err(ConfigError::new(
+                format!("{at}.trusted_networks[{n}]"),
+                "thresholds must be at least 1",
+            ));
+        }
     }
     Ok(())
 }

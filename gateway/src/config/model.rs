@@ -230,34 +230,110 @@ fn default_local_name() -> String {
     "Compte local / Local account".into()
 }
 
+/// Password-guessing limits of a local provider, counted in the session store (so they hold
+/// across replicas) before each password is checked.
+///
+/// Sized for schools and town halls where hundreds of people share one public address: an
+/// address is never refused as a whole, it is slowed down; refusals are per account.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Failed attempts on one account within `window` before further attempts are refused.
+    /// Failed attempts on one account from one address (IPv6: its /64) within `window`;
+    /// beyond, that account is refused from that address until the window ends.
+    #[serde(default = "default_per_account_and_address")]
+    pub max_failures_per_account_and_address: u64,
+    /// Failed attempts on one account from all addresses within `window`; beyond, that account
+    /// is refused from everywhere (guessing one account from many addresses).
     #[serde(default = "default_per_account")]
     pub max_failures_per_account: u64,
-    /// Failed attempts from one client IP within `window` before further attempts are refused.
-    #[serde(default = "default_per_ip")]
-    pub max_failures_per_ip: u64,
+    /// Failed attempts from one address, all accounts together, within `window` before its
+    /// attempts are slowed down: checked one at a time, each after a delay that grows with the
+    /// failures (1 s more per further `slow_down_address_after`), up to `max_delay`.
+    #[serde(default = "default_slow_down_after")]
+    pub slow_down_address_after: u64,
+    #[serde(default = "default_max_delay", with = "humantime_serde")]
+    pub max_delay: Duration,
     #[serde(default = "default_window", with = "humantime_serde")]
     pub window: Duration,
+    /// Networks with their own thresholds (a school's or a town hall's known address).
+    #[serde(default)]
+    pub trusted_networks: Vec<TrustedNetworkLimits>,
+    /// Replaced by `slow_down_address_after`; kept to explain the change (see `validate`).
+    #[serde(default)]
+    pub max_failures_per_ip: Option<u64>,
+}
+
+/// Thresholds for addresses in `networks`; unset ones are the provider's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedNetworkLimits {
+    pub networks: Vec<IpNet>,
+    #[serde(default)]
+    pub max_failures_per_account_and_address: Option<u64>,
+    #[serde(default)]
+    pub slow_down_address_after: Option<u64>,
+}
+
+/// The thresholds that apply to one client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressLimits {
+    pub max_failures_per_account_and_address: u64,
+    pub slow_down_address_after: u64,
+}
+
+impl RateLimitConfig {
+    /// The first trusted network containing `ip` sets its thresholds; otherwise the defaults.
+    pub fn for_address(&self, ip: Option<std::net::IpAddr>) -> AddressLimits {
+        let defaults = AddressLimits {
+            max_failures_per_account_and_address: self.max_failures_per_account_and_address,
+            slow_down_address_after: self.slow_down_address_after,
+        };
+        let Some(ip) = ip else { return defaults };
+        match self
+            .trusted_networks
+            .iter()
+            .find(|trusted| trusted.networks.iter().any(|net| net.contains(&ip)))
+        {
+            None => defaults,
+            Some(trusted) => AddressLimits {
+                max_failures_per_account_and_address: trusted
+                    .max_failures_per_account_and_address
+                    .unwrap_or(defaults.max_failures_per_account_and_address),
+                slow_down_address_after: trusted
+                    .slow_down_address_after
+                    .unwrap_or(defaults.slow_down_address_after),
+            },
+        }
+    }
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
+            max_failures_per_account_and_address: default_per_account_and_address(),
             max_failures_per_account: default_per_account(),
-            max_failures_per_ip: default_per_ip(),
+            slow_down_address_after: default_slow_down_after(),
+            max_delay: default_max_delay(),
             window: default_window(),
+            trusted_networks: Vec::new(),
+            max_failures_per_ip: None,
         }
     }
 }
 
-fn default_per_account() -> u64 {
+fn default_per_account_and_address() -> u64 {
     5
 }
-fn default_per_ip() -> u64 {
-    50
+/// Several addresses' worth of the per-address cap: one address alone cannot lock an account.
+fn default_per_account() -> u64 {
+    20
+}
+/// 1,000 people behind one address, a fifth of them mistyping once in a window, are not slowed.
+fn default_slow_down_after() -> u64 {
+    200
+}
+fn default_max_delay() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_window() -> Duration {
     Duration::from_secs(15 * 60)

@@ -8,6 +8,7 @@ use guichet_protocols::{
 use pingora::proxy::Session;
 use subtle::ConstantTimeEq;
 
+use super::login_limits::{self, Admission};
 use super::{
     client_bucket, login_cookie, new_transaction, query_param, read_form, same_origin_post,
     save_transaction, session_cookie, transaction,
@@ -401,38 +402,39 @@ pub async fn submit(
         return retry.render(gateway, text::BAD_CREDENTIALS, 401).await;
     }
 
-    // Rate limits, counted before the password is checked so that parallel guesses cannot all
-    // slip under the limit: per account (the canonical name, so `Alice` and `alice@...` count
-    // together) and per client address. A success resets the account's count.
+    // Rate limits (see login_limits), charged before the password is checked, per account
+    // by its canonical name so that `Alice` and `alice@...` count together.
     let local = entry.local.as_ref().expect("filtered on local");
     let account = local
         .canonical_login(typed_login)
         .map(str::to_owned)
         .unwrap_or_else(|| typed_login.to_lowercase());
-    let account_counter = format!("fail:acct:{provider_id}:{account}");
-    let ip_counter = format!("fail:ip:{}", client_bucket(ctx.client_ip));
-    let limits = &entry.rate_limit;
-    let account_attempts = gateway
-        .store
-        .increment(&account_counter, limits.window)
-        .await?;
-    let ip_attempts = gateway.store.increment(&ip_counter, limits.window).await?;
-    if account_attempts > limits.max_failures_per_account
-        || ip_attempts > limits.max_failures_per_ip
+    let attempt = match login_limits::admit(
+        &gateway.store,
+        &gateway.busy_addresses,
+        &entry.rate_limit,
+        provider_id,
+        &account,
+        ctx.client_ip,
+    )
+    .await?
     {
-        audit::login_failed(
-            &ctx.audit(gateway),
-            provider_id,
-            Some(typed_login),
-            "rate limited",
-        );
-        gateway
-            .metrics
-            .logins
-            .with_label_values(&[provider_id, "rate_limited"])
-            .inc();
-        return retry.render(gateway, text::TOO_MANY, 429).await;
-    }
+        Admission::Check { attempt, delay } => {
+            if let Some(delay) = delay {
+                audit::login_slowed(&ctx.audit(gateway), provider_id, delay);
+            }
+            attempt
+        }
+        Admission::Refused(reason) => {
+            audit::login_failed(&ctx.audit(gateway), provider_id, Some(typed_login), reason);
+            gateway
+                .metrics
+                .logins
+                .with_label_values(&[provider_id, "rate_limited"])
+                .inc();
+            return retry.render(gateway, text::TOO_MANY, 429).await;
+        }
+    };
 
     let callback = Callback {
         query: Vec::new(),
@@ -448,16 +450,11 @@ pub async fn submit(
         .await
     {
         Ok(principal) => {
-            // Only failures count: take back this attempt's hit on the address, and clear the
-            // account's (its owner knows the password).
-            gateway.store.reset(&account_counter).await?;
-            gateway.store.decrement(&ip_counter).await?;
+            attempt.succeeded().await?;
             sign_in(gateway, session, ctx, app, &txn.return_to, principal).await
         }
         Err(ProviderError::Unavailable(reason)) => {
-            // Nothing was checked: not a failure.
-            gateway.store.decrement(&account_counter).await?;
-            gateway.store.decrement(&ip_counter).await?;
+            attempt.not_checked().await?;
             audit::login_failed(&ctx.audit(gateway), provider_id, Some(typed_login), &reason);
             gateway
                 .metrics

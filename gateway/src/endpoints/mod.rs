@@ -4,6 +4,7 @@
 mod callback;
 mod cas_logout;
 mod login;
+pub mod login_limits;
 mod logout;
 
 /// `/.guichet/callback/{provider}`: where external providers send the browser back.

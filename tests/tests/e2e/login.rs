@@ -192,48 +192,6 @@ async fn wrong_password_unknown_user_and_disabled_account_get_the_same_answer() 
 }
 
 #[tokio::test]
-async fn failed_logins_are_rate_limited_per_account() {
-    let gw = TestGateway::start(GatewayOptions {
-        max_failures_per_account: 3,
-        ..Default::default()
-    });
-    for _ in 0..3 {
-        let mut browser = gw.browser();
-        assert_eq!(
-            browser.login(&gw, "/", ("alice", "wrong")).await.status,
-            401
-        );
-    }
-    // Now even the right password is refused for that account, whatever alias is typed...
-    for login in ["alice", "ALICE@example.org"] {
-        let mut browser = gw.browser();
-        let page = browser.login(&gw, "/", (login, "alice")).await;
-        assert_eq!(page.status, 429, "{login}");
-        assert!(page.body.contains("Too many failed attempts"));
-        assert!(browser.cookie("guichet_session").is_none());
-    }
-    // ...while other accounts are unaffected.
-    let mut browser = gw.browser();
-    assert_eq!(browser.login(&gw, "/", ("bob", "bob")).await.status, 302);
-}
-
-#[tokio::test]
-async fn failed_logins_are_rate_limited_per_client_ip() {
-    let gw = TestGateway::start(GatewayOptions {
-        max_failures_per_ip: 3,
-        ..Default::default()
-    });
-    for user in ["u1", "u2", "u3"] {
-        let mut browser = gw.browser();
-        assert_eq!(browser.login(&gw, "/", (user, "wrong")).await.status, 401);
-    }
-    let mut browser = gw.browser();
-    let page = browser.login(&gw, "/", ALICE).await;
-    assert_eq!(page.status, 429);
-    assert!(browser.cookie("guichet_session").is_none());
-}
-
-#[tokio::test]
 async fn scripts_get_401_instead_of_a_redirect() {
     let gw = TestGateway::start(GatewayOptions::default());
     let mut browser = gw.browser();

@@ -178,12 +178,14 @@ async fn redis_requiring_a_password() {
 }
 
 #[tokio::test]
-async fn only_failed_logins_count_against_an_address_in_redis() {
+async fn only_failed_logins_count_against_an_account_in_redis() {
     let redis = RedisServer::start();
-    let gw = TestGateway::start(GatewayOptions {
-        max_failures_per_ip: 3,
+    let options = GatewayOptions {
+        max_failures_per_account_and_address: 3,
         ..redis_options(&redis)
-    });
+    };
+    let gw = TestGateway::start(options.clone());
+    // Successes are taken back: they never bring the account nearer its cap.
     for _ in 0..5 {
         let mut browser = gw.browser();
         assert_eq!(browser.login(&gw, "/", ALICE).await.status, 302);
@@ -191,8 +193,12 @@ async fn only_failed_logins_count_against_an_address_in_redis() {
     for expected in [401, 401, 401, 429] {
         let mut browser = gw.browser();
         assert_eq!(
-            browser.login(&gw, "/", ("bob", "wrong")).await.status,
+            browser.login(&gw, "/", ("alice", "wrong")).await.status,
             expected
         );
     }
+    // A second replica on the same Redis sees the same count.
+    let other = TestGateway::start_with_echo(options, gw.echo.clone());
+    let mut browser = other.browser();
+    assert_eq!(browser.login(&other, "/", ALICE).await.status, 429);
 }
