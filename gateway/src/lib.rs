@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod background;
 pub mod config;
 pub mod cookies;
 pub mod demo;

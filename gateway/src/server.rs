@@ -12,14 +12,21 @@ use tokio::sync::Notify;
 use std::time::Duration;
 
 use crate::admin::AdminApp;
+use crate::background::BackgroundRuntime;
 use crate::config::Config;
 use crate::proxy::GuichetProxy;
 use crate::state::Gateway;
 use crate::store_watch::StoreWatch;
 
 /// Builds the pingora server for a validated config. Nothing listens until it runs.
-pub fn build(config: &Config) -> Result<(Server, Arc<Gateway>), String> {
-    let gateway = Gateway::new(config)?;
+///
+/// The gateway is built inside `background`, which must outlive the server (see
+/// [`crate::background`]).
+pub fn build(
+    config: &Config,
+    background: &BackgroundRuntime,
+) -> Result<(Server, Arc<Gateway>), String> {
+    let gateway = background.enter(|| Gateway::new(config))?;
     let file = &config.file;
     let conf = ServerConf {
         threads: file.threads,
@@ -110,6 +117,9 @@ pub struct RunningGateway {
     pub gateway: Arc<Gateway>,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
+    /// Dropped after the server thread has ended (field order does not matter: `stop_inner`
+    /// joins the thread first).
+    background: Option<BackgroundRuntime>,
 }
 
 impl RunningGateway {
@@ -123,6 +133,7 @@ impl RunningGateway {
         if let Some(thread) = self.thread.take() {
             thread.join().ok();
         }
+        self.background.take();
     }
 }
 
@@ -134,7 +145,8 @@ impl Drop for RunningGateway {
 
 /// Starts the gateway in the background of this process (tests, `guichet demo`).
 pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
-    let (server, gateway) = build(config)?;
+    let background = BackgroundRuntime::start()?;
+    let (server, gateway) = build(config, &background)?;
     let shutdown = ShutdownHandle::default();
     let signal = NotifyWatch(shutdown.0.clone());
     let thread = std::thread::Builder::new()
@@ -149,12 +161,15 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
         gateway,
         shutdown,
         thread: Some(thread),
+        background: Some(background),
     })
 }
 
-/// Runs until SIGTERM/SIGINT/SIGQUIT (the `guichet run` command).
+/// Runs until SIGTERM/SIGINT/SIGQUIT (the `guichet run` command), then returns once in-flight
+/// requests are done and every runtime has stopped.
 pub fn run_forever(config: &Config) -> Result<(), String> {
-    let (server, gateway) = build(config)?;
+    let background = BackgroundRuntime::start()?;
+    let (server, gateway) = build(config, &background)?;
     let listeners: Vec<String> = config
         .file
         .listen
@@ -179,5 +194,9 @@ pub fn run_forever(config: &Config) -> Result<(), String> {
         "guichet starting"
     );
     server.run(RunArgs::default());
+    // pingora's runtimes are gone; what they used can go now.
+    drop(gateway);
+    drop(background);
+    tracing::info!("guichet stopped");
     Ok(())
 }

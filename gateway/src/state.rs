@@ -101,10 +101,21 @@ pub struct Gateway {
     pub directory_admin_token: Option<crate::config::Secret>,
     /// How each provider's logins are linked to directory people, by provider id.
     pub pivots: HashMap<String, PivotConfig>,
+    /// Addresses whose login attempts are being slowed down, on this replica.
+    pub busy_addresses: crate::endpoints::login_limits::BusyAddresses,
 }
 
 impl Gateway {
+    /// Builds the gateway's state. Connections to Redis and the directory are created here,
+    /// so this must run where their client libraries may spawn background tasks: inside
+    /// [`crate::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
+    /// gateway, as the one-shot commands do).
     pub fn new(config: &Config) -> Result<Arc<Gateway>, String> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            // A programming error, not a configuration one: say so instead of letting a
+            // client library panic with "there is no reactor running".
+            return Err("internal: the gateway must be built inside a Tokio runtime".into());
+        }
         let file = &config.file;
         let store: SharedStore = match (&file.session.store, &config.redis) {
             (StoreConfig::Redis(_), Some(redis)) => Arc::new(RedisStore::new(redis)?),
@@ -261,6 +272,7 @@ impl Gateway {
                 .iter()
                 .filter_map(|p| p.pivot().map(|pivot| (p.id().to_owned(), pivot.clone())))
                 .collect(),
+            busy_addresses: Default::default(),
         }))
     }
 
