@@ -142,8 +142,11 @@ pub struct Behaviour {
     pub signing_key: Option<usize>,
     /// Leave `kid` out of the JWS header.
     pub omit_kid: bool,
-    /// Flip a bit of the signature.
+    /// Flip a bit of the signature of every token (id_tokens, signed userinfo, logout tokens).
     pub corrupt_signature: bool,
+    /// Flip a bit of the signature of signed userinfo responses only: the id_token stays good,
+    /// so a login gets as far as the userinfo verification.
+    pub corrupt_userinfo_signature: bool,
     /// Changes to the id_token claims; `null` removes the claim.
     pub id_token_claims: Map<String, Value>,
     /// Put a wrong `at_hash` in the id_token.
@@ -183,6 +186,7 @@ impl Default for Behaviour {
             signing_key: None,
             omit_kid: false,
             corrupt_signature: false,
+            corrupt_userinfo_signature: false,
             id_token_claims: Map::new(),
             bad_at_hash: false,
             signed_userinfo: false,
@@ -222,6 +226,8 @@ pub struct OpState {
     pub userinfo_fetches: usize,
     /// The `sid` of each login, in order.
     pub sids: Vec<String>,
+    /// Every id_token the token endpoint issued, in order.
+    pub id_tokens: Vec<String>,
     codes: HashMap<String, Grant>,
     access_tokens: HashMap<String, ()>,
     counter: usize,
@@ -305,6 +311,7 @@ impl MockOp {
             jwks_fetches: 0,
             userinfo_fetches: 0,
             sids: Vec::new(),
+            id_tokens: Vec::new(),
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             counter: 0,
@@ -369,7 +376,7 @@ impl MockOp {
 
     /// A signed JWT from this provider with the current behaviour's algorithm and key.
     pub fn sign(&self, claims: &Map<String, Value>, alg: Alg) -> String {
-        sign(&self.state(), claims, alg)
+        sign(&self.state(), claims, alg, false)
     }
 
     /// A back-channel `logout_token` for `sid` (and the user's `sub`), with `changes` applied.
@@ -389,7 +396,7 @@ impl MockOp {
         .cloned()
         .expect("object");
         apply(&mut claims, &changes);
-        sign(&state, &claims, alg)
+        sign(&state, &claims, alg, false)
     }
 }
 
@@ -429,7 +436,9 @@ fn jwks(state: &OpState) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({ "keys": keys }))
 }
 
-fn sign(state: &OpState, claims: &Map<String, Value>, alg: Alg) -> String {
+/// A compact JWS of `claims`; the signature is corrupted when the behaviour says so for every
+/// token, or when `corrupt` (the caller's own switch) is set.
+fn sign(state: &OpState, claims: &Map<String, Value>, alg: Alg, corrupt: bool) -> String {
     let b = &state.behaviour;
     let mut header = json!({"alg": alg.name(), "typ": "JWT"});
     let key = match alg {
@@ -464,7 +473,7 @@ fn sign(state: &OpState, claims: &Map<String, Value>, alg: Alg) -> String {
         (_, Some(key)) => key.sign(input.as_bytes()),
         (_, None) => unreachable!(),
     };
-    if b.corrupt_signature {
+    if b.corrupt_signature || corrupt {
         if let Some(byte) = signature.get_mut(10) {
             *byte ^= 0x01;
         }
@@ -652,7 +661,8 @@ fn token_response(state: &mut OpState, issuer: &str, req: &Request) -> ResponseT
         claims.insert("acr".into(), Value::String(acr.to_owned()));
     }
     apply(&mut claims, &b.id_token_claims);
-    let id_token = sign(state, &claims, b.alg);
+    let id_token = sign(state, &claims, b.alg, false);
+    state.id_tokens.push(id_token.clone());
     ResponseTemplate::new(200)
         .insert_header("cache-control", "no-store")
         .set_body_json(json!({
@@ -684,7 +694,12 @@ fn userinfo(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplat
     }
     apply(&mut claims, &b.userinfo_claims);
     if b.signed_userinfo {
-        let jwt = sign(state, &claims, b.userinfo_alg.unwrap_or(b.alg));
+        let jwt = sign(
+            state,
+            &claims,
+            b.userinfo_alg.unwrap_or(b.alg),
+            b.corrupt_userinfo_signature,
+        );
         ResponseTemplate::new(200).set_body_raw(jwt, "application/jwt")
     } else {
         ResponseTemplate::new(200).set_body_json(Value::Object(claims))
@@ -762,7 +777,7 @@ pub struct Trip {
 /// `idp` hint when given), the provider, the callback.
 pub async fn login(
     browser: &mut crate::Browser,
-    gateway: &crate::TestGateway,
+    gateway: &impl crate::Reachable,
     path: &str,
     idp: Option<&str>,
 ) -> Trip {

@@ -211,17 +211,21 @@ async fn rp_id_token_aud() {
         "aud",
     )
     .await;
-    refused_when(
-        |b| b.id_token_claims = changes(json!({"aud": null})),
-        "",
-        "",
-    )
-    .await;
     // An extra audience nobody vouched for: that party could replay the token here.
     refused_when(
         |b| b.id_token_claims = changes(json!({"aud": [CLIENT_ID, "untrusted-client"]})),
         "",
         "audience",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_id_token_aud_missing() {
+    refused_when(
+        |b| b.id_token_claims = changes(json!({"aud": null})),
+        "",
+        "id_token: Invalid audiences: must contain `guichet-rp` (found audiences: )",
     )
     .await;
 }
@@ -376,20 +380,90 @@ async fn rp_userinfo_sig() {
         );
         assert_eq!(op.state().userinfo_fetches, 1);
     }
-    // A signed userinfo with a corrupted signature is refused.
-    refused_when(
-        |b| {
-            b.signed_userinfo = true;
-            b.userinfo_alg = Some(Alg::Es256);
-            b.alg = Alg::Es256;
-            b.corrupt_signature = true;
-        },
-        "userinfo: fetch",
-        "id_token",
-    )
-    .await;
     // Where signed userinfo is required, plain JSON is refused.
     refused_when(|_| {}, "userinfo: require_signed", "not signed").await;
+}
+
+/// A login whose id_token is good and whose signed userinfo is not (`change` spoils it): the
+/// login gets as far as userinfo, and is refused there for `reason`.
+async fn userinfo_refused(change: impl FnOnce(&mut oidc::Behaviour), reason: &str) {
+    let op = MockOp::start().await;
+    op.behave(|b| {
+        b.signed_userinfo = true;
+        change(b);
+    });
+    let gw = gateway(&op, "userinfo: fetch");
+    let mut browser = gw.browser();
+    let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
+    assert_refused(&gw, &trip, reason, &mut browser).await;
+    assert_eq!(trip.page.status, 403, "{}", trip.page.body);
+    assert!(
+        trip.page.body.contains("could not be verified"),
+        "the unverifiable-answer page: {}",
+        trip.page.body
+    );
+    let state = op.state();
+    assert_eq!(state.id_tokens.len(), 1, "an id_token was issued");
+    assert_eq!(
+        state.userinfo_fetches, 1,
+        "the id_token passed, userinfo was read"
+    );
+}
+
+#[tokio::test]
+async fn rp_userinfo_sig_bad_signature() {
+    for alg in [Alg::Rs256, Alg::Es256] {
+        userinfo_refused(
+            |b| {
+                b.alg = alg;
+                b.userinfo_alg = Some(alg);
+                b.corrupt_userinfo_signature = true;
+            },
+            "JWS: bad signature",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn rp_userinfo_sig_none() {
+    userinfo_refused(
+        |b| b.userinfo_alg = Some(Alg::None),
+        "JWS: signing algorithm none is not allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_userinfo_signed_with_another_issuer() {
+    userinfo_refused(
+        |b| b.userinfo_claims = changes(json!({"iss": "https://evil.example"})),
+        "userinfo iss is not the provider's",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_userinfo_signed_for_another_audience() {
+    userinfo_refused(
+        |b| b.userinfo_claims = changes(json!({"aud": "another-client"})),
+        "userinfo aud does not name this client",
+    )
+    .await;
+    userinfo_refused(
+        |b| b.userinfo_claims = changes(json!({"aud": ["another-client", "a-third"]})),
+        "userinfo aud does not name this client",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rp_userinfo_signed_with_another_sub() {
+    userinfo_refused(
+        |b| b.userinfo_claims = changes(json!({"sub": "someone-else"})),
+        "userinfo sub differs from the id_token's",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -488,17 +562,28 @@ async fn an_error_callback_is_a_clear_page_after_state_is_checked() {
         "the provider's text is not echoed"
     );
 
-    // The same error with a state that is not ours: refused as a forgery, not as a denial.
+    // The same error with a state that is not ours (the first browser's, brought by a second
+    // browser with a login of its own pending): refused as a forgery, not as a denial.
+    let foreign_callback = trip.callback.clone().expect("the provider answered");
     let mut browser = gw.browser();
-    let mut trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
-    let _ = &mut trip;
-    let callback = trip.callback.unwrap();
-    let forged = callback.replace("state=", "state=x");
-    let mut browser2 = gw.browser();
-    let first = oidc::login(&mut browser2, &gw, "/rp/", None).await;
-    let _ = first;
-    let page = browser2.send(browser2.get(&forged)).await;
-    assert!(matches!(page.status, 400 | 403), "{}", page.status);
+    let first = browser.send(browser.get(&gw.url("/rp/"))).await;
+    assert_eq!(first.status, 302);
+    let start = browser.send(browser.get(&gw.url("/.guichet/login"))).await;
+    assert_eq!(start.status, 302, "a login transaction is pending");
+    let page = browser.send(browser.get(&foreign_callback)).await;
+    let forged = oidc::Trip {
+        authorize: None,
+        callback: Some(foreign_callback),
+        page,
+    };
+    assert_refused(&gw, &forged, "state mismatch", &mut browser).await;
+    assert_eq!(forged.page.status, 403);
+    assert!(
+        !forged.page.body.contains("did not allow the sign-in"),
+        "not shown as the provider's denial: {}",
+        forged.page.body
+    );
+    assert!(forged.page.body.contains("could not be verified"));
 }
 
 #[tokio::test]
