@@ -176,9 +176,32 @@ async fn logout_redirect_carries_id_token_hint_state_and_post_logout_redirect_ur
         q["post_logout_redirect_uri"],
         format!("http://app.test:{}/.guichet/logout/done", gw.port)
     );
+    assert_eq!(
+        q["id_token_hint"],
+        op.state().id_tokens[0],
+        "the session's own id_token"
+    );
     // FranceConnect sends the browser back with the state; Guichet checks it.
     let back = browser.send(browser.get(end.as_str())).await;
-    let done = browser.send(browser.get(back.location().unwrap())).await;
+    let done_url = back.location().unwrap().to_owned();
+    let done = browser.send(browser.get(&done_url)).await;
     assert_eq!(done.status, 200, "the signed-out page");
     assert!(done.body.contains("signed out") || done.body.contains("déconnecté"));
+    // A forged or spent state gets the same page: what tells them apart is that this state was
+    // the pending logout's (no refusal in the audit log), and is spent now.
+    let refused = |page: &guichet_tests::Page| {
+        let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
+        guichet_tests::logs::audit_events(&id).iter().any(|e| {
+            e["fields"]["event"] == "request_refused"
+                && e["fields"]["reason"]
+                    == "return from provider logout with an unknown or missing state"
+        })
+    };
+    assert!(
+        !refused(&done),
+        "the state was recognised as the pending logout's"
+    );
+    let replay = browser.send(browser.get(&done_url)).await;
+    assert_eq!(replay.status, 200);
+    assert!(refused(&replay), "the state is single use");
 }

@@ -3,7 +3,7 @@
 //! replicas sharing Redis.
 
 use guichet_tests::oidc::{self, Alg, MockOp, CLIENT_ID};
-use guichet_tests::{Browser, GatewayOptions, RedisServer, Store, TestGateway};
+use guichet_tests::{logs, Browser, GatewayOptions, RedisServer, Store, TestGateway};
 use serde_json::{json, Map, Value};
 
 fn options(op: &MockOp, store: Store) -> GatewayOptions {
@@ -48,6 +48,9 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
     let op = MockOp::start().await;
     let gw = TestGateway::start(options(&op, Store::Memory));
     let mut browser = signed_in(&gw).await;
+    // Someone else signs in after: the provider's latest id_token is not this session's.
+    let _other = signed_in(&gw).await;
+    let own_id_token = op.state().id_tokens[0].clone();
 
     let out = browser
         .send(browser.get(&gw.url("/.guichet/logout?return_to=%2Frp%2Fbye")))
@@ -62,7 +65,10 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
         .as_str()
         .starts_with(&format!("{}/session/end?", op.issuer)));
     let q: std::collections::HashMap<String, String> = end.query_pairs().into_owned().collect();
-    assert!(q["id_token_hint"].starts_with("eyJ"), "id_token_hint");
+    assert_eq!(
+        q["id_token_hint"], own_id_token,
+        "id_token_hint is the id_token this session was signed in with"
+    );
     assert_eq!(q["client_id"], CLIENT_ID);
     assert_eq!(
         q["post_logout_redirect_uri"],
@@ -89,29 +95,58 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
     assert!(again.location().is_none());
 }
 
-/// rp-init-logout with another or no state: the signed-out page, no error loop, no redirect
-/// chosen by whoever crafted the link.
+/// rp-init-logout with another or no state, while a logout is pending: the signed-out page,
+/// no error loop, no redirect chosen by whoever crafted the link, and the pending logout is
+/// neither taken nor spent by the wrong state.
 #[tokio::test]
 async fn rp_init_logout_other_or_no_state() {
     let op = MockOp::start().await;
     let gw = TestGateway::start(options(&op, Store::Memory));
+    // A logout is pending: the user went to the provider, asking to land on /rp/bye.
+    let mut user = signed_in(&gw).await;
+    let out = user
+        .send(user.get(&gw.url("/.guichet/logout?return_to=%2Frp%2Fbye")))
+        .await;
+    assert_eq!(out.status, 302);
+    let end = url::Url::parse(out.location().unwrap()).unwrap();
+    let state = guichet_tests::query_value(&end, "state").expect("a state");
+
     let mut browser = gw.browser();
     for query in [
-        "?state=forged",
-        "",
-        "?state=&return_to=https://evil.example",
+        "?state=forged".to_owned(),
+        String::new(),
+        "?state=&return_to=https://evil.example".to_owned(),
+        format!("?state={}", "A".repeat(64)),
+        format!("?state={}", &state[..63]),
+        format!("?state={}x", state),
     ] {
         let page = browser
             .send(browser.get(&gw.url(&format!("/.guichet/logout/done{query}"))))
             .await;
         assert_eq!(page.status, 200, "{query}");
-        assert!(page.location().is_none());
+        assert!(page.location().is_none(), "{query}: no redirect");
         assert!(
             page.body.contains("déconnecté") || page.body.contains("signed out"),
             "{}",
             page.body
         );
+        let id = page.headers["x-request-id"].to_str().unwrap();
+        assert!(
+            logs::audit_events(id)
+                .iter()
+                .any(|e| e["fields"]["event"] == "request_refused"
+                    && e["fields"]["reason"]
+                        == "return from provider logout with an unknown or missing state"),
+            "{query}: refused as an unknown state"
+        );
     }
+    // The pending logout is still there for its own state, and lands where the user asked.
+    let back = user.send(user.get(end.as_str())).await;
+    let done = back.location().expect("back from the provider").to_owned();
+    assert!(done.contains(&state));
+    let landed = user.send(user.get(&done)).await;
+    assert_eq!(landed.status, 302);
+    assert_eq!(landed.location(), Some("/rp/bye"));
 }
 
 #[tokio::test]
