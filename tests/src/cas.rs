@@ -26,6 +26,9 @@ pub struct CasState {
     pub tickets: HashMap<String, Ticket>,
     /// Answer every validation with this body instead (200).
     pub raw_answer: Option<String>,
+    /// Put this (a `<!DOCTYPE ...>`) between the XML declaration and the root element of
+    /// otherwise valid success answers.
+    pub doctype: Option<String>,
     pub status: Option<u16>,
     pub delay: Option<Duration>,
     counter: u64,
@@ -90,14 +93,15 @@ fn validate(state: &mut CasState, request: &Request) -> ResponseTemplate {
                 String::new()
             };
             format!(
-                r#"<?xml version="1.0" encoding="UTF-8"?>
+                r#"<?xml version="1.0" encoding="UTF-8"?>{doctype}
 <cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas">
   <cas:authenticationSuccess>
     <cas:user>{}</cas:user>
     {attributes}
   </cas:authenticationSuccess>
 </cas:serviceResponse>"#,
-                escape(&t.user)
+                escape(&t.user),
+                doctype = state.doctype.as_deref().unwrap_or_default(),
             )
         }
     };

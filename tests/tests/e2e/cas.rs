@@ -238,6 +238,39 @@ async fn untrustworthy_cas_answers_are_refused() {
     }
 }
 
+/// A plain DOCTYPE before an otherwise valid success answer for a real ticket: refused for the
+/// DOCTYPE (the same answer without it signs in).
+#[tokio::test]
+async fn a_plain_doctype_in_a_valid_success_answer_is_refused() {
+    let cas = MockCas::start().await;
+    let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
+    cas.state().doctype = Some("<!DOCTYPE x>".into());
+    let mut browser = gw.browser();
+    let service = start_login(&gw, &mut browser, &cas, "/bib/").await;
+    let ticket = cas.issue(&service, "jdupont", "");
+    let page = come_back(&mut browser, &service, &ticket).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("could not be verified"), "{}", page.body);
+    assert!(browser.cookie("guichet_session").is_none(), "no session");
+    let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
+    let events = logs::audit_events(&id);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["event"] == "login_failure"
+                && e["fields"]["reason"]
+                    == "provider rejected the login: untrustworthy CAS answer: DOCTYPE refused"),
+        "{events:?}"
+    );
+
+    cas.state().doctype = None;
+    let mut browser = gw.browser();
+    let service = start_login(&gw, &mut browser, &cas, "/bib/").await;
+    let ticket = cas.issue(&service, "jdupont", "");
+    let page = come_back(&mut browser, &service, &ticket).await;
+    assert_eq!(page.status, 302, "without the DOCTYPE: {}", page.body);
+}
+
 #[tokio::test]
 async fn tickets_with_ampersands_and_percent_signs_are_encoded_correctly() {
     let cas = MockCas::start().await;

@@ -85,7 +85,7 @@ fn success_markup_injected_into_a_failure_message_is_still_a_failure() {
 fn untrustworthy_answers_are_refused() {
     let cases = [
         (
-            "DOCTYPE",
+            "DOCTYPE with an entity",
             r#"<!DOCTYPE x [<!ENTITY u "admin">]><cas:serviceResponse xmlns:cas="http://www.yale.edu/tp/cas"><cas:authenticationSuccess><cas:user>&u;</cas:user></cas:authenticationSuccess></cas:serviceResponse>"#.to_owned(),
         ),
         (
@@ -128,6 +128,35 @@ fn untrustworthy_answers_are_refused() {
     ];
     for (name, xml) in cases {
         assert!(parse(xml.as_bytes()).is_err(), "{name} accepted");
+    }
+}
+
+/// A DOCTYPE is refused for being one, not for what it declares: a plain one before an
+/// otherwise valid success answer (which quick-xml would read without complaint).
+#[test]
+fn a_plain_doctype_before_a_valid_success_is_refused() {
+    let valid = success_with("<cas:user>jdupont</cas:user>");
+    assert_eq!(parse(valid.as_bytes()).unwrap().unwrap().user, "jdupont");
+    let declaration = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+    for doctype in [
+        "<!DOCTYPE x>",
+        "<!DOCTYPE cas:serviceResponse>",
+        r#"<!DOCTYPE cas:serviceResponse SYSTEM "http://www.yale.edu/tp/cas.dtd">"#,
+    ] {
+        let with_doctype = valid.replacen(declaration, &format!("{declaration}{doctype}"), 1);
+        assert!(with_doctype.contains(doctype));
+        assert_eq!(
+            parse(with_doctype.as_bytes()),
+            Err("DOCTYPE refused".to_owned()),
+            "{doctype}"
+        );
+        // Without the XML declaration too.
+        let bare = with_doctype.replacen(declaration, "", 1);
+        assert_eq!(
+            parse(bare.as_bytes()),
+            Err("DOCTYPE refused".to_owned()),
+            "{doctype}"
+        );
     }
 }
 
