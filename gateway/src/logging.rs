@@ -36,7 +36,13 @@ pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
             .with_env_filter(filter)
             .with_writer(writer)
             .try_init(),
-        LogFormat::Human => fmt().with_env_filter(filter).with_writer(writer).try_init(),
+        LogFormat::Human => fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            // Colours only for a person at a terminal: escape codes in a log collector's lines
+            // (a container's stdout is a pipe) garble searches.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
     };
     // try_init also installs the log→tracing bridge for pingora's `log` records. If a
     // subscriber already existed (tests capture logs), ours is simply not used.

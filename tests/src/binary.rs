@@ -108,6 +108,19 @@ impl GuichetProcess {
         self.output.lock().unwrap().clone()
     }
 
+    /// Waits until the process has printed `needle`; panics with its output after `timeout`.
+    pub async fn wait_for_output(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.output().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "guichet did not print {needle:?} within {timeout:?}:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }

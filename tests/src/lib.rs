@@ -678,8 +678,20 @@ impl Browser {
 
     /// A browser that trusts `ca_pem` for HTTPS.
     pub fn with_roots(port: u16, ca_pem: Option<&str>) -> Browser {
+        Self::build(port, ca_pem, &[APP_HOST, OTHER_HOST])
+    }
+
+    /// A browser that resolves `hosts` (an example configuration's app hosts) to the gateway.
+    pub fn resolving(port: u16, hosts: &[&str]) -> Browser {
+        Self::build(port, None, hosts)
+    }
+
+    fn build(port: u16, ca_pem: Option<&str>, hosts: &[&str]) -> Browser {
         let loopback = SocketAddr::from(([127, 0, 0, 1], port));
         let mut builder = reqwest::Client::builder();
+        for host in hosts {
+            builder = builder.resolve(host, loopback);
+        }
         if let Some(pem) = ca_pem {
             builder = builder.tls_built_in_root_certs(false).add_root_certificate(
                 reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM"),
@@ -687,8 +699,6 @@ impl Browser {
         }
         let client = builder
             .redirect(reqwest::redirect::Policy::none())
-            .resolve(APP_HOST, loopback)
-            .resolve(OTHER_HOST, loopback)
             .timeout(Duration::from_secs(20))
             .build()
             .expect("reqwest client");

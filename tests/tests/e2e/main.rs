@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod audit;
+mod binary;
 mod cas;
 mod config;
 mod demo;
@@ -13,6 +14,7 @@ mod headers;
 mod interop_cas;
 mod interop_oidc;
 mod login;
+mod login_limits;
 mod logout;
 mod oidc;
 mod oidc_logout;
