@@ -98,13 +98,15 @@ fn other_semantic_errors_name_the_field() {
 }
 
 #[test]
-fn secrets_may_come_from_env_or_file() {
+fn secrets_may_come_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
-    std::env::set_var("GUICHET_TEST_REDIS_URL", "redis://:p%40ss@127.0.0.1:6390/0");
+    let url_file = dir.path().join("url");
+    std::fs::write(&url_file, "redis://:p%40ss@127.0.0.1:6390/0\n").unwrap();
     let yaml = format!(
-        "{VALID}session:\n  store:\n    kind: redis\n    url: {{ env: GUICHET_TEST_REDIS_URL }}\n    encryption_key: {{ file: {} }}\n",
+        "{VALID}session:\n  store:\n    kind: redis\n    url: {{ file: {} }}\n    encryption_key: {{ file: {} }}\n",
+        url_file.display(),
         key_file.display()
     );
     let config = Config::from_yaml(&yaml).unwrap();
@@ -116,36 +118,91 @@ fn secrets_may_come_from_env_or_file() {
     );
 }
 
-/// The shipped example configurations all parse.
+/// `{ env: NAME }` is read from the process's environment (set on the child: tests never
+/// change their own environment, which every thread of the test binary shares).
 #[test]
-fn shipped_examples_are_valid() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::env::set_var("GUICHET_REDIS_URL", "redis://127.0.0.1:6379/0");
-    std::env::set_var(
-        "GUICHET_SESSION_KEY",
+fn secrets_may_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guichet.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{VALID}session:\n  store:\n    kind: redis\n    url: {{ env: TEST_REDIS_URL }}\n    encryption_key: {{ env: TEST_SESSION_KEY }}\n"
+        ),
+    )
+    .unwrap();
+    let check = |env: &[(&str, &str)]| {
+        let output = Command::new(guichet_tests::guichet_binary())
+            .args(["check", "--config", path.to_str().unwrap()])
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let key = (
+        "TEST_SESSION_KEY",
         "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     );
-    std::env::set_var("GUICHET_STAFF_SSO_SECRET", "example");
-    std::env::set_var("GUICHET_FRANCECONNECT_SECRET", "example");
-    std::env::set_var("GUICHET_SCIM_TOKEN", "example");
-    std::env::set_var("GUICHET_DIRECTORY_ADMIN_TOKEN", "example");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml")
-            && !path.to_string_lossy().contains("users")
-            && !path.to_string_lossy().contains("people")
-        {
-            std::env::set_current_dir(&root).unwrap();
-            Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            seen += 1;
-        }
-    }
-    assert!(seen >= 2, "examples/ has the shipped configs");
-    // The example directory file too.
+    let (ok, stderr) = check(&[("TEST_REDIS_URL", "redis://127.0.0.1:6390/0"), key]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = check(&[key]);
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        "guichet: session.store.url: environment variable TEST_REDIS_URL is not set"
+    );
+}
+
+/// The example directory file loads (the example configurations are started by the binary in
+/// examples.rs).
+#[test]
+fn the_example_people_file_is_valid() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let people = guichet_directory_client::FileDirectory::load(&root.join("examples/people.yaml"))
         .unwrap_or_else(|e| panic!("examples/people.yaml: {e}"));
     assert_eq!(people.len(), 2);
+}
+
+#[test]
+fn set_overrides_a_setting_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guichet.yaml");
+    std::fs::write(&path, VALID).unwrap();
+    let check = |set: &str| {
+        let output = Command::new(guichet_tests::guichet_binary())
+            .args(["check", "--config", path.to_str().unwrap(), "--set", set])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert!(check("listen[0].address=127.0.0.1:18081").0);
+    // An overridden value is validated like the file's own.
+    let (ok, stderr) = check("apps[1].upstream=ftp://x");
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("guichet: apps[1].upstream: "),
+        "{stderr}"
+    );
+    let (ok, stderr) = check("apps[7].upstream=http://x");
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        "guichet: --set apps[7].upstream: no item [7]: the list has 3"
+    );
+    let (ok, stderr) = check("apps[0].colour=blue");
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("guichet: apps[0].colour: unknown field `colour`"),
+        "{stderr}"
+    );
 }
 
 #[test]

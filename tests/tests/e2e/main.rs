@@ -8,6 +8,7 @@ mod binary;
 mod cas;
 mod config;
 mod demo;
+mod examples;
 mod directory;
 mod franceconnect;
 mod headers;

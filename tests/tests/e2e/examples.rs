@@ -1,0 +1,214 @@
+//! Every shipped example configuration, started by the binary the way its comments say: with
+//! its secrets in the environment, Redis reachable, and (since nothing outside loopback is
+//! reachable here) its listeners and provider URLs pointed at the test kit with `--set`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use guichet_tests::binary::{GuichetProcess, Launch};
+use guichet_tests::cas::MockCas;
+use guichet_tests::oidc::MockOp;
+use guichet_tests::scim::MockScim;
+use guichet_tests::{free_port, Browser, RedisServer};
+use serde_norway::Value;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The gateway configurations in `examples/` (not the users and people files).
+fn example_configs() -> Vec<PathBuf> {
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(workspace().join("examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let document: Value = serde_norway::from_str(&text).unwrap();
+            document.get("apps").is_some()
+        })
+        .collect();
+    configs.sort();
+    configs
+}
+
+/// Every `{ env: NAME }` the file reads.
+fn env_names(node: &Value, names: &mut Vec<String>) {
+    match node {
+        Value::Mapping(map) => {
+            if let (1, Some(Value::String(name))) = (map.len(), map.get("env")) {
+                names.push(name.clone());
+            }
+            map.values().for_each(|value| env_names(value, names));
+        }
+        Value::Sequence(items) => items.iter().for_each(|value| env_names(value, names)),
+        _ => {}
+    }
+}
+
+struct Peers {
+    redis: RedisServer,
+    op: MockOp,
+    franceconnect: MockOp,
+    cas: MockCas,
+    scim: MockScim,
+}
+
+/// What an example needs to run here: its environment and `--set` overrides.
+fn launch(path: &Path, peers: &Peers, port: u16, admin_port: u16) -> Launch {
+    let document: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut env = Vec::new();
+    let mut names = Vec::new();
+    env_names(&document, &mut names);
+    for name in names {
+        let value = if name.ends_with("REDIS_URL") {
+            peers.redis.url()
+        } else if name.ends_with("SESSION_KEY") {
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()
+        } else {
+            format!("example value of {name}")
+        };
+        env.push((name, value));
+    }
+    let mut overrides = vec![
+        format!("listen[0].address=127.0.0.1:{port}"),
+        format!("admin=127.0.0.1:{admin_port}"),
+    ];
+    let providers = document["providers"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    for (i, provider) in providers.iter().enumerate() {
+        match provider["kind"].as_str() {
+            Some("oidc") => overrides.push(format!("providers[{i}].issuer={}", peers.op.issuer)),
+            Some("franceconnect") => overrides.push(format!(
+                "providers[{i}].issuer={}",
+                peers.franceconnect.issuer
+            )),
+            Some("cas") => overrides.push(format!("providers[{i}].server_url={}", peers.cas.url())),
+            _ => {}
+        }
+    }
+    if document["directory"]["backend"]["kind"].as_str() == Some("scim") {
+        overrides.push(format!("directory.backend.url={}", peers.scim.url()));
+    }
+    Launch {
+        overrides,
+        env,
+        current_dir: Some(workspace()),
+    }
+}
+
+/// The host and path of each app of the example, as users open them.
+fn app_entries(path: &Path) -> Vec<(String, String)> {
+    let document: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    document["apps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|app| {
+            let url = url::Url::parse(app["url"].as_str().unwrap()).unwrap();
+            (url.host_str().unwrap().to_owned(), url.path().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_example_configuration_reaches_ready_under_the_binary() {
+    let peers = Peers {
+        redis: RedisServer::start(),
+        op: MockOp::start().await,
+        franceconnect: MockOp::start_at("/api/v2").await,
+        cas: MockCas::start().await,
+        scim: MockScim::start().await,
+    };
+    let configs = example_configs();
+    assert!(configs.len() >= 2, "examples/ has the shipped configs");
+    for path in configs {
+        let (port, admin_port) = (free_port(), free_port());
+        let mut process = GuichetProcess::spawn(
+            &path,
+            port,
+            admin_port,
+            launch(&path, &peers, port, admin_port),
+        );
+        process.wait_ready().await;
+        // Each app answers: a sign-in for protected ones, never an error.
+        let apps = app_entries(&path);
+        let hosts: Vec<&str> = apps.iter().map(|(host, _)| host.as_str()).collect();
+        for (host, prefix) in &apps {
+            let browser = Browser::resolving(port, &hosts);
+            let url = format!("http://{host}:{port}{prefix}");
+            let response = browser
+                .raw()
+                .get(&url)
+                .header("accept", "text/html")
+                .send()
+                .await;
+            let status = response.expect("the app answers").status().as_u16();
+            assert!(
+                matches!(status, 302 | 200 | 403),
+                "{}: {url} answered {status}:\n{}",
+                path.display(),
+                process.output()
+            );
+        }
+        let status = process.terminate(Duration::from_secs(20));
+        assert!(status.success(), "{}: {status}", path.display());
+    }
+}
+
+/// The production example, signed in to for real: a local account of examples/users.yaml on
+/// the intranet app, with sessions in Redis.
+#[tokio::test]
+async fn the_production_example_signs_a_local_user_in() {
+    let peers = Peers {
+        redis: RedisServer::start(),
+        op: MockOp::start().await,
+        franceconnect: MockOp::start_at("/api/v2").await,
+        cas: MockCas::start().await,
+        scim: MockScim::start().await,
+    };
+    let path = workspace().join("examples/guichet.yaml");
+    let (port, admin_port) = (free_port(), free_port());
+    let mut process = GuichetProcess::spawn(
+        &path,
+        port,
+        admin_port,
+        launch(&path, &peers, port, admin_port),
+    );
+    process.wait_ready().await;
+    let mut browser = Browser::resolving(port, &["intranet.example.org"]);
+    let intranet = |path: &str| format!("http://intranet.example.org:{port}{path}");
+    let first = browser.send(browser.get(&intranet("/reports"))).await;
+    assert_eq!(first.location(), Some("/.guichet/login"), "{}", first.body);
+    // Two providers on this app: the chooser, then the local form.
+    let chooser = browser
+        .send(browser.get(&intranet("/.guichet/login")))
+        .await;
+    assert_eq!(chooser.status, 200, "{}", chooser.body);
+    assert!(chooser.body.contains("idp=agents"), "{}", chooser.body);
+    let form = browser
+        .send(browser.get(&intranet("/.guichet/login?idp=agents")))
+        .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let done = browser
+        .send(browser.post_form(
+            &intranet("/.guichet/login"),
+            &[
+                ("csrf_token", &form.csrf_token()),
+                ("username", "alice"),
+                ("password", "alice"),
+            ],
+        ))
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location(), Some("/reports"));
+    // https app without a cookie domain: the __Host- cookie.
+    assert!(browser.cookie("__Host-guichet_session").is_some());
+    let keys = peers.redis.command(&["KEYS", "*"]);
+    assert!(
+        keys.contains("guichet:s:"),
+        "the session is in Redis: {keys}"
+    );
+}
