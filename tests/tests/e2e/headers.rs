@@ -240,3 +240,126 @@ async fn two_apps_sharing_a_session_each_get_their_own_headers() {
         assert!(other.upstream_header("x-remote-user").is_empty());
     }
 }
+
+/// Every value the app received under a header whose name means `canonical_name` to it.
+fn values_named(page: &guichet_tests::Page, canonical_name: &str) -> Vec<String> {
+    page.echo()["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pair| canonical(pair[0].as_str().unwrap()) == canonical_name)
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Configured identity headers whose names are outside the `X-Remote-` prefix are stripped too,
+/// in every spelling, on public and private pages, signed in or not.
+#[tokio::test]
+async fn spoofed_identity_headers_outside_the_prefix_never_reach_the_app() {
+    let gw = TestGateway::start(GatewayOptions {
+        extra_headers: vec![
+            "{ name: Auth-User, value: subject }".into(),
+            r#"{ name: Remote_Email, value: "attribute:email" }"#.into(),
+        ],
+        ..Default::default()
+    });
+    let spoofs = [
+        ("Auth-User", "admin"),
+        ("auth_user", "admin"),
+        ("AUTH-USER", "admin"),
+        ("Remote-Email", "admin"),
+        ("remote_email", "admin"),
+        ("REMOTE-EMAIL", "admin"),
+    ];
+    let mut anonymous = gw.browser();
+    let mut signed_in = gw.browser();
+    signed_in.login(&gw, "/", ALICE).await;
+    for (signed, path) in [
+        (false, "/public/page"),
+        (true, "/public/page"),
+        (true, "/private"),
+    ] {
+        let browser = if signed {
+            &mut signed_in
+        } else {
+            &mut anonymous
+        };
+        let mut request = browser.get_json(&gw.url(path));
+        for (name, value) in spoofs {
+            request = request.header(name, value);
+        }
+        let page = browser.send(request).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let user = values_named(&page, "auth-user");
+        let email = values_named(&page, "remote-email");
+        if signed {
+            assert_eq!(user, ["alice"], "{path}");
+            assert_eq!(email, ["alice@example.org"], "{path}");
+        } else {
+            assert!(user.is_empty(), "{path}: spoof delivered: {user:?}");
+            assert!(email.is_empty(), "{path}: spoof delivered: {email:?}");
+        }
+    }
+}
+
+/// An app with an empty prefix: no prefix stripping, but its configured names are still
+/// stripped in every spelling, whether or not they look like `X-Remote-`.
+#[tokio::test]
+async fn an_app_with_an_empty_prefix_still_strips_its_configured_names() {
+    let bare = r#"  - id: bare
+    url: "{origin}/bare"
+    upstream: "http://{echo}"
+    providers: [local]
+    rules:
+      - path_prefix: /bare/public
+        access: public
+    identity_headers:
+      prefix: ""
+      headers:
+        - { name: X-Remote-User, value: subject }
+        - { name: Login, value: "attribute:email" }
+"#;
+    let gw = TestGateway::start(GatewayOptions {
+        extra_apps: vec![bare.to_owned()],
+        ..Default::default()
+    });
+    let spoofs = [
+        ("X-Remote-User", "admin"),
+        ("x_remote_user", "admin"),
+        ("Login", "admin"),
+        ("LOGIN", "admin"),
+        ("X-Remote-Unconfigured", "kept"),
+    ];
+    let mut anonymous = gw.browser();
+    let mut signed_in = gw.browser();
+    signed_in.login(&gw, "/bare/", ALICE).await;
+    for (signed, path) in [
+        (false, "/bare/public/page"),
+        (true, "/bare/public/page"),
+        (true, "/bare/private"),
+    ] {
+        let browser = if signed {
+            &mut signed_in
+        } else {
+            &mut anonymous
+        };
+        let mut request = browser.get_json(&gw.url(path));
+        for (name, value) in spoofs {
+            request = request.header(name, value);
+        }
+        let page = browser.send(request).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let user = values_named(&page, "x-remote-user");
+        let login = values_named(&page, "login");
+        if signed {
+            assert_eq!(user, ["alice"], "{path}");
+            assert_eq!(login, ["alice@example.org"], "{path}");
+        } else {
+            assert!(user.is_empty(), "{path}: spoof delivered: {user:?}");
+            assert!(login.is_empty(), "{path}: spoof delivered: {login:?}");
+        }
+        // Without a prefix, a name the app does not use passes (documented behaviour).
+        assert_eq!(values_named(&page, "x-remote-unconfigured"), ["kept"]);
+        assert!(!page.body.contains("admin"), "{path}: {}", page.body);
+    }
+}
