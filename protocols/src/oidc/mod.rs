@@ -508,7 +508,7 @@ impl IdentityProvider for OidcProvider {
         })?;
         match param("state") {
             Some(got) if equal(got, expected_state) => {}
-            Some(_) => {}
+            Some(_) => return Err(ProviderError::Rejected("state mismatch".into())),
             None => return Err(ProviderError::MalformedCallback("no state".into())),
         }
         let discovered = self.keys.get(&self.settings, &self.http).await?;
