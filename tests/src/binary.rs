@@ -51,11 +51,27 @@ impl GuichetProcess {
     /// `guichet run --config path` with `launch`; `port` and `admin_port` are where it listens
     /// (set them with `launch.overrides` when the file says otherwise).
     pub fn spawn(path: &Path, port: u16, admin_port: u16, launch: Launch) -> GuichetProcess {
+        let args = ["run".as_ref(), "--config".as_ref(), path.as_os_str()];
+        Self::spawn_command(&args, port, admin_port, launch)
+    }
+
+    /// `guichet demo` (the README's quickstart) on these ports.
+    pub fn demo(port: u16, admin_port: u16) -> GuichetProcess {
+        let listen = format!("127.0.0.1:{port}");
+        let admin = format!("127.0.0.1:{admin_port}");
+        let args = ["demo", "--listen", &listen, "--admin", &admin].map(std::ffi::OsStr::new);
+        Self::spawn_command(&args, port, admin_port, Launch::default())
+    }
+
+    fn spawn_command(
+        args: &[&std::ffi::OsStr],
+        port: u16,
+        admin_port: u16,
+        launch: Launch,
+    ) -> GuichetProcess {
         let mut command = Command::new(guichet_binary());
         command
-            .arg("run")
-            .arg("--config")
-            .arg(path)
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdin(Stdio::null())

@@ -1,28 +1,20 @@
 //! The quickstart, as the README shows it with curl: the embedded demo config in front of the
 //! echo app.
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
-use guichet_gateway::{demo, echo, server};
+use guichet_tests::binary::GuichetProcess;
 use guichet_tests::{free_port, Browser};
 
+/// `guichet demo`, the binary as the README runs it (its embedded config, echo app and
+/// directory file).
 #[tokio::test]
 async fn the_demo_signs_alice_in_and_never_delivers_a_spoofed_user() {
     let port = free_port();
-    let listen = SocketAddr::from(([127, 0, 0, 1], port));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let echo = echo::start_on_loopback().unwrap();
-    let config = demo::config(listen, admin, echo.address).unwrap();
-    let running = server::spawn(&config).unwrap();
+    let mut demo = GuichetProcess::demo(port, free_port());
+    demo.wait_ready().await;
     let base = format!("http://127.0.0.1:{port}");
     let mut browser = Browser::new(port);
-    // Wait for the listener.
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(listen).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
 
     let first = browser.send(browser.get(&format!("{base}/"))).await;
     assert_eq!(first.status, 302);
@@ -107,5 +99,6 @@ async fn the_demo_signs_alice_in_and_never_delivers_a_spoofed_user() {
             200
         );
     }
-    running.stop();
+    let status = demo.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {}", demo.output());
 }
