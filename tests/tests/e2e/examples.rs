@@ -54,6 +54,27 @@ struct Peers {
     scim: MockScim,
 }
 
+impl Peers {
+    async fn start() -> Peers {
+        Peers {
+            redis: RedisServer::start(),
+            op: MockOp::start().await,
+            franceconnect: MockOp::start_at("/api/v2").await,
+            cas: MockCas::start().await,
+            scim: MockScim::start().await,
+        }
+    }
+
+    /// The example at `path`, started by the binary and ready.
+    async fn run(&self, path: &Path) -> GuichetProcess {
+        let (port, admin_port) = (free_port(), free_port());
+        let mut process =
+            GuichetProcess::spawn(path, port, admin_port, launch(path, self, port, admin_port));
+        process.wait_ready().await;
+        process
+    }
+}
+
 /// What an example needs to run here: its environment and `--set` overrides.
 fn launch(path: &Path, peers: &Peers, port: u16, admin_port: u16) -> Launch {
     let document: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -115,24 +136,12 @@ fn app_entries(path: &Path) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn every_example_configuration_reaches_ready_under_the_binary() {
-    let peers = Peers {
-        redis: RedisServer::start(),
-        op: MockOp::start().await,
-        franceconnect: MockOp::start_at("/api/v2").await,
-        cas: MockCas::start().await,
-        scim: MockScim::start().await,
-    };
+    let peers = Peers::start().await;
     let configs = example_configs();
     assert!(configs.len() >= 2, "examples/ has the shipped configs");
     for path in configs {
-        let (port, admin_port) = (free_port(), free_port());
-        let mut process = GuichetProcess::spawn(
-            &path,
-            port,
-            admin_port,
-            launch(&path, &peers, port, admin_port),
-        );
-        process.wait_ready().await;
+        let mut process = peers.run(&path).await;
+        let port = process.port;
         // Each app answers: a sign-in for protected ones, never an error.
         let apps = app_entries(&path);
         let hosts: Vec<&str> = apps.iter().map(|(host, _)| host.as_str()).collect();
@@ -162,22 +171,9 @@ async fn every_example_configuration_reaches_ready_under_the_binary() {
 /// the intranet app, with sessions in Redis.
 #[tokio::test]
 async fn the_production_example_signs_a_local_user_in() {
-    let peers = Peers {
-        redis: RedisServer::start(),
-        op: MockOp::start().await,
-        franceconnect: MockOp::start_at("/api/v2").await,
-        cas: MockCas::start().await,
-        scim: MockScim::start().await,
-    };
-    let path = workspace().join("examples/guichet.yaml");
-    let (port, admin_port) = (free_port(), free_port());
-    let mut process = GuichetProcess::spawn(
-        &path,
-        port,
-        admin_port,
-        launch(&path, &peers, port, admin_port),
-    );
-    process.wait_ready().await;
+    let peers = Peers::start().await;
+    let process = peers.run(&workspace().join("examples/guichet.yaml")).await;
+    let port = process.port;
     let mut browser = Browser::resolving(port, &["intranet.example.org"]);
     let intranet = |path: &str| format!("http://intranet.example.org:{port}{path}");
     let first = browser.send(browser.get(&intranet("/reports"))).await;
