@@ -21,6 +21,7 @@ pub mod binary;
 pub mod cas;
 pub mod logs;
 pub mod oidc;
+pub mod poll;
 pub mod scim;
 pub mod tls;
 
