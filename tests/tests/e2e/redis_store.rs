@@ -155,15 +155,33 @@ async fn redis_outage_at_start_and_at_runtime() {
 #[tokio::test]
 async fn redis_requiring_a_password() {
     let redis = RedisServer::start_with_password(Some("p@ss:w/rd"));
+    assert!(
+        unauthenticated_reply(redis.port, "DBSIZE").starts_with("-NOAUTH"),
+        "the server refuses clients that do not authenticate"
+    );
     let gw = TestGateway::start(redis_options(&redis));
+    let readyz = gw.admin_url("/readyz");
+    guichet_tests::poll::eventually(Duration::from_secs(10), "ready with the password", || {
+        let readyz = readyz.clone();
+        async move { (reqwest::get(readyz).await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
     let mut browser = gw.browser();
     assert_eq!(browser.login(&gw, "/", ALICE).await.status, 302);
     let page = browser.send(browser.get_json(&gw.url("/"))).await;
     assert_eq!(page.status, 200);
-    assert!(
-        redis.command(&["DBSIZE"]).contains(":"),
-        "authenticated raw access works"
-    );
+    // The gateway wrote the session into this server, so it authenticated...
+    let keys = redis.command(&["KEYS", "guichet:s:*"]);
+    let session_keys: Vec<&str> = keys
+        .lines()
+        .filter(|line| line.starts_with("guichet:s:"))
+        .collect();
+    assert_eq!(session_keys.len(), 1, "one session in Redis: {keys}");
+    // ...and reads it from there: deleted in Redis, the session is gone for the gateway.
+    assert!(redis.command(&["DEL", session_keys[0]]).contains(":1"));
+    let page = browser.send(browser.get_json(&gw.url("/"))).await;
+    assert_eq!(page.status, 401, "the session lived in Redis only");
+
     // A wrong password: the store is unreachable, readiness says so, nothing is served.
     let wrong = RedisServer::start_with_password(Some("other"));
     let url = wrong.url().replace("other", "nope");
@@ -175,6 +193,21 @@ async fn redis_requiring_a_password() {
     assert_eq!(ready.status(), 503);
     let mut browser = gw.browser();
     assert_eq!(browser.send(browser.get(&gw.url("/"))).await.status, 503);
+}
+
+/// What the Redis server on `port` answers `command` from a client that did not authenticate.
+fn unauthenticated_reply(port: u16, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream
+        .write_all(format!("*1\r\n${}\r\n{command}\r\n", command.len()).as_bytes())
+        .unwrap();
+    let mut reply = [0u8; 256];
+    let n = stream.read(&mut reply).unwrap();
+    String::from_utf8_lossy(&reply[..n]).into_owned()
 }
 
 #[tokio::test]
