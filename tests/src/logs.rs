@@ -40,17 +40,87 @@ pub fn capture() {
     });
 }
 
-/// Everything captured so far, one JSON object a line.
+/// Everything captured so far in this process, one JSON object a line. Prefer a [`Scope`]:
+/// this holds the lines of every test run so far.
 pub fn text() -> String {
-    String::from_utf8_lossy(&buffer().lock().unwrap()).into_owned()
+    since(0)
 }
 
-/// Captured audit events (target `audit`) that mention `needle`.
+/// Captured audit events (target `audit`) that mention `needle`, in the whole process: only
+/// for a needle no other test can log (a correlation id). Prefer [`Scope::audit_events`].
 pub fn audit_events(needle: &str) -> Vec<serde_json::Value> {
-    text()
-        .lines()
+    audit_events_in(&text(), needle)
+}
+
+fn since(offset: usize) -> String {
+    let buffer = buffer().lock().unwrap();
+    String::from_utf8_lossy(&buffer[offset.min(buffer.len())..]).into_owned()
+}
+
+fn audit_events_in(text: &str, needle: &str) -> Vec<serde_json::Value> {
+    text.lines()
         .filter(|line| line.contains(needle))
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|event| event["target"] == "audit")
         .collect()
+}
+
+/// What was logged since a test began: lines of tests that ran before cannot satisfy (or
+/// fail) its assertions. The gateways of tests running at the same time share the process and
+/// its log, so a test still looks lines up by something only it produces: the correlation id of
+/// one of its responses ([`Scope::audit_of`]), a temporary path, a port, a value it made up.
+///
+/// ```ignore
+/// let logs = logs::Scope::begin();
+/// let page = browser.send(...).await;
+/// let events = logs.audit_of(&page);
+/// ```
+pub struct Scope {
+    start: usize,
+}
+
+impl Scope {
+    /// Starts reading here: nothing logged before is seen through this scope.
+    pub fn begin() -> Scope {
+        capture();
+        Scope {
+            start: buffer().lock().unwrap().len(),
+        }
+    }
+
+    /// The lines logged since [`Scope::begin`].
+    pub fn text(&self) -> String {
+        since(self.start)
+    }
+
+    /// Audit events (target `audit`) logged since [`Scope::begin`] that mention `needle`.
+    pub fn audit_events(&self, needle: &str) -> Vec<serde_json::Value> {
+        audit_events_in(&self.text(), needle)
+    }
+
+    /// The audit events of one response: those carrying its correlation id (`x-request-id`),
+    /// unique to the request.
+    pub fn audit_of(&self, page: &crate::Page) -> Vec<serde_json::Value> {
+        let id = page
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no x-request-id on the response: {}", page.status));
+        self.audit_events(&format!("\"correlation_id\":\"{id}\""))
+    }
+
+    /// Waits (polling, up to `within`) for a line containing every one of `needles`, and
+    /// returns it.
+    pub async fn wait_for_line(&self, needles: &[&str], within: std::time::Duration) -> String {
+        let what = format!("a log line with {needles:?}");
+        crate::poll::eventually(within, &what, || {
+            let found = self
+                .text()
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+                .map(str::to_owned);
+            async move { found }
+        })
+        .await
+    }
 }

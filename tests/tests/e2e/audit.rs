@@ -8,6 +8,7 @@ fn correlation_id(page: &guichet_tests::Page) -> String {
 
 #[tokio::test]
 async fn login_success_failure_and_logout_are_audited_without_secrets() {
+    let log = logs::Scope::begin();
     let gw = TestGateway::start(GatewayOptions::default());
     let wrong_password = "Wr0ng-p4ssw0rd-audit-test";
 
@@ -19,7 +20,7 @@ async fn login_success_failure_and_logout_are_audited_without_secrets() {
         failed.body.contains(&id),
         "the page shows the correlation id"
     );
-    let events = logs::audit_events(&id);
+    let events = log.audit_of(&failed);
     let event = &events
         .first()
         .unwrap_or_else(|| panic!("no audit event for {id}"))["fields"];
@@ -32,19 +33,17 @@ async fn login_success_failure_and_logout_are_audited_without_secrets() {
 
     let mut browser = gw.browser();
     let done = browser.login(&gw, "/", ("bob", "bob")).await;
-    let id = correlation_id(&done);
-    let event = &logs::audit_events(&id)[0]["fields"];
+    let event = &log.audit_of(&done)[0]["fields"];
     assert_eq!(event["event"], "login_success");
     assert_eq!(event["subject"], "bob");
     let cookie = browser.cookie("guichet_session").unwrap().to_owned();
 
     let bye = browser.send(browser.get(&gw.url("/.guichet/logout"))).await;
-    let id = correlation_id(&bye);
-    let event = &logs::audit_events(&id)[0]["fields"];
+    let event = &log.audit_of(&bye)[0]["fields"];
     assert_eq!(event["event"], "logout");
     assert_eq!(event["subject"], "bob");
 
-    let everything = logs::text();
+    let everything = log.text();
     assert!(
         !everything.contains(wrong_password),
         "a password was logged"
@@ -54,6 +53,7 @@ async fn login_success_failure_and_logout_are_audited_without_secrets() {
 
 #[tokio::test]
 async fn csrf_failures_are_audited_with_their_reason() {
+    let log = logs::Scope::begin();
     let gw = TestGateway::start(GatewayOptions::default());
     let mut browser = gw.browser();
     browser.send(browser.get(&gw.url("/"))).await;
@@ -64,7 +64,7 @@ async fn csrf_failures_are_audited_with_their_reason() {
         ))
         .await;
     assert_eq!(page.status, 403);
-    let event = &logs::audit_events(&correlation_id(&page))[0]["fields"];
+    let event = &log.audit_of(&page)[0]["fields"];
     assert_eq!(event["event"], "login_failure");
     assert_eq!(event["reason"], "CSRF check failed (token or Origin)");
 }

@@ -162,6 +162,7 @@ async fn a_cas2_login_validates_at_service_validate() {
 
 #[tokio::test]
 async fn replayed_invalid_and_foreign_tickets_get_a_clear_error_page() {
+    let log = logs::Scope::begin();
     let cas = MockCas::start().await;
     let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
     let (_, ticket) = signed_in(&gw, &cas, "jdupont").await;
@@ -178,7 +179,7 @@ async fn replayed_invalid_and_foreign_tickets_get_a_clear_error_page() {
     );
     let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
     assert!(page.body.contains(&id));
-    let events = logs::audit_events(&id);
+    let events = log.audit_of(&page);
     assert!(
         events.iter().any(|e| e["fields"]["reason"]
             .as_str()
@@ -186,7 +187,7 @@ async fn replayed_invalid_and_foreign_tickets_get_a_clear_error_page() {
         "{events:?}"
     );
     assert!(
-        !logs::text().contains(&ticket),
+        !log.text().contains(&ticket),
         "the ticket the server echoed is not logged"
     );
 
@@ -196,8 +197,7 @@ async fn replayed_invalid_and_foreign_tickets_get_a_clear_error_page() {
     let foreign = cas.issue("https://elsewhere.example/", "jdupont", "");
     let page = come_back(&mut other, &service, &foreign).await;
     assert_eq!(page.status, 403);
-    let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
-    assert!(logs::audit_events(&id).iter().any(|e| e["fields"]["reason"]
+    assert!(log.audit_of(&page).iter().any(|e| e["fields"]["reason"]
         .as_str()
         .is_some_and(|r| r.contains("INVALID_SERVICE"))));
 
@@ -242,6 +242,7 @@ async fn untrustworthy_cas_answers_are_refused() {
 /// DOCTYPE (the same answer without it signs in).
 #[tokio::test]
 async fn a_plain_doctype_in_a_valid_success_answer_is_refused() {
+    let log = logs::Scope::begin();
     let cas = MockCas::start().await;
     let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
     cas.state().doctype = Some("<!DOCTYPE x>".into());
@@ -252,8 +253,7 @@ async fn a_plain_doctype_in_a_valid_success_answer_is_refused() {
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("could not be verified"), "{}", page.body);
     assert!(browser.cookie("guichet_session").is_none(), "no session");
-    let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
-    let events = logs::audit_events(&id);
+    let events = log.audit_of(&page);
     assert!(
         events
             .iter()
@@ -425,6 +425,7 @@ async fn logout_requests_are_rate_limited_per_address() {
 
 #[tokio::test]
 async fn logout_continues_to_the_cas_server() {
+    let log = logs::Scope::begin();
     let cas = MockCas::start().await;
     let gw = TestGateway::start(options(&cas, "3.0", "", Store::Memory));
     let (mut browser, _) = signed_in(&gw, &cas, "jdupont").await;
@@ -446,7 +447,7 @@ async fn logout_continues_to_the_cas_server() {
     );
     let back = browser.send(browser.get(&service)).await;
     assert_eq!(back.status, 200);
-    assert!(logs::audit_events(back.headers["x-request-id"].to_str().unwrap()).is_empty());
+    assert!(log.audit_of(&back).is_empty());
     assert_eq!(bib_status(&mut browser, &gw).await, 401);
 }
 

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use guichet_tests::logs;
+use guichet_tests::poll::{eventually, Deadline};
+
 use guichet_tests::scim::{self, MockScim, Mode};
 use guichet_tests::{
     guichet_binary, user_hash, Browser, GatewayOptions, RedisServer, Store, TestGateway,
@@ -203,6 +206,7 @@ async fn roles_account_states_and_unknown_people_come_from_the_directory_file() 
 
 #[tokio::test]
 async fn the_directory_file_is_read_again_when_it_changes() {
+    let log = logs::Scope::begin();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("people.yaml");
     std::fs::write(&path, PEOPLE).unwrap();
@@ -219,19 +223,27 @@ async fn the_directory_file_is_read_again_when_it_changes() {
     )
     .unwrap();
     // The file is checked at most once a second, and L1 keeps dave for l1_ttl.
-    let mut last = 0;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        last = status(&mut dave, &gw, "/bip/admin/").await;
-        if last == 200 {
+    let deadline = Deadline::after(Duration::from_secs(10), "the new role is seen");
+    while status(&mut dave, &gw, "/bip/admin/").await != 200 {
+        deadline.tick_every(Duration::from_millis(200)).await;
+    }
+
+    // A broken edit keeps the people last read: every answer stays 200 until, and after, the
+    // gateway has tried to read the broken file (its log line names this test's file).
+    std::fs::write(&path, "people: [ {id: ").unwrap();
+    let file = path.display().to_string();
+    let deadline = Deadline::after(Duration::from_secs(10), "the broken file to be read");
+    loop {
+        assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 200);
+        let tried = log
+            .text()
+            .lines()
+            .any(|line| line.contains("directory file not reloaded") && line.contains(&file));
+        if tried {
             break;
         }
+        deadline.tick_every(Duration::from_millis(200)).await;
     }
-    assert_eq!(last, 200, "the new role is seen");
-
-    // A broken edit keeps the people last read.
-    std::fs::write(&path, "people: [ {id: ").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 200);
 }
 
@@ -353,20 +365,22 @@ async fn a_failing_scim_directory_gets_stale_answers_within_the_bound_then_503()
     assert_eq!(status(&mut dave, &gw, "/bip/documents").await, 200);
     let fetched = std::time::Instant::now();
     scim.set_mode(Mode::Status(503));
+    // Waiting for the TTLs (1 s) to pass is what is tested here: a sleep, with a margin.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Past every TTL, the directory down: the last answer stands in, roles intact.
     let page = dave.send(dave.get_json(&gw.url("/bip/documents"))).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.upstream_header("x-remote-roles"), vec!["utilisateur"]);
     // Past max_stale: 503, never "no roles".
-    let remaining = Duration::from_millis(4300).saturating_sub(fetched.elapsed());
+    let remaining = Duration::from_millis(4600).saturating_sub(fetched.elapsed());
     tokio::time::sleep(remaining).await;
     let page = dave.send(dave.get(&gw.url("/bip/documents"))).await;
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.body.contains("The directory is not responding"));
     // The directory back: served again (once the failure, remembered for a second, is gone).
+    // A sleep, not a poll: every request meanwhile would count in the metrics below.
     scim.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(status(&mut dave, &gw, "/bip/documents").await, 200);
     // Operators see it in the metrics.
     let metrics = reqwest::get(gw.admin_url("/metrics"))
@@ -520,16 +534,13 @@ async fn an_invalidation_reaches_both_gateways() {
             .directory
             .clone()
             .unwrap();
-        for _ in 0..100 {
-            if cache.is_listening() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            cache.is_listening(),
-            "the invalidation listener is subscribed"
+        let deadline = Deadline::after(
+            Duration::from_secs(10),
+            "the invalidation listener to subscribe",
         );
+        while !cache.is_listening() {
+            deadline.tick().await;
+        }
     }
     let mut dave = signed_in(&gw1, "dave").await;
     let mut dave2 = gw2.browser();
@@ -542,6 +553,7 @@ async fn an_invalidation_reaches_both_gateways() {
     assert_eq!(status(&mut dave2, &gw2, "/bip/admin/").await, 403);
 
     // Invalidated through gw1's admin endpoint: both replicas see the new role.
+    let log = logs::Scope::begin();
     let invalidated = reqwest::Client::new()
         .post(gw1.admin_url("/directory/invalidate"))
         .form(&[("attribute", "email"), ("value", " Dave@example.org")])
@@ -549,7 +561,8 @@ async fn an_invalidation_reaches_both_gateways() {
         .await
         .unwrap();
     assert_eq!(invalidated.status(), 200);
-    let events = guichet_tests::logs::audit_events("directory_invalidated");
+    // " Dave@example.org" (trimmed in the event) is this test's own spelling.
+    let events = log.audit_events("directory_invalidated");
     assert!(
         events
             .iter()
@@ -589,17 +602,20 @@ async fn an_invalidation_reaches_both_gateways() {
     );
 }
 
-/// Polls until the page answers `expected` (invalidations travel through Redis pub/sub).
+/// Polls until the page answers `expected` (invalidations travel through Redis pub/sub); the
+/// last status seen.
 async fn await_status(browser: &mut Browser, gw: &TestGateway, path: &str, expected: u16) -> u16 {
-    let mut last = 0;
-    for _ in 0..50 {
-        last = status(browser, gw, path).await;
-        if last == expected {
-            break;
+    let deadline = Deadline::after(
+        Duration::from_secs(5),
+        format!("{path} to answer {expected}"),
+    );
+    loop {
+        let last = status(browser, gw, path).await;
+        if last == expected || deadline.passed() {
+            return last;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.tick().await;
     }
-    last
 }
 
 #[tokio::test]
@@ -840,7 +856,12 @@ async fn a_read_in_flight_during_an_invalidation_is_not_shared_through_redis() {
         let (a, pivot) = (a.clone(), pivot.clone());
         tokio::spawn(async move { a.find(&pivot).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once A's read has reached the directory (which then takes 300 ms to answer)...
+    eventually(Duration::from_secs(5), "replica A's directory read", || {
+        let started = old.calls.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        async move { started.then_some(()) }
+    })
+    .await;
     // An administrator invalidates dave from elsewhere (the command) meanwhile.
     RemoteInvalidator::new(shared)
         .unwrap()
@@ -877,8 +898,10 @@ async fn the_invalidate_command_calls_the_admin_endpoint_without_redis() {
         ),
     )
     .unwrap();
-    // The file is read again, but dave's entry stays cached for l1_ttl (10 minutes)...
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The file is read again, but dave's entry stays cached for l1_ttl (10 minutes)... This
+    // sleep lets the file's once-a-second check interval pass (the read after the invalidation
+    // must see the new file): a wait for an interval, with a margin.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(status(&mut dave, &gw, "/bip/admin/").await, 403);
     // ...until the command, given the running gateway's config, invalidates it there.
     let config = dir.path().join("guichet.yaml");

@@ -2,7 +2,7 @@
 //! client_secret_post, ES256, signed userinfo, eIDAS levels).
 
 use guichet_tests::oidc::{self, Alg, ClientAuth, MockOp, FRANCECONNECT_CLAIMS};
-use guichet_tests::{Browser, GatewayOptions, TestGateway};
+use guichet_tests::{logs, Browser, GatewayOptions, TestGateway};
 use serde_json::json;
 
 async fn franceconnect() -> MockOp {
@@ -34,13 +34,9 @@ async fn login(gw: &TestGateway) -> (Browser, oidc::Trip) {
     (browser, trip)
 }
 
-fn refused(trip: &oidc::Trip, reason: &str) {
+fn refused(log: &logs::Scope, trip: &oidc::Trip, reason: &str) {
     assert_eq!(trip.page.status, 403, "{}", trip.page.body);
-    let id = trip.page.headers["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let events = guichet_tests::logs::audit_events(&id);
+    let events = log.audit_of(&trip.page);
     assert!(
         events.iter().any(|e| e["fields"]["reason"]
             .as_str()
@@ -110,32 +106,35 @@ async fn accented_claims_reach_the_app_as_configured() {
 
 #[tokio::test]
 async fn unsigned_userinfo_is_rejected() {
+    let log = logs::Scope::begin();
     let op = franceconnect().await;
     op.behave(|b| b.signed_userinfo = false);
     let gw = gateway(&op, "");
-    refused(&login(&gw).await.1, "not signed");
+    refused(&log, &login(&gw).await.1, "not signed");
 }
 
 #[tokio::test]
 async fn a_lower_acr_is_rejected() {
+    let log = logs::Scope::begin();
     let op = franceconnect().await;
     // eIDAS substantial requested, the provider vouches for low only.
     op.behave(|b| b.id_token_claims = json!({"acr": "eidas1"}).as_object().cloned().unwrap());
     let gw = gateway(&op, "acr_values: eidas2");
-    refused(&login(&gw).await.1, "below the requested");
+    refused(&log, &login(&gw).await.1, "below the requested");
     // No acr at all is no better.
     let op = franceconnect().await;
     op.behave(|b| b.id_token_claims = json!({"acr": null}).as_object().cloned().unwrap());
     let gw = gateway(&op, "");
-    refused(&login(&gw).await.1, "no acr");
+    refused(&log, &login(&gw).await.1, "no acr");
 }
 
 #[tokio::test]
 async fn hs256_is_rejected() {
+    let log = logs::Scope::begin();
     let op = franceconnect().await;
     op.behave(|b| b.alg = Alg::Hs256);
     let gw = gateway(&op, "");
-    refused(&login(&gw).await.1, "id_token");
+    refused(&log, &login(&gw).await.1, "id_token");
 }
 
 #[tokio::test]
@@ -161,6 +160,7 @@ async fn hs256_cannot_even_be_configured() {
 
 #[tokio::test]
 async fn logout_redirect_carries_id_token_hint_state_and_post_logout_redirect_uri() {
+    let log = logs::Scope::begin();
     let op = franceconnect().await;
     let gw = gateway(&op, "");
     let (mut browser, trip) = login(&gw).await;
@@ -190,8 +190,7 @@ async fn logout_redirect_carries_id_token_hint_state_and_post_logout_redirect_ur
     // A forged or spent state gets the same page: what tells them apart is that this state was
     // the pending logout's (no refusal in the audit log), and is spent now.
     let refused = |page: &guichet_tests::Page| {
-        let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
-        guichet_tests::logs::audit_events(&id).iter().any(|e| {
+        log.audit_of(page).iter().any(|e| {
             e["fields"]["event"] == "request_refused"
                 && e["fields"]["reason"]
                     == "return from provider logout with an unknown or missing state"

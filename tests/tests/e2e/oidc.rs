@@ -31,7 +31,13 @@ async fn signed_in(gw: &TestGateway) -> Browser {
 
 /// Asserts a login was refused the catalogue's way: the generic page with a correlation id, no
 /// session, the reason (containing `reason`) in the audit log, never the app.
-async fn assert_refused(gw: &TestGateway, trip: &oidc::Trip, reason: &str, browser: &mut Browser) {
+async fn assert_refused(
+    log: &logs::Scope,
+    gw: &TestGateway,
+    trip: &oidc::Trip,
+    reason: &str,
+    browser: &mut Browser,
+) {
     let page = &trip.page;
     assert!(
         matches!(page.status, 400..=599),
@@ -57,7 +63,7 @@ async fn assert_refused(gw: &TestGateway, trip: &oidc::Trip, reason: &str, brows
             .any(|c| c.starts_with("guichet_session=") && !c.contains("Max-Age=0")),
         "no session cookie"
     );
-    let events = logs::audit_events(&correlation);
+    let events = log.audit_of(page);
     assert!(
         events
             .iter()
@@ -184,23 +190,25 @@ async fn rp_token_endpoint_private_key_jwt() {
 
 #[tokio::test]
 async fn rp_nonce_invalid() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.behave(|b| b.id_token_claims = changes(json!({"nonce": "not-the-nonce"})));
     let gw = gateway(&op, "");
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
-    assert_refused(&gw, &trip, "nonce", &mut browser).await;
+    assert_refused(&log, &gw, &trip, "nonce", &mut browser).await;
 }
 
 /// Runs a login against a provider misbehaving with `change` and asserts the catalogue's
 /// refusal with `reason` in the audit log.
 async fn refused_when(change: impl FnOnce(&mut oidc::Behaviour), extra: &str, reason: &str) {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.behave(change);
     let gw = gateway(&op, extra);
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
-    assert_refused(&gw, &trip, reason, &mut browser).await;
+    assert_refused(&log, &gw, &trip, reason, &mut browser).await;
 }
 
 #[tokio::test]
@@ -283,13 +291,14 @@ async fn rp_id_token_kid_absent_single_jwks() {
 /// (OpenID Connect Core 10.1 requires a `kid` then; documented in docs/oidc.md).
 #[tokio::test]
 async fn rp_id_token_kid_absent_multiple_jwks() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.state().keys = vec![OpKey::rsa(0, Some("rsa-1")), OpKey::rsa(1, Some("rsa-2"))];
     op.behave(|b| b.omit_kid = true);
     let gw = gateway(&op, "");
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
-    assert_refused(&gw, &trip, "id_token", &mut browser).await;
+    assert_refused(&log, &gw, &trip, "id_token", &mut browser).await;
 }
 
 #[tokio::test]
@@ -387,6 +396,7 @@ async fn rp_userinfo_sig() {
 /// A login whose id_token is good and whose signed userinfo is not (`change` spoils it): the
 /// login gets as far as userinfo, and is refused there for `reason`.
 async fn userinfo_refused(change: impl FnOnce(&mut oidc::Behaviour), reason: &str) {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.behave(|b| {
         b.signed_userinfo = true;
@@ -395,7 +405,7 @@ async fn userinfo_refused(change: impl FnOnce(&mut oidc::Behaviour), reason: &st
     let gw = gateway(&op, "userinfo: fetch");
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
-    assert_refused(&gw, &trip, reason, &mut browser).await;
+    assert_refused(&log, &gw, &trip, reason, &mut browser).await;
     assert_eq!(trip.page.status, 403, "{}", trip.page.body);
     assert!(
         trip.page.body.contains("could not be verified"),
@@ -468,6 +478,7 @@ async fn rp_userinfo_signed_with_another_sub() {
 
 #[tokio::test]
 async fn rp_discovery_issuer_not_matching_config() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.behave(|b| b.discovery_issuer = Some("https://impostor.example".into()));
     let gw = gateway(&op, "");
@@ -476,13 +487,12 @@ async fn rp_discovery_issuer_not_matching_config() {
     assert!(trip.authorize.is_none(), "never sent to /authorize");
     assert_eq!(trip.page.status, 502);
     assert!(op.state().authorize_requests.is_empty());
-    let id = trip.page.headers["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(logs::audit_events(&id).iter().any(|e| e["fields"]["reason"]
-        .as_str()
-        .is_some_and(|r| r.contains("discovery issuer"))));
+    assert!(log
+        .audit_of(&trip.page)
+        .iter()
+        .any(|e| e["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("discovery issuer"))));
 }
 
 #[tokio::test]
@@ -550,12 +560,13 @@ async fn rfc9207_iss_in_callback() {
 
 #[tokio::test]
 async fn an_error_callback_is_a_clear_page_after_state_is_checked() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.behave(|b| b.authorize_error = Some("access_denied".into()));
     let gw = gateway(&op, "");
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, &gw, "/rp/", None).await;
-    assert_refused(&gw, &trip, "access_denied", &mut browser).await;
+    assert_refused(&log, &gw, &trip, "access_denied", &mut browser).await;
     assert!(trip.page.body.contains("did not allow the sign-in"));
     assert!(
         !trip.page.body.contains("<script>"),
@@ -576,7 +587,7 @@ async fn an_error_callback_is_a_clear_page_after_state_is_checked() {
         callback: Some(foreign_callback),
         page,
     };
-    assert_refused(&gw, &forged, "state mismatch", &mut browser).await;
+    assert_refused(&log, &gw, &forged, "state mismatch", &mut browser).await;
     assert_eq!(forged.page.status, 403);
     assert!(
         !forged.page.body.contains("did not allow the sign-in"),
@@ -588,6 +599,7 @@ async fn an_error_callback_is_a_clear_page_after_state_is_checked() {
 
 #[tokio::test]
 async fn a_tampered_state_is_refused() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     let gw = gateway(&op, "");
     let mut browser = gw.browser();
@@ -613,7 +625,7 @@ async fn a_tampered_state_is_refused() {
         callback: Some(forged.to_string()),
         page: browser.send(browser.get(forged.as_str())).await,
     };
-    assert_refused(&gw, &trip, "state mismatch", &mut browser).await;
+    assert_refused(&log, &gw, &trip, "state mismatch", &mut browser).await;
     assert!(
         op.state().token_requests.is_empty(),
         "the code was never redeemed"
@@ -647,6 +659,7 @@ async fn static_endpoints_without_discovery() {
 /// Codes, tokens and the client secret never reach the logs, whatever happens.
 #[tokio::test]
 async fn no_token_or_secret_in_the_logs() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     op.behave(|b| {
         b.signed_userinfo = true;
@@ -661,7 +674,7 @@ async fn no_token_or_secret_in_the_logs() {
     let mut other = gw.browser();
     let failed = oidc::login(&mut other, &gw, "/rp/", None).await;
     assert_eq!(failed.page.status, 403);
-    let logs = logs::text();
+    let logs = log.text();
     let callback = url::Url::parse(&trip.callback.unwrap()).unwrap();
     let code: String = callback
         .query_pairs()

@@ -100,6 +100,7 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
 /// neither taken nor spent by the wrong state.
 #[tokio::test]
 async fn rp_init_logout_other_or_no_state() {
+    let log = logs::Scope::begin();
     let op = MockOp::start().await;
     let gw = TestGateway::start(options(&op, Store::Memory));
     // A logout is pending: the user went to the provider, asking to land on /rp/bye.
@@ -130,9 +131,8 @@ async fn rp_init_logout_other_or_no_state() {
             "{}",
             page.body
         );
-        let id = page.headers["x-request-id"].to_str().unwrap();
         assert!(
-            logs::audit_events(id)
+            log.audit_of(&page)
                 .iter()
                 .any(|e| e["fields"]["event"] == "request_refused"
                     && e["fields"]["reason"]
