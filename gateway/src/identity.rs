@@ -245,7 +245,27 @@ pub fn remaining_ttl(record: &SessionRecord, idle: Duration, now: i64) -> Durati
 
 #[cfg(test)]
 mod tests {
-    use super::join_values;
+    use super::{join_values, remaining_ttl};
+    use crate::session::record::tests::record;
+    use std::time::Duration;
+
+    #[test]
+    fn the_store_never_keeps_a_session_past_its_absolute_limit() {
+        let idle = Duration::from_secs(30 * 60);
+        // Far from the absolute limit (8 h): the idle timeout.
+        assert_eq!(remaining_ttl(&record(0), idle, 60), idle);
+        // Ten seconds before it, however recently seen: ten seconds.
+        let now = 8 * 3600 - 10;
+        assert_eq!(
+            remaining_ttl(&record(now), idle, now),
+            Duration::from_secs(10)
+        );
+        // At or past it: the shortest time the store accepts.
+        assert_eq!(
+            remaining_ttl(&record(8 * 3600), idle, 8 * 3600 + 5),
+            Duration::from_secs(1)
+        );
+    }
 
     #[test]
     fn a_separator_inside_a_value_cannot_split_it() {

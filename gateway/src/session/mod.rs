@@ -5,7 +5,7 @@
 
 mod crypto;
 mod memory;
-mod record;
+pub(crate) mod record;
 mod redis_store;
 
 use std::sync::Arc;

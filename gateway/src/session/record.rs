@@ -163,3 +163,46 @@ impl SessionRecord {
         now < self.expires_at && now - self.last_seen < idle_secs
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A session created at 0 with an 8-hour absolute limit, last seen at `last_seen`.
+    pub(crate) fn record(last_seen: i64) -> SessionRecord {
+        SessionRecord {
+            principal: Principal {
+                provider: "local".into(),
+                subject: "alice".into(),
+                attributes: Default::default(),
+                auth_time: time::OffsetDateTime::UNIX_EPOCH,
+                auth_level: None,
+                logout: Default::default(),
+            },
+            roles: Vec::new(),
+            app: "main".into(),
+            created_at: 0,
+            last_seen,
+            expires_at: 8 * 3600,
+            pivot: None,
+            views: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_session_in_use_still_ends_at_its_absolute_limit() {
+        let idle = 30 * 60;
+        // Seen a second ago, well within the idle timeout, at and after the absolute limit.
+        for now in [8 * 3600, 8 * 3600 + 1] {
+            assert!(!record(now - 1).is_live(now, idle), "at {now}");
+        }
+        assert!(record(8 * 3600 - 2).is_live(8 * 3600 - 1, idle));
+    }
+
+    #[test]
+    fn an_idle_session_ends_at_its_idle_limit() {
+        let idle = 30 * 60;
+        assert!(record(100).is_live(100 + idle - 1, idle));
+        assert!(!record(100).is_live(100 + idle, idle));
+    }
+}

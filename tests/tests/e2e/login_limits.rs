@@ -44,6 +44,7 @@ async fn login_from(gw: &TestGateway, address: &str, user: (&str, &str)) -> (u16
 
 #[tokio::test]
 async fn a_busy_address_is_slowed_down_never_locked_out() {
+    let logs = logs::Scope::begin();
     // A school behind one NAT address: failures there, all accounts together, go far past the
     // threshold (the old per-address limit refused everyone from then on).
     let gw = behind_proxy(GatewayOptions {
@@ -64,7 +65,8 @@ async fn a_busy_address_is_slowed_down_never_locked_out() {
     );
     assert!(browser.cookie("guichet_session").is_some());
     // Each attempt past the threshold was held back, and the audit log says so.
-    let slowed: Vec<_> = logs::audit_events(school)
+    let slowed: Vec<_> = logs
+        .audit_events(school)
         .into_iter()
         .filter(|event| event["fields"]["event"] == "login_slowed")
         .collect();
@@ -78,13 +80,15 @@ async fn a_busy_address_is_slowed_down_never_locked_out() {
     // Another address is not slowed.
     let (status, _) = login_from(&gw, "203.0.113.9", BOB).await;
     assert_eq!(status, 302);
-    assert!(logs::audit_events("203.0.113.9")
+    assert!(logs
+        .audit_events("203.0.113.9")
         .iter()
         .all(|event| event["fields"]["event"] != "login_slowed"));
 }
 
 #[tokio::test]
 async fn an_account_guessed_from_one_address_is_refused_there_only() {
+    let logs = logs::Scope::begin();
     let gw = behind_proxy(GatewayOptions {
         max_failures_per_account_and_address: 3,
         ..GatewayOptions::default()
@@ -99,7 +103,7 @@ async fn an_account_guessed_from_one_address_is_refused_there_only() {
         assert_eq!(status, 429, "{login}");
         assert!(browser.cookie("guichet_session").is_none());
     }
-    let events = logs::audit_events(pupil);
+    let events = logs.audit_events(pupil);
     assert!(events.iter().any(|event| event["fields"]["reason"]
         .as_str()
         .is_some_and(|r| r.contains("this account from this address"))));
@@ -110,6 +114,7 @@ async fn an_account_guessed_from_one_address_is_refused_there_only() {
 
 #[tokio::test]
 async fn guessing_one_account_from_many_addresses_stops() {
+    let logs = logs::Scope::begin();
     let gw = behind_proxy(GatewayOptions {
         max_failures_per_account: 4,
         max_failures_per_account_and_address: 2,
@@ -124,7 +129,8 @@ async fn guessing_one_account_from_many_addresses_stops() {
     // attempt from yet another address is refused, the right password too.
     let (status, _) = login_from(&gw, "10.1.0.3", BOB).await;
     assert_eq!(status, 429);
-    assert!(logs::audit_events("10.1.0.3")
+    assert!(logs
+        .audit_events("10.1.0.3")
         .iter()
         .any(|event| event["fields"]["reason"]
             .as_str()
