@@ -5,14 +5,21 @@
 #   bash bench/run.sh                 # builds release binaries, then about 13 minutes of load
 #   DURATION=5 REPS=1 bash bench/run.sh   # a quick look
 #
-# Needs wrk, curl, taskset and (for the nginx row) nginx. The proxy under test and the
-# upstream share core 0; wrk runs on core 1. Results and logs go to a temporary directory
+# Needs wrk, curl, taskset, (for the nginx row) nginx and (for the guichet-prod row)
+# redis-server. The proxy under test and the upstream (and guichet-prod's Redis) share core 0;
+# wrk runs on core 1. Results and logs go to a temporary directory
 # (printed at the end; kept when KEEP=1). See docs/benchmarks.md for how to read the numbers.
 #
 # Targets (every proxy forwards to the same header-echo app, the one built into `guichet demo`):
 #   direct       the echo app itself (no proxy)
-#   guichet      `guichet demo` (threads: 2, access log at info, to a file), authenticated
+#   guichet      `guichet demo` (GUICHET_THREADS threads, access log at info, to a file), authenticated
 #                requests with a session cookie: the full pipeline, identity headers included
+#   guichet-prod production mode: `guichet run --config` (not demo), GUICHET_THREADS threads,
+#                access log at info to a file as the demo, sessions in Redis (encrypted; a
+#                redis-server started here on core 0, so its cost counts against the proxy), a
+#                local provider linked by e-mail to a file directory cached in process (L1 30s)
+#                and in the same Redis (L2 5m), an app with 3 role rules and 5 identity headers
+#                (user, email, name, roles, structure; name and structure from the directory)
 #   bare         gateway/examples/bare_proxy.rs: pingora, no auth, threads=1
 #   nginx        nginx as a plain reverse proxy, 1 worker, upstream keepalive, no access log
 # and diagnostic rows that help attribute the difference between guichet and bare:
@@ -54,7 +61,7 @@ KEEP=${KEEP:-0}
 OTHER_MAX=${OTHER_MAX:-10}
 RETRIES=${RETRIES:-2}
 QUIET_WAIT=${QUIET_WAIT:-180}
-TARGETS=${TARGETS:-"direct guichet guichet-nolog bare bare-t2 bare-hdrs nginx"}
+TARGETS=${TARGETS:-"direct guichet guichet-prod guichet-nolog bare bare-t2 bare-hdrs nginx"}
 SCENARIOS=${SCENARIOS:-"max c8 moderate"}
 
 HOST=127.0.0.1
@@ -70,6 +77,9 @@ ADMIN3_PORT=$((PORT_BASE + 15))
 BARE_PORT=$((PORT_BASE + 20))
 BARE2_PORT=$((PORT_BASE + 21))
 NGINX_PORT=$((PORT_BASE + 30))
+REDIS_PORT=$((PORT_BASE + 40))
+PROD_PORT=$((PORT_BASE + 41))
+PROD_ADMIN_PORT=$((PORT_BASE + 42))
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -116,6 +126,9 @@ if [[ " $TARGETS " == *" nginx "* ]]; then
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
     [[ -x $NGINX ]] || { log "missing: nginx"; exit 1; }
 fi
+if [[ " $TARGETS " == *" guichet-prod "* ]]; then
+    need redis-server
+fi
 if [[ $(nproc) -lt 2 ]]; then
     log "needs at least 2 cores (proxy on core 0, wrk on core 1)"
     exit 1
@@ -123,7 +136,8 @@ fi
 
 # Refuse to start when a port is taken: the numbers would be someone else's.
 for port in $ECHO_PORT $GUICHET_PORT $ADMIN_PORT $ECHO2_PORT $GUICHET2_PORT $ADMIN2_PORT \
-    $BARE_PORT $BARE2_PORT $NGINX_PORT; do
+    $ECHO3_PORT $GUICHET3_PORT $ADMIN3_PORT $BARE_PORT $BARE2_PORT $NGINX_PORT \
+    $REDIS_PORT $PROD_PORT $PROD_ADMIN_PORT; do
     if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
         log "port $port is already in use on $HOST (set PORT_BASE)"
         exit 1
@@ -148,6 +162,18 @@ wait_http() {
     return 1
 }
 
+# Waits (bounded: 30 s) until URL answers with the given HTTP status.
+wait_status() { # url status
+    local url=$1 want=$2 got=
+    for _ in $(seq 1 300); do
+        got=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$url" || true)
+        [[ $got == "$want" ]] && return 0
+        sleep 0.1
+    done
+    log "$url answered ${got:-nothing}, not $want"
+    return 1
+}
+
 start_guichet() { # listen admin echo log demo-flags [env...]
     local listen=$1 admin=$2 echo=$3 logfile=$4 flags=$5
     shift 5
@@ -159,9 +185,10 @@ start_guichet() { # listen admin echo log demo-flags [env...]
     wait_http "http://$HOST:$listen/"
 }
 
-# Signs in as alice once; prints the session cookie value.
-login() {
-    local base=$1
+# Signs in as alice once; prints the session cookie value. With a second argument, the app's
+# answer to the signed-in request must also match that (extended) regular expression.
+login() { # base [pattern]
+    local base=$1 expect=${2:-}
     local jar=$WORK/cookies.${base##*:}
     local page token status session
     page=$(curl -s --max-time 5 -c "$jar" -b "$jar" "$base/.guichet/login")
@@ -178,6 +205,11 @@ login() {
     body=$(curl -s --max-time 5 -H "Cookie: guichet_session=$session" "$base/")
     if ! grep -q 'x-remote-user' <<<"$body"; then
         log "an authenticated request through $base did not reach the app"
+        return 1
+    fi
+    if [[ -n $expect ]] && ! grep -Eq "$expect" <<<"$body"; then
+        log "the app's answer through $base does not match $expect:"
+        grep -E 'x-remote-|x-forwarded-' <<<"$body" >&2 || true
         return 1
     fi
     printf '%s' "$session"
@@ -207,6 +239,81 @@ fi
 if [[ " $TARGETS " == *" guichet-plain "* ]]; then
     start_guichet "$GUICHET3_PORT" "$ADMIN3_PORT" "$ECHO3_PORT" "$WORK/guichet-plain.log" "--plain"
     SESSION3=$(login "http://$HOST:$GUICHET3_PORT")
+fi
+
+# Guichet in production mode: `guichet run` with its own configuration, sessions and the
+# directory's L2 cache in a Redis started here (on core 0 too: it is part of what this setup
+# costs per request), a file directory giving alice her role, name and structure.
+if [[ " $TARGETS " == *" guichet-prod "* ]]; then
+    taskset -c 0 redis-server --port "$REDIS_PORT" --bind "$HOST" --save '' --appendonly no \
+        --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/$HOST/$REDIS_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    cat >"$WORK/people.yaml" <<'EOF'
+people:
+  - id: p-alice
+    attributes: { email: alice@example.org, displayName: Alice Martin }
+    structures: ["0750001A"]
+    roles: { bip: [utilisateur] }
+EOF
+    ALICE_HASH=$("$GUICHET_BIN" hash-password <<<alice)
+    [[ $ALICE_HASH == '$argon2id$'* ]] || { log "guichet hash-password failed: $ALICE_HASH"; exit 1; }
+    cat >"$WORK/prod.yaml" <<EOF
+listen:
+  - address: $HOST:$PROD_PORT
+admin: $HOST:$PROD_ADMIN_PORT
+threads: $GUICHET_THREADS
+log: { format: human, level: info, access: true }   # as guichet demo: access lines at info
+session:
+  store:
+    kind: redis
+    url: "redis://$HOST:$REDIS_PORT/"
+    encryption_key: "$(head -c32 /dev/urandom | base64)"
+providers:
+  - kind: local
+    id: staff
+    pivot: { attribute: email, directory_attribute: email }
+    users:
+      - username: alice
+        email: alice@example.org
+        password_hash: '$ALICE_HASH'
+directory:
+  backend: { kind: file, path: "$WORK/people.yaml" }
+  cache: { l1_ttl: 30s, l2_ttl: 5m }
+apps:
+  - id: bip
+    url: http://$HOST:$PROD_PORT
+    upstream: http://$HOST:$ECHO_PORT
+    providers: [staff]
+    rules:
+      - { path_prefix: /static, access: public }
+      - { path_prefix: /admin, any_role: [admin] }
+      - { path_prefix: /, any_role: [utilisateur, admin] }
+    identity_headers:
+      headers:
+        - { name: X-Remote-User, value: subject }
+        - { name: X-Remote-Email, value: "attribute:email" }
+        - { name: X-Remote-Name, value: "attribute:displayName" }
+        - { name: X-Remote-Roles, value: roles }
+        - { name: X-Remote-Structure, value: "attribute:structure" }
+EOF
+    if ! "$GUICHET_BIN" check --config "$WORK/prod.yaml" >"$WORK/prod-check.log" 2>&1; then
+        log "guichet check refused $WORK/prod.yaml:"
+        cat "$WORK/prod-check.log" >&2
+        exit 1
+    fi
+    taskset -c 0 "$GUICHET_BIN" run --config "$WORK/prod.yaml" >"$WORK/guichet-prod.log" 2>&1 &
+    PIDS+=($!)
+    if ! wait_status "http://$HOST:$PROD_ADMIN_PORT/readyz" 200; then
+        tail -n 20 "$WORK/guichet-prod.log" "$WORK/redis.log" >&2 || true
+        exit 1
+    fi
+    wait_http "http://$HOST:$PROD_PORT/"
+    # The directory must have given alice her role: without it every request would be a 403.
+    SESSION_PROD=$(login "http://$HOST:$PROD_PORT" 'x-remote-roles</th><td>([^<]*,)?utilisateur(,[^<]*)?</td>')
 fi
 
 if [[ " $TARGETS " == *" bare "* || " $TARGETS " == *" bare-hdrs "* ]]; then
@@ -279,6 +386,7 @@ url_of() {
         guichet) echo "http://$HOST:$GUICHET_PORT$REQUEST_PATH" ;;
         guichet-nolog) echo "http://$HOST:$GUICHET2_PORT$REQUEST_PATH" ;;
         guichet-plain) echo "http://$HOST:$GUICHET3_PORT$REQUEST_PATH" ;;
+        guichet-prod) echo "http://$HOST:$PROD_PORT$REQUEST_PATH" ;;
         bare | bare-hdrs) echo "http://$HOST:$BARE_PORT$REQUEST_PATH" ;;
         bare-t2) echo "http://$HOST:$BARE2_PORT$REQUEST_PATH" ;;
         nginx) echo "http://$HOST:$NGINX_PORT$REQUEST_PATH" ;;
@@ -290,6 +398,7 @@ headers_of() { # target: sets HEADERS, wrk's -H arguments
         guichet) HEADERS=(-H "Cookie: guichet_session=$SESSION") ;;
         guichet-nolog) HEADERS=(-H "Cookie: guichet_session=$SESSION2") ;;
         guichet-plain) HEADERS=(-H "Cookie: guichet_session=$SESSION3") ;;
+        guichet-prod) HEADERS=(-H "Cookie: guichet_session=$SESSION_PROD") ;;
         bare-hdrs) HEADERS=("${ADDED_HEADERS[@]}") ;;
         *) HEADERS=() ;;
     esac
@@ -459,11 +568,20 @@ if has guichet max; then
     has bare-hdrs max && echo "diagnostic guichet / bare-hdrs (max):       $(ratio "$g" "$(m bare-hdrs max rps)")" || true
     has guichet-nolog max && has bare-hdrs max && echo "diagnostic guichet-nolog / bare-hdrs (max): $(ratio "$(m guichet-nolog max rps)" "$(m bare-hdrs max rps)")" || true
 fi
+if has guichet-prod max; then
+    p=$(m guichet-prod max rps)
+    has bare max && echo "production mode, guichet-prod / bare pingora (max): $(ratio "$p" "$(m bare max rps)")" || true
+    has nginx max && echo "guichet-prod / nginx (max):                         $(ratio "$p" "$(m nginx max rps)")" || true
+    has guichet max && echo "guichet-prod / guichet (demo, memory store) (max): $(ratio "$p" "$(m guichet max rps)")" || true
+fi
 if has guichet moderate && has direct moderate; then
     echo "added p99 at moderate load, guichet - direct:  $(diff_ms "$(m guichet moderate p99)" "$(m direct moderate p99)")   (target: < 1 ms)"
     echo "added p50 at moderate load, guichet - direct:  $(diff_ms "$(m guichet moderate p50)" "$(m direct moderate p50)")"
     has bare moderate && echo "added p99 at moderate load, bare - direct:     $(diff_ms "$(m bare moderate p99)" "$(m direct moderate p99)")" || true
     has nginx moderate && echo "added p99 at moderate load, nginx - direct:    $(diff_ms "$(m nginx moderate p99)" "$(m direct moderate p99)")" || true
+fi
+if has guichet-prod moderate && has direct moderate; then
+    echo "added p99 at moderate load, guichet-prod - direct: $(diff_ms "$(m guichet-prod moderate p99)" "$(m direct moderate p99)")"
 fi
 if has guichet c8 && has direct c8; then
     echo "added p99 at c8 (saturated), guichet - direct: $(diff_ms "$(m guichet c8 p99)" "$(m direct c8 p99)")"
