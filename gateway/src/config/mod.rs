@@ -110,7 +110,7 @@ impl Config {
     pub fn from_file(file: ConfigFile) -> Result<Config, ConfigError> {
         validate(&file)?;
         let redis = match &file.session.store {
-            StoreConfig::Memory => None,
+            StoreConfig::Memory {} => None,
             StoreConfig::Redis(redis) => Some(resolve_redis(redis)?),
         };
         let mut local_users = HashMap::new();
@@ -176,8 +176,21 @@ where
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { "config".into() } else { path };
-        ConfigError::new(path, strip_location(&e.inner().to_string()))
+        let message = strip_location(&e.inner().to_string());
+        let message = strip_path_prefix(&message, &path).to_owned();
+        ConfigError::new(path, message)
     })
+}
+
+/// serde_norway starts some messages with its own, shorter path (`apps[0]: unknown field`);
+/// the error already names the precise one, so a leading path that is part of it goes.
+fn strip_path_prefix<'a>(message: &'a str, path: &str) -> &'a str {
+    match message.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && !head.contains(' ') && path.starts_with(head) => {
+            rest
+        }
+        _ => message,
+    }
 }
 
 /// serde_norway appends " at line L column C": useful, but the path already says where.

@@ -151,13 +151,20 @@ fn default_absolute() -> Duration {
     Duration::from_secs(8 * 3600)
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreConfig {
-    /// In-process (moka). One replica only: sessions are lost on restart.
-    #[default]
-    Memory,
+    /// In-process (moka). One replica only: sessions are lost on restart. A struct variant,
+    /// not a unit one, so that Redis settings left beside `kind: memory` are refused instead
+    /// of silently ignored (serde skips `deny_unknown_fields` for unit variants).
+    Memory {},
     Redis(RedisStoreConfig),
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Memory {}
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -46,10 +46,31 @@ fn unknown_keys_are_refused_with_their_path() {
         "    providers: [local]\n  - id: two",
         "    providers: [local]\n    upstreams: x\n  - id: two",
     ));
-    assert!(error.starts_with("apps[0]"), "{error}");
-    assert!(error.contains("unknown field `upstreams`"), "{error}");
+    // The path once, the unknown key's own (serde_norway's shorter path is not repeated).
+    assert!(
+        error.starts_with("apps[0].upstreams: unknown field `upstreams`"),
+        "{error}"
+    );
     let error = error_of(&format!("{VALID}\nsesion: {{}}\n"));
     assert!(error.contains("unknown field `sesion`"), "{error}");
+    let error = error_of(&format!("{VALID}session:\n  store:\n    kind: mysql\n"));
+    assert!(
+        error.starts_with("session.store.kind: unknown variant `mysql`"),
+        "{error}"
+    );
+}
+
+/// Redis settings left beside `kind: memory` would silently give one replica's in-memory
+/// sessions: refused.
+#[test]
+fn settings_beside_the_memory_store_are_refused() {
+    let error = error_of(&format!(
+        "{VALID}session:\n  store:\n    kind: memory\n    url: redis://redis:6379/\n"
+    ));
+    assert!(error.starts_with("session.store"), "{error}");
+    assert!(error.contains("unknown field `url`"), "{error}");
+    let config = Config::from_yaml(&format!("{VALID}session:\n  store:\n    kind: memory\n"));
+    assert!(config.unwrap().redis.is_none());
 }
 
 #[test]
