@@ -63,6 +63,19 @@ pub fn logged_out(ctx: &AuditContext<'_>, provider: &str, subject: &str) {
 }
 
 /// A provider ended sessions through back-channel logout.
+/// The local session ended, but the provider's own logout could not be reached.
+pub fn provider_logout_failed(ctx: &AuditContext<'_>, provider: &str, reason: &str) {
+    tracing::warn!(
+        target: "audit",
+        event = "provider_logout_failed",
+        provider,
+        reason,
+        app = ctx.app,
+        client_ip = ?ctx.client_ip,
+        correlation_id = ctx.correlation_id,
+    );
+}
+
 pub fn backchannel_logout(
     ctx: &AuditContext<'_>,
     provider: &str,

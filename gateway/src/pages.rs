@@ -185,6 +185,26 @@ pub fn logged_out_page(correlation_id: &str) -> String {
     )
 }
 
+/// Signed out of Guichet, but the provider's logout could not be reached: its session (and
+/// so a new sign-in without a password) may still be open in this browser.
+pub fn provider_logout_failed_page(provider: &str, correlation_id: &str) -> String {
+    layout(
+        "Déconnexion incomplète / Sign-out incomplete",
+        &format!(
+            r#"<h1>Déconnexion incomplète <span class="en" lang="en">/ Sign-out incomplete</span></h1>
+<p>Votre session sur ce service est terminée, mais {provider} n'a pas pu être joint : vous y
+êtes peut-être encore connecté. <strong>Fermez votre navigateur</strong>, surtout sur un poste
+partagé.</p>
+<p class="en" lang="en">Your session on this service has ended, but {provider} could not be
+reached: you may still be signed in there. <strong>Close your browser</strong>, especially on a
+shared computer.</p>
+<p class="ref">Référence / Reference: <code>{id}</code></p>"#,
+            provider = escape(provider),
+            id = escape(correlation_id)
+        ),
+    )
+}
+
 /// Asks before signing out when the request came from another site.
 pub fn logout_confirm_page(return_to: Option<&str>, correlation_id: &str) -> String {
     let hidden = return_to

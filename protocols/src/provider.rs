@@ -117,14 +117,16 @@ pub trait IdentityProvider: Send + Sync {
     ) -> Result<Principal, ProviderError>;
 
     /// Where to send the browser after the local session ended so that the provider ends its
-    /// own session too (OpenID Connect RP-initiated logout, CAS `/logout`), or `None`. The
-    /// provider comes back to `post_logout_redirect_uri` with `state`.
+    /// own session too (OpenID Connect RP-initiated logout, CAS `/logout`), or `None` when the
+    /// provider has no such step. The provider comes back to `post_logout_redirect_uri` with
+    /// `state`. An error means the step is due but cannot be taken (the provider cannot be
+    /// reached): the local session is over, and the user must be told the provider's is not.
     async fn logout_redirect(
         &self,
         _principal: &Principal,
         _post_logout_redirect_uri: &Url,
         _state: &str,
-    ) -> Option<Url> {
-        None
+    ) -> Result<Option<Url>, ProviderError> {
+        Ok(None)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use guichet_protocols::oidc::{
     ClientAuth, Endpoints, OidcSettings, SigningAlg, StaticEndpoints, UserinfoMode,
-    FRANCECONNECT_INTEGRATION, FRANCECONNECT_PRODUCTION,
+    FRANCECONNECT_INTEGRATION, FRANCECONNECT_PRODUCTION, FRANCECONNECT_SANDBOX,
 };
 use serde::Deserialize;
 use url::Url;
@@ -24,7 +24,8 @@ pub struct OidcProviderConfig {
     /// it follows `environment` unless given (tests, proxies).
     #[serde(default)]
     pub issuer: Option<String>,
-    /// `franceconnect` only: `integration` or `production`.
+    /// `franceconnect` only: `sandbox` (partner-portal client ids), `integration` (older
+    /// client ids) or `production`.
     #[serde(default)]
     pub environment: Option<FranceConnectEnvironment>,
     /// Fetch `{issuer}/.well-known/openid-configuration` (default) or use `endpoints`.
@@ -47,8 +48,9 @@ pub struct OidcProviderConfig {
     /// Scopes besides `openid` (always sent).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
-    #[serde(default = "yes")]
-    pub pkce: bool,
+    /// PKCE (S256). Default on, except for `franceconnect`, which refuses it.
+    #[serde(default)]
+    pub pkce: Option<bool>,
     /// Default RS256 and ES256. `none` is refused; HS256 only when listed here.
     #[serde(default)]
     pub allowed_algs: Option<Vec<SigningAlg>>,
@@ -63,6 +65,10 @@ pub struct OidcProviderConfig {
     /// Extra /authorize parameters (`prompt`, `ui_locales`...).
     #[serde(default)]
     pub authorize_params: BTreeMap<String, String>,
+    /// The `claims` request parameter, as YAML (sent as JSON), e.g.
+    /// `{ id_token: { amr: { essential: true } } }` for FranceConnect's `amr`.
+    #[serde(default)]
+    pub claims: Option<serde_json::Value>,
     /// Continue to the provider's end-session endpoint at logout.
     #[serde(default = "yes")]
     pub end_session: bool,
@@ -98,6 +104,7 @@ fn default_skew() -> Duration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FranceConnectEnvironment {
+    Sandbox,
     Integration,
     Production,
 }
@@ -128,6 +135,41 @@ pub struct EndpointsConfig {
     pub userinfo: Option<Url>,
     #[serde(default)]
     pub end_session: Option<Url>,
+}
+
+/// Scopes FranceConnect v2 removed or never had: asking for one fails every login.
+fn check_franceconnect_scopes(at: &str, scopes: &[String]) -> Result<(), ConfigError> {
+    for scope in scopes {
+        let why = match scope.as_str() {
+            "address" | "phone" => "removed in FranceConnect v2",
+            "offline_access" => "FranceConnect issues no refresh tokens",
+            s if s.starts_with("rnipp_") => "FranceConnect+ only",
+            s if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+                "not a FranceConnect scope name"
+            }
+            _ => continue,
+        };
+        return Err(ConfigError::new(at, format!("{scope:?}: {why}")));
+    }
+    Ok(())
+}
+
+/// FranceConnect's /authorize refuses any parameter outside its list (error Y030007): of the
+/// optional ones, Guichet lets the configuration set `prompt`, `idp_hint` and `ui_locales`.
+fn check_franceconnect_param(at: &str, name: &str, value: &str) -> Result<(), ConfigError> {
+    match name {
+        "idp_hint" | "ui_locales" => Ok(()),
+        "prompt" if value.split(' ').all(|p| p == "login" || p == "consent") => Ok(()),
+        "prompt" => Err(ConfigError::new(
+            at,
+            "FranceConnect accepts login and consent only",
+        )),
+        _ => Err(ConfigError::new(
+            at,
+            "FranceConnect refuses /authorize parameters outside its list (prompt, idp_hint, \
+             ui_locales; claims through `claims`)",
+        )),
+    }
 }
 
 /// Provider URLs must be https; plain http only on loopback (tests, a local provider).
@@ -161,6 +203,9 @@ impl OidcProviderConfig {
                 ))
             }
             (_, Some(issuer), _) => issuer.clone(),
+            (true, None, Some(FranceConnectEnvironment::Sandbox)) => {
+                FRANCECONNECT_SANDBOX.to_owned()
+            }
             (true, None, Some(FranceConnectEnvironment::Integration)) => {
                 FRANCECONNECT_INTEGRATION.to_owned()
             }
@@ -170,7 +215,7 @@ impl OidcProviderConfig {
             (true, None, None) => {
                 return Err(ConfigError::new(
                     field("environment"),
-                    "required: integration or production",
+                    "required: sandbox, integration or production",
                 ))
             }
             (false, None, None) => return Err(ConfigError::new(field("issuer"), "required")),
@@ -187,6 +232,12 @@ impl OidcProviderConfig {
         } else {
             ClientAuthMethod::ClientSecretBasic
         });
+        if franceconnect && method == ClientAuthMethod::ClientSecretBasic {
+            return Err(ConfigError::new(
+                field("client_auth"),
+                "FranceConnect accepts client_secret_post or private_key_jwt only",
+            ));
+        }
         let secret = || {
             self.client_secret
                 .as_ref()
@@ -256,9 +307,21 @@ impl OidcProviderConfig {
             }
         };
         if let Some(scopes) = &self.scopes {
+            if franceconnect {
+                check_franceconnect_scopes(&field("scopes"), scopes)?;
+            }
             settings.scopes = scopes.clone();
         }
-        settings.pkce = self.pkce;
+        settings.pkce =
+            match (franceconnect, self.pkce) {
+                (true, Some(true)) => return Err(ConfigError::new(
+                    field("pkce"),
+                    "FranceConnect refuses code_challenge (its /authorize takes a fixed list of \
+                     parameters): leave pkce off",
+                )),
+                (true, _) => false,
+                (false, pkce) => pkce.unwrap_or(true),
+            };
         if let Some(algs) = &self.allowed_algs {
             if algs.is_empty() {
                 return Err(ConfigError::new(field("allowed_algs"), "must not be empty"));
@@ -315,14 +378,15 @@ impl OidcProviderConfig {
         if let Some(acr) = &self.acr_values {
             settings.acr_values = Some(acr.clone()).filter(|a| !a.trim().is_empty());
         }
-        if franceconnect && settings.acr_values.is_none() {
+        if franceconnect && settings.acr_values.as_deref() != Some("eidas1") {
             return Err(ConfigError::new(
                 field("acr_values"),
-                "FranceConnect needs an eIDAS level (eidas1)",
+                "FranceConnect v2 offers eidas1 only (it answers eidas2 and eidas3 with \
+                 invalid_acr: those are FranceConnect+'s)",
             ));
         }
         settings.attributes = self.attributes.clone();
-        for name in self.authorize_params.keys() {
+        for (name, value) in &self.authorize_params {
             const OURS: &[&str] = &[
                 "response_type",
                 "client_id",
@@ -334,18 +398,38 @@ impl OidcProviderConfig {
                 "code_challenge_method",
                 "acr_values",
             ];
+            let at = field(&format!("authorize_params.{name}"));
             if OURS.contains(&name.as_str()) {
-                return Err(ConfigError::new(
-                    field(&format!("authorize_params.{name}")),
-                    "set by Guichet itself",
-                ));
+                return Err(ConfigError::new(at, "set by Guichet itself"));
+            }
+            if name == "claims" {
+                return Err(ConfigError::new(at, "use the provider's `claims` setting"));
+            }
+            if franceconnect {
+                check_franceconnect_param(&at, name, value)?;
             }
         }
+        settings.claims = match &self.claims {
+            None => None,
+            Some(claims @ serde_json::Value::Object(_)) => Some(claims.to_string()),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    field("claims"),
+                    "a mapping such as { id_token: { amr: { essential: true } } }",
+                ))
+            }
+        };
         settings.extra_authorize_params = self
             .authorize_params
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if franceconnect && !self.end_session {
+            return Err(ConfigError::new(
+                field("end_session"),
+                "FranceConnect asks services to log users out of FranceConnect too",
+            ));
+        }
         settings.end_session = self.end_session;
         if self.timeout.is_zero() {
             return Err(ConfigError::new(field("timeout"), "must be positive"));

@@ -103,11 +103,28 @@ async fn sign_out(
             let state = guichet_protocols::oidc::random_param();
             let done =
                 url::Url::parse(&format!("{}{LOGOUT_DONE}", app.origin)).expect("origin is a URL");
-            if let Some(location) = entry
+            let at_provider = entry
                 .provider
                 .logout_redirect(&record.principal, &done, &state)
-                .await
-            {
+                .await;
+            let location = match at_provider {
+                Ok(location) => location,
+                Err(error) => {
+                    // Signed out here; the provider's own session may still be open, and on a
+                    // shared computer the next person could get it: say so plainly.
+                    audit::provider_logout_failed(
+                        &ctx.audit(gateway),
+                        &record.principal.provider,
+                        &error.to_string(),
+                    );
+                    let page = pages::provider_logout_failed_page(
+                        entry.provider.display_name(),
+                        &ctx.correlation_id,
+                    );
+                    return Ok(Reply::html(502, page).with_header("set-cookie", clear));
+                }
+            };
+            if let Some(location) = location {
                 let pending = PendingLogout {
                     target: target.clone(),
                 };

@@ -222,9 +222,9 @@ impl IdentityProvider for CasProvider {
         _principal: &Principal,
         post_logout_redirect_uri: &Url,
         state: &str,
-    ) -> Option<Url> {
+    ) -> Result<Option<Url>, ProviderError> {
         if !self.settings.logout_at_server {
-            return None;
+            return Ok(None);
         }
         // CAS has no state parameter: it goes in the service URL the server sends users back to.
         let mut service = post_logout_redirect_uri.clone();
@@ -232,7 +232,7 @@ impl IdentityProvider for CasProvider {
         let mut url = self.endpoint("logout");
         url.query_pairs_mut()
             .append_pair("service", service.as_str());
-        Some(url)
+        Ok(Some(url))
     }
 }
 

@@ -42,8 +42,9 @@ pub use discovery::ExtraMetadata;
 pub use logout::{check_logout_claims, LogoutSubject, BACKCHANNEL_LOGOUT_EVENT};
 pub use openidconnect::core::CoreJwsSigningAlgorithm as SigningAlg;
 pub use settings::{
-    ClientAuth, Endpoints, OidcSettings, StaticEndpoints, UserinfoMode, FRANCECONNECT_INTEGRATION,
-    FRANCECONNECT_PRODUCTION, FRANCECONNECT_SCOPES,
+    ClientAuth, Endpoints, OidcSettings, StaticEndpoints, UserinfoMode,
+    FRANCECONNECT_DEFAULT_SCOPES, FRANCECONNECT_INTEGRATION, FRANCECONNECT_PRODUCTION,
+    FRANCECONNECT_SANDBOX, FRANCECONNECT_SCOPES,
 };
 
 use self::discovery::{Discovered, ProviderKeys};
@@ -481,6 +482,9 @@ impl IdentityProvider for OidcProvider {
         if let Some(acr) = &self.settings.acr_values {
             request = request.add_extra_param("acr_values", acr.clone());
         }
+        if let Some(claims) = &self.settings.claims {
+            request = request.add_extra_param("claims", claims.clone());
+        }
         for (name, value) in &self.settings.extra_authorize_params {
             request = request.add_extra_param(name.clone(), value.clone());
         }
@@ -672,25 +676,40 @@ impl IdentityProvider for OidcProvider {
         principal: &Principal,
         post_logout_redirect_uri: &Url,
         state: &str,
-    ) -> Option<Url> {
+    ) -> Result<Option<Url>, ProviderError> {
         if !self.settings.end_session {
-            return None;
+            return Ok(None);
         }
         let LogoutHandle::Oidc { id_token, .. } = &principal.logout else {
-            return None;
+            return Ok(None);
         };
-        let discovered = self.keys.get(&self.settings, &self.http).await.ok()?;
-        let endpoint = discovered
+        // Configured to end the provider's session: failing to find where is an error the
+        // user is told about, never a silently skipped step.
+        let discovered = self
+            .keys
+            .get(&self.settings, &self.http)
+            .await
+            .map_err(|e| ProviderError::Unavailable(format!("end session: {e}")))?;
+        let Some(endpoint) = discovered
             .metadata
             .additional_metadata()
             .end_session_endpoint
-            .as_ref()?;
-        Some(logout::end_session_url(
+            .as_ref()
+        else {
+            return if self.settings.end_session_required {
+                Err(ProviderError::Unavailable(
+                    "the provider advertises no end_session_endpoint".into(),
+                ))
+            } else {
+                Ok(None)
+            };
+        };
+        Ok(Some(logout::end_session_url(
             endpoint.url(),
             id_token,
             &self.settings.client_id,
             post_logout_redirect_uri,
             state,
-        ))
+        )))
     }
 }

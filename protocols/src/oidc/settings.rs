@@ -7,12 +7,22 @@ use std::time::Duration;
 use openidconnect::core::CoreJwsSigningAlgorithm;
 use url::Url;
 
-/// FranceConnect v2 integration platform (test identities, no real citizens).
+// FranceConnect v2 platforms. Sources (see docs/franceconnect.md, "Platforms"): the partner
+// documentation's endpoint page (docs.partenaires.franceconnect.gouv.fr/fs/fs-technique/
+// fs-technique-endpoints/) for integration; the sandbox and production hosts as FranceConnect's
+// partner-portal clients use them (InseeFr/Keycloak-FranceConnect, france-connect.properties).
+
+/// FranceConnect v2 integration platform, for client ids from "démarches simplifiées" (test
+/// identities, no real citizens).
 pub const FRANCECONNECT_INTEGRATION: &str = "https://fcp-low.integ01.dev-franceconnect.fr/api/v2";
+/// FranceConnect v2 sandbox, for client ids created in the partner portal (since May 2025).
+pub const FRANCECONNECT_SANDBOX: &str = "https://fcp-low.sbx.dev-franceconnect.fr/api/v2";
 /// FranceConnect v2 production platform.
 pub const FRANCECONNECT_PRODUCTION: &str = "https://oidc.franceconnect.gouv.fr/api/v2";
 
-/// Claims FranceConnect v2 releases, requested by default (each is its own scope).
+/// The identity claims FranceConnect v2 can release, each its own scope (france-connect/sources,
+/// back/libs/scopes/src/data/fcp-low/fcp-low.scopes.ts). A service asks only for those its
+/// DataPass authorisation lists: any other scope gets `invalid_scope`.
 pub const FRANCECONNECT_SCOPES: &[&str] = &[
     "given_name",
     "family_name",
@@ -23,6 +33,10 @@ pub const FRANCECONNECT_SCOPES: &[&str] = &[
     "email",
     "preferred_username",
 ];
+
+/// What the FranceConnect preset asks for when the configuration lists no scopes: the least a
+/// DataPass authorises (the citizen's names).
+pub const FRANCECONNECT_DEFAULT_SCOPES: &[&str] = &["given_name", "family_name"];
 
 #[derive(Clone, Debug)]
 pub struct OidcSettings {
@@ -48,8 +62,14 @@ pub struct OidcSettings {
     pub attributes: BTreeMap<String, String>,
     /// Extra parameters for /authorize (`prompt`, `ui_locales`...).
     pub extra_authorize_params: Vec<(String, String)>,
+    /// The OpenID Connect `claims` request parameter (JSON), e.g. to ask FranceConnect for `amr`.
+    pub claims: Option<String>,
     /// RP-initiated logout at the provider's end-session endpoint when the user signs out.
     pub end_session: bool,
+    /// The provider's own logout must happen (FranceConnect asks services to implement it): when
+    /// the end-session endpoint cannot be found, the user is told, instead of the step being
+    /// skipped.
+    pub end_session_required: bool,
     /// Bound on every request to the provider.
     pub http_timeout: Duration,
     /// How long discovery results are trusted before being fetched again.
@@ -142,7 +162,9 @@ impl OidcSettings {
             acr_values: None,
             attributes: BTreeMap::new(),
             extra_authorize_params: Vec::new(),
+            claims: None,
             end_session: true,
+            end_session_required: false,
             http_timeout: Duration::from_secs(10),
             metadata_ttl: Duration::from_secs(3600),
             jwks_refresh_interval: Duration::from_secs(30),
@@ -150,13 +172,20 @@ impl OidcSettings {
         }
     }
 
-    /// FranceConnect v2: eIDAS level 1, signed userinfo, ES256/RS256 only, identity claims.
+    /// FranceConnect v2: eIDAS level 1, signed userinfo, ES256/RS256 only, no PKCE (its
+    /// /authorize refuses every parameter outside its list, `code_challenge` included), logout
+    /// at FranceConnect required.
     pub fn franceconnect(id: &str, issuer: &str, client_id: &str, client_auth: ClientAuth) -> Self {
         Self {
             display_name: "FranceConnect".into(),
-            scopes: FRANCECONNECT_SCOPES.iter().map(|s| s.to_string()).collect(),
+            scopes: FRANCECONNECT_DEFAULT_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            pkce: false,
             userinfo: UserinfoMode::RequireSigned,
             acr_values: Some("eidas1".into()),
+            end_session_required: true,
             ..Self::new(id, issuer, client_id, client_auth)
         }
     }

@@ -267,3 +267,98 @@ fn the_binary_exits_non_zero_with_one_line_and_listens_on_nothing() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `VALID` with a FranceConnect provider (`extra`: more of its settings, one a line).
+fn with_franceconnect(extra: &str) -> String {
+    let mut provider = String::from(
+        "  - kind: franceconnect\n    id: fc\n    environment: sandbox\n    client_id: abc\n    client_secret: s3cret\n",
+    );
+    for line in extra.lines() {
+        provider.push_str(&format!("    {line}\n"));
+    }
+    VALID.replace("providers:\n", &format!("providers:\n{provider}"))
+}
+
+/// The FranceConnect preset as the platform behaves (france-connect/sources: the /authorize
+/// parameter list, token authentication methods, eIDAS levels, scopes).
+#[test]
+fn the_franceconnect_preset_follows_the_platform() {
+    let config = Config::from_yaml(&with_franceconnect("")).unwrap();
+    let settings = &config.oidc["fc"];
+    assert!(!settings.pkce, "FranceConnect refuses code_challenge");
+    assert_eq!(
+        settings.scopes,
+        ["given_name", "family_name"],
+        "a minimal default"
+    );
+    assert_eq!(settings.acr_values.as_deref(), Some("eidas1"));
+    assert!(settings.end_session && settings.end_session_required);
+    assert_eq!(
+        settings.issuer,
+        "https://fcp-low.sbx.dev-franceconnect.fr/api/v2"
+    );
+    assert!(matches!(
+        settings.client_auth,
+        guichet_protocols::oidc::ClientAuth::SecretPost(_)
+    ));
+
+    // Grouped scopes and the claims parameter (for amr) are available.
+    let config = Config::from_yaml(&with_franceconnect(
+        "scopes: [identite_pivot, email]\nclaims: { id_token: { amr: { essential: true } } }\nauthorize_params: { prompt: login, idp_hint: abc }",
+    ))
+    .unwrap();
+    let settings = &config.oidc["fc"];
+    assert_eq!(settings.scopes, ["identite_pivot", "email"]);
+    assert_eq!(
+        settings.claims.as_deref(),
+        Some(r#"{"id_token":{"amr":{"essential":true}}}"#)
+    );
+}
+
+#[test]
+fn franceconnect_settings_the_platform_refuses_are_config_errors() {
+    let cases = [
+        ("pkce: true", "providers[0].pkce: FranceConnect refuses code_challenge"),
+        (
+            "client_auth: client_secret_basic",
+            "providers[0].client_auth: FranceConnect accepts client_secret_post or private_key_jwt only",
+        ),
+        ("acr_values: eidas2", "providers[0].acr_values: FranceConnect v2 offers eidas1 only"),
+        ("acr_values: eidas1 eidas2", "providers[0].acr_values: FranceConnect v2 offers eidas1 only"),
+        ("scopes: [email, address]", "providers[0].scopes: \"address\": removed in FranceConnect v2"),
+        ("scopes: [offline_access]", "providers[0].scopes: \"offline_access\""),
+        ("scopes: [rnipp_birthdate]", "providers[0].scopes: \"rnipp_birthdate\": FranceConnect+ only"),
+        (
+            "authorize_params: { max_age: '60' }",
+            "providers[0].authorize_params.max_age: FranceConnect refuses /authorize parameters outside its list",
+        ),
+        (
+            "authorize_params: { prompt: none }",
+            "providers[0].authorize_params.prompt: FranceConnect accepts login and consent only",
+        ),
+        (
+            "authorize_params: { claims: '{}' }",
+            "providers[0].authorize_params.claims: use the provider's `claims` setting",
+        ),
+        ("claims: [amr]", "providers[0].claims: a mapping"),
+        (
+            "end_session: false",
+            "providers[0].end_session: FranceConnect asks services to log users out of FranceConnect too",
+        ),
+    ];
+    for (setting, expected) in cases {
+        let error = error_of(&with_franceconnect(setting));
+        assert!(
+            error.starts_with(expected),
+            "{setting}: expected {expected:?}, got {error:?}"
+        );
+    }
+    // The generic OpenID Connect provider keeps PKCE and basic authentication by default.
+    let yaml = VALID.replace(
+        "providers:\n",
+        "providers:\n  - kind: oidc\n    id: op\n    issuer: https://op.example.org\n    client_id: abc\n    client_secret: s\n",
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    assert!(config.oidc["op"].pkce);
+    assert!(!config.oidc["op"].end_session_required);
+}

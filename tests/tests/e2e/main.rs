@@ -21,6 +21,7 @@ mod oidc;
 mod oidc_logout;
 mod oidc_providers;
 mod policies;
+mod provider_logout;
 mod proxy;
 mod redirects;
 mod redis_store;
