@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cache;
 pub mod file;
+pub mod identity_pivot;
 pub mod scim;
 pub mod sealing;
 
