@@ -228,9 +228,12 @@ pub struct OpState {
     pub sids: Vec<String>,
     /// Every id_token the token endpoint issued, in order.
     pub id_tokens: Vec<String>,
+    /// Set by [`MockOp::franceconnect`]: every endpoint then follows FranceConnect v2's rules
+    /// (see [`crate::franceconnect`]) instead of the generic provider's.
+    pub franceconnect: Option<crate::franceconnect::Platform>,
     codes: HashMap<String, Grant>,
     access_tokens: HashMap<String, ()>,
-    counter: usize,
+    pub(crate) counter: usize,
 }
 
 pub struct MockOp {
@@ -242,18 +245,18 @@ pub struct MockOp {
 
 type Responder = Box<dyn Fn(&Request) -> ResponseTemplate + Send + Sync>;
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
+pub(crate) fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs() as i64
 }
 
-fn apply(claims: &mut Map<String, Value>, changes: &Map<String, Value>) {
+pub(crate) fn apply(claims: &mut Map<String, Value>, changes: &Map<String, Value>) {
     for (name, value) in changes {
         if value.is_null() {
             claims.remove(name);
@@ -267,11 +270,11 @@ fn query_map(url: &url::Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
 
-fn form_map(body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn form_map(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn oauth_error(status: u16, error: &str) -> ResponseTemplate {
+pub(crate) fn oauth_error(status: u16, error: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({ "error": error }))
 }
 
@@ -312,6 +315,7 @@ impl MockOp {
             userinfo_fetches: 0,
             sids: Vec::new(),
             id_tokens: Vec::new(),
+            franceconnect: None,
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             counter: 0,
@@ -349,6 +353,12 @@ impl MockOp {
                 })
             }),
             ("GET", "/authorize", {
+                let (state, issuer) = (self.state.clone(), self.issuer.clone());
+                Box::new(move |req: &Request| authorize(&mut state.lock().unwrap(), &issuer, req))
+            }),
+            // FranceConnect takes /authorize by POST too (§1.1 of the fact sheet); the generic
+            // provider answers 405 there.
+            ("POST", "/authorize", {
                 let (state, issuer) = (self.state.clone(), self.issuer.clone());
                 Box::new(move |req: &Request| authorize(&mut state.lock().unwrap(), &issuer, req))
             }),
@@ -401,6 +411,9 @@ impl MockOp {
 }
 
 fn discovery(state: &OpState, issuer: &str) -> ResponseTemplate {
+    if state.franceconnect.is_some() {
+        return crate::franceconnect::discovery(state, issuer);
+    }
     let b = &state.behaviour;
     ResponseTemplate::new(200).set_body_json(json!({
         "issuer": b.discovery_issuer.clone().unwrap_or_else(|| issuer.to_owned()),
@@ -437,8 +450,20 @@ fn jwks(state: &OpState) -> ResponseTemplate {
 }
 
 /// A compact JWS of `claims`; the signature is corrupted when the behaviour says so for every
-/// token, or when `corrupt` (the caller's own switch) is set.
+/// token, or when `corrupt` (the caller's own switch) is set. HS256 is keyed with the client
+/// secret.
 fn sign(state: &OpState, claims: &Map<String, Value>, alg: Alg, corrupt: bool) -> String {
+    sign_keyed(state, claims, alg, corrupt, state.client_secret.as_bytes())
+}
+
+/// [`sign`] with the HS256 key given (the secret of the client the token is for).
+pub(crate) fn sign_keyed(
+    state: &OpState,
+    claims: &Map<String, Value>,
+    alg: Alg,
+    corrupt: bool,
+    hmac_key: &[u8],
+) -> String {
     let b = &state.behaviour;
     let mut header = json!({"alg": alg.name(), "typ": "JWT"});
     let key = match alg {
@@ -465,8 +490,7 @@ fn sign(state: &OpState, claims: &Map<String, Value>, alg: Alg, corrupt: bool) -
     let mut signature = match (alg, key) {
         (Alg::None, _) => Vec::new(),
         (Alg::Hs256, _) => {
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(state.client_secret.as_bytes()).expect("any key");
+            let mut mac = Hmac::<Sha256>::new_from_slice(hmac_key).expect("any key");
             mac.update(input.as_bytes());
             mac.finalize().into_bytes().to_vec()
         }
@@ -482,6 +506,12 @@ fn sign(state: &OpState, claims: &Map<String, Value>, alg: Alg, corrupt: bool) -
 }
 
 fn authorize(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
+    if state.franceconnect.is_some() {
+        return crate::franceconnect::authorize(state, req);
+    }
+    if req.method.as_str() != "GET" {
+        return ResponseTemplate::new(405);
+    }
     state.authorize_requests.push(req.url.clone());
     let q = query_map(&req.url);
     let Some(redirect_uri) = q.get("redirect_uri") else {
@@ -558,15 +588,16 @@ fn authenticate_client(
         ClientAuth::PrivateKeyJwt => {
             form.get("client_assertion_type").map(String::as_str)
                 == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-                && form
-                    .get("client_assertion")
-                    .is_some_and(|jwt| client_assertion_ok(jwt, &format!("{issuer}/token")))
+                && form.get("client_assertion").is_some_and(|jwt| {
+                    client_assertion_ok(jwt, &format!("{issuer}/token"), CLIENT_ID)
+                })
         }
     };
     ok
 }
 
-fn client_assertion_ok(jwt: &str, token_endpoint: &str) -> bool {
+/// A `private_key_jwt` client assertion by `client_id`, signed with [`CLIENT_KEY_PEM`].
+pub(crate) fn client_assertion_ok(jwt: &str, token_endpoint: &str, client_id: &str) -> bool {
     let parts: Vec<&str> = jwt.split('.').collect();
     if parts.len() != 3 {
         return false;
@@ -590,8 +621,8 @@ fn client_assertion_ok(jwt: &str, token_endpoint: &str) -> bool {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    claims["iss"] == CLIENT_ID
-        && claims["sub"] == CLIENT_ID
+    claims["iss"] == client_id
+        && claims["sub"] == client_id
         && claims["aud"] == token_endpoint
         && claims["exp"].as_i64().is_some_and(|exp| exp > now())
         && claims["jti"].is_string()
@@ -606,6 +637,9 @@ fn token(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
 }
 
 fn token_response(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
+    if state.franceconnect.is_some() {
+        return crate::franceconnect::token(state, issuer, req);
+    }
     state.token_requests.push(req.clone());
     let form = form_map(&req.body);
     if !authenticate_client(state, issuer, req, &form) {
@@ -675,6 +709,9 @@ fn token_response(state: &mut OpState, issuer: &str, req: &Request) -> ResponseT
 
 fn userinfo(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplate {
     state.userinfo_fetches += 1;
+    if state.franceconnect.is_some() {
+        return crate::franceconnect::userinfo(state, issuer, req);
+    }
     let token = req
         .headers
         .get("authorization")
@@ -708,6 +745,9 @@ fn userinfo(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTemplat
 
 fn end_session(state: &mut OpState, req: &Request) -> ResponseTemplate {
     state.end_session_requests.push(req.url.clone());
+    if state.franceconnect.is_some() {
+        return crate::franceconnect::end_session(state, req);
+    }
     let q = query_map(&req.url);
     match q.get("post_logout_redirect_uri") {
         Some(target) => {
@@ -798,7 +838,8 @@ pub async fn login(
     }
     let authorize = url::Url::parse(start.location().expect("location")).expect("absolute URL");
     let at_op = browser.send(browser.get(authorize.as_str())).await;
-    if at_op.status != 302 {
+    // FranceConnect sends its errors back with 303 (fact sheet §1.8, §1.9).
+    if at_op.status != 302 && at_op.status != 303 {
         return Trip {
             authorize: Some(authorize),
             callback: None,
