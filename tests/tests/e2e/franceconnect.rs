@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use guichet_tests::franceconnect::{AUTHORIZE_OPTIONAL, AUTHORIZE_REQUIRED};
+use guichet_tests::franceconnect::{TokenAuth, AUTHORIZE_OPTIONAL, AUTHORIZE_REQUIRED};
 use guichet_tests::oidc::{self, Alg, MockOp};
 use guichet_tests::{logs, Browser, GatewayOptions, TestGateway};
 use serde_json::{json, Value};
@@ -297,6 +297,28 @@ async fn rs256_is_accepted() {
     let gw = gateway(&op, "");
     let (_, trip) = login(&gw).await;
     signed_in(&op, &trip);
+}
+
+#[tokio::test]
+async fn private_key_jwt_signs_in() {
+    let op = MockOp::franceconnect().await;
+    op.fc(|fc| fc.client_mut(oidc::CLIENT_ID).auth = TokenAuth::PrivateKeyJwt);
+    let gw = gateway(
+        &op,
+        &format!(
+            "client_auth: private_key_jwt\nprivate_key_file: \"{}\"",
+            oidc::client_key_path()
+        ),
+    );
+    let (_, trip) = login(&gw).await;
+    signed_in(&op, &trip);
+    let token = op.state().token_requests[0].clone();
+    assert!(!token.headers.contains_key("authorization"));
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&token.body)
+        .into_owned()
+        .collect();
+    assert!(form.contains_key("client_assertion"));
+    assert!(!form.contains_key("client_secret"));
 }
 
 #[tokio::test]
