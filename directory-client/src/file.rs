@@ -23,7 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::{single_match, Directory, DirectoryError, DirectoryUser, PivotQuery};
+use crate::{
+    single_match, single_match_where, Directory, DirectoryError, DirectoryUser, PivotQuery,
+};
 
 /// The largest directory file read (a guard against pointing the setting at the wrong file).
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -161,6 +163,14 @@ impl Loaded {
     }
 
     fn find(&self, pivot: &PivotQuery) -> Result<Option<DirectoryUser>, DirectoryError> {
+        if pivot.is_composite() {
+            // Normal forms differ from stored spellings: every person is compared (a file of
+            // a few tens of thousands of people, behind the caches).
+            return single_match_where(self.people.iter(), |user| {
+                pivot.matches_all(|attribute| attribute_values(user, attribute))
+            })
+            .map(|found| found.cloned());
+        }
         let key = (
             pivot.attribute.clone(),
             crate::normalize_pivot(&pivot.value, false),

@@ -10,8 +10,13 @@
 //! Each field kind has one normal form; two values match when their normal forms are equal.
 //! Nothing is fuzzy: a different given name, a different day, is a different person.
 
+use serde::{Deserialize, Serialize};
+
+use crate::{PivotField, PivotQuery};
+
 /// How a field is compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FieldKind {
     /// Given or family names: accents, case and separators (space, hyphen, apostrophe, dot)
     /// do not count; letters and their order do.
@@ -124,10 +129,144 @@ fn normalize_insee_code(value: &str) -> Option<String> {
 /// France's INSEE country code: people born in France have a birthplace, others have none.
 pub const FRANCE: &str = "99100";
 
+/// The six claims in FranceConnect's names, with how each is compared, in the order
+/// [`query`] takes their directory attributes.
+pub const CLAIMS: [(&str, FieldKind); 6] = [
+    ("given_name", FieldKind::Name),
+    ("family_name", FieldKind::Name),
+    ("birthdate", FieldKind::Birthdate),
+    ("gender", FieldKind::Gender),
+    ("birthplace", FieldKind::InseeCode),
+    ("birthcountry", FieldKind::InseeCode),
+];
+
+/// The composite pivot of a login: its six claims (read by `claim`, by FranceConnect name)
+/// compared with the directory attributes `directory_attributes` (same order as [`CLAIMS`]).
+/// A missing or malformed claim is an error naming it: such a login is refused, never linked
+/// to someone on five fields. The birthplace of a person born abroad is empty and not compared.
+pub fn query(
+    directory_attributes: &[String; 6],
+    claim: impl Fn(&str) -> Option<String>,
+) -> Result<PivotQuery, String> {
+    let country = claim("birthcountry")
+        .and_then(|value| normalize(FieldKind::InseeCode, &value))
+        .ok_or("birthcountry missing or not an INSEE code")?;
+    let mut fields = Vec::with_capacity(CLAIMS.len());
+    for ((name, kind), attribute) in CLAIMS.iter().zip(directory_attributes) {
+        let value = if *name == "birthplace" && country != FRANCE {
+            String::new()
+        } else {
+            claim(name)
+                .and_then(|value| normalize(*kind, &value))
+                .ok_or_else(|| format!("{name} missing or malformed"))?
+        };
+        fields.push(PivotField {
+            directory_attribute: attribute.clone(),
+            kind: *kind,
+            value,
+        });
+    }
+    Ok(PivotQuery::composite(fields))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use FieldKind::*;
+
+    fn attributes() -> [String; 6] {
+        [
+            "givenName",
+            "familyName",
+            "birthDate",
+            "gender",
+            "birthPlace",
+            "birthCountry",
+        ]
+        .map(str::to_owned)
+    }
+
+    fn claims<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const ANGELA: [(&str, &str); 6] = [
+        ("given_name", "Angela Claire Louise"),
+        ("family_name", "DUBOIS"),
+        ("birthdate", "1962-08-01"),
+        ("gender", "female"),
+        ("birthplace", "75107"),
+        ("birthcountry", "99100"),
+    ];
+
+    #[test]
+    fn a_composite_pivot_matches_every_field_under_its_normal_form() {
+        let pivot = query(&attributes(), claims(&ANGELA)).unwrap();
+        assert!(pivot.is_composite());
+        let directory = |name: &str| -> Vec<String> {
+            match name {
+                "givenName" => vec!["ANGELA-CLAIRE-LOUISE".into()],
+                "familyName" => vec!["Dubois".into()],
+                "birthDate" => vec!["1962-08-00".into()],
+                "gender" => vec!["F".into()],
+                "birthPlace" => vec!["75107".into()],
+                "birthCountry" => vec!["99100".into()],
+                _ => vec![],
+            }
+        };
+        assert!(pivot.matches_all(directory));
+        // One field off (another day): somebody else.
+        let other_day = |name: &str| match name {
+            "birthDate" => vec!["1962-08-02".to_owned()],
+            other => directory(other),
+        };
+        assert!(!pivot.matches_all(other_day));
+        // A field the directory lacks: no match.
+        let no_gender = |name: &str| match name {
+            "gender" => vec![],
+            other => directory(other),
+        };
+        assert!(!pivot.matches_all(no_gender));
+    }
+
+    #[test]
+    fn born_abroad_has_no_birthplace_and_a_missing_field_is_named() {
+        let abroad = [
+            ("given_name", "Ana"),
+            ("family_name", "Silva"),
+            ("birthdate", "1980-02-29"),
+            ("gender", "female"),
+            ("birthplace", ""),
+            ("birthcountry", "99139"),
+        ];
+        let pivot = query(&attributes(), claims(&abroad)).unwrap();
+        assert_eq!(pivot.fields[4].value, "");
+        for missing in ["given_name", "birthdate", "birthcountry", "birthplace"] {
+            let partial: Vec<_> = ANGELA
+                .iter()
+                .copied()
+                .filter(|(n, _)| *n != missing)
+                .collect();
+            let error = query(&attributes(), claims(&partial)).unwrap_err();
+            assert!(error.starts_with(missing), "{missing}: {error}");
+        }
+        let bad_date: Vec<_> = ANGELA
+            .iter()
+            .map(|&(n, v)| {
+                if n == "birthdate" {
+                    (n, "1962-02-30")
+                } else {
+                    (n, v)
+                }
+            })
+            .collect();
+        assert!(query(&attributes(), claims(&bad_date)).is_err());
+    }
 
     fn same(kind: FieldKind, a: &str, b: &str) -> bool {
         normalize(kind, a).is_some() && normalize(kind, a) == normalize(kind, b)

@@ -19,6 +19,7 @@ pub mod sealing;
 
 pub use cache::{CacheSettings, CachedDirectory, RedisCacheSettings};
 pub use file::FileDirectory;
+pub use identity_pivot::FieldKind;
 pub use scim::{ScimDirectory, ScimSettings};
 
 /// A person as the directory knows them.
@@ -75,14 +76,31 @@ impl DirectoryUser {
 }
 
 /// Which directory person a login names: a directory attribute and the login's value for it,
-/// normalized with [`normalize_pivot`].
+/// normalized with [`normalize_pivot`]; or, for a composite pivot (the *identité pivot*,
+/// see [`identity_pivot`]), several fields that must all match.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PivotQuery {
+    /// The directory attribute; for a composite pivot, a name listing its attributes.
     pub attribute: String,
+    /// The normalized value; for a composite pivot, its fields' normal forms joined, so that
+    /// caches key it like any other pivot.
     pub value: String,
     /// Values are compared exactly (after trimming) instead of case-insensitively.
     #[serde(default)]
     pub case_sensitive: bool,
+    /// The fields of a composite pivot (empty for a single attribute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<PivotField>,
+}
+
+/// One field of a composite pivot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PivotField {
+    pub directory_attribute: String,
+    pub kind: identity_pivot::FieldKind,
+    /// The normal form; empty when the field is not compared (the birthplace of someone born
+    /// abroad).
+    pub value: String,
 }
 
 impl PivotQuery {
@@ -91,7 +109,40 @@ impl PivotQuery {
             attribute: attribute.to_owned(),
             value: normalize_pivot(value, case_sensitive),
             case_sensitive,
+            fields: Vec::new(),
         }
+    }
+
+    /// A pivot whose `fields` must all match.
+    pub fn composite(fields: Vec<PivotField>) -> Self {
+        let names: Vec<&str> = fields
+            .iter()
+            .map(|f| f.directory_attribute.as_str())
+            .collect();
+        let values: Vec<&str> = fields.iter().map(|f| f.value.as_str()).collect();
+        Self {
+            attribute: format!("composite({})", names.join(",")),
+            // A control character no normal form contains: fields cannot run into each other.
+            value: values.join("\u{1f}"),
+            case_sensitive: true,
+            fields,
+        }
+    }
+
+    pub fn is_composite(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
+    /// Whether a person whose values for a directory attribute `values_of` gives matches every
+    /// field of this composite pivot (under each field's normal form).
+    pub fn matches_all(&self, values_of: impl Fn(&str) -> Vec<String>) -> bool {
+        self.fields.iter().all(|field| {
+            field.value.is_empty()
+                || values_of(&field.directory_attribute).iter().any(|value| {
+                    identity_pivot::normalize(field.kind, value).as_deref()
+                        == Some(field.value.as_str())
+                })
+        })
     }
 
     /// Every pivot a person named by an administrator may be cached under: logins compare
@@ -149,10 +200,17 @@ pub(crate) fn single_match<T>(
     pivot: &PivotQuery,
     values_of: impl Fn(&T) -> Vec<String>,
 ) -> Result<Option<T>, DirectoryError> {
-    let mut matching: Vec<T> = candidates
-        .into_iter()
-        .filter(|candidate| values_of(candidate).iter().any(|v| pivot.matches(v)))
-        .collect();
+    single_match_where(candidates, |candidate| {
+        values_of(candidate).iter().any(|v| pivot.matches(v))
+    })
+}
+
+/// The one candidate `is_match` accepts: none → unknown, several → ambiguous.
+pub(crate) fn single_match_where<T>(
+    candidates: impl IntoIterator<Item = T>,
+    is_match: impl Fn(&T) -> bool,
+) -> Result<Option<T>, DirectoryError> {
+    let mut matching: Vec<T> = candidates.into_iter().filter(|c| is_match(c)).collect();
     match matching.len() {
         0 => Ok(None),
         1 => Ok(matching.pop()),

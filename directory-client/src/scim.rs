@@ -18,7 +18,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::{
-    roles_from_groups, single_match, Directory, DirectoryError, DirectoryUser, PivotQuery,
+    roles_from_groups, single_match, single_match_where, Directory, DirectoryError, DirectoryUser,
+    PivotQuery,
 };
 
 /// The largest SCIM answer read; a bigger one is an error, not a truncated person.
@@ -170,6 +171,9 @@ impl ScimDirectory {
     }
 
     async fn find_resource(&self, pivot: &PivotQuery) -> Result<Option<Value>, DirectoryError> {
+        if pivot.is_composite() {
+            return self.find_composite(pivot).await;
+        }
         let path = self.path_for(&pivot.attribute);
         if path == "id" {
             let url = format!(
@@ -209,6 +213,46 @@ impl ScimDirectory {
         }
         // The server's `eq` may fold case (or be lax); the pivot's own rule decides.
         single_match(resources, pivot, |resource| values_at(resource, &path))
+    }
+
+    /// A composite pivot: the server is asked for the people born that day, in every spelling
+    /// directories use for it (a server's `eq` knows nothing of presumed dates or accents);
+    /// every field is then compared here under its normal form.
+    async fn find_composite(&self, pivot: &PivotQuery) -> Result<Option<Value>, DirectoryError> {
+        let Some(birthdate) = pivot
+            .fields
+            .iter()
+            .find(|field| field.kind == crate::FieldKind::Birthdate)
+        else {
+            return Err(unavailable(
+                "a composite pivot needs a birth date to search by",
+            ));
+        };
+        let path = self.path_for(&birthdate.directory_attribute);
+        let filter = birthdate_spellings(&birthdate.value)
+            .iter()
+            .map(|spelling| format!("{path} eq {}", string_literal(spelling)))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let query = [
+            ("filter", filter),
+            ("startIndex", "1".to_owned()),
+            ("count", self.settings.page_size.to_string()),
+        ];
+        let Some(list) = self.get(&format!("{}/Users", self.base), &query).await? else {
+            return Ok(None);
+        };
+        let resources = list_resources(&list)?;
+        let total = list
+            .get("totalResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if total > resources.len() as u64 {
+            return Err(DirectoryError::Ambiguous(total as usize));
+        }
+        single_match_where(resources, |resource| {
+            pivot.matches_all(|attribute| values_at(resource, &self.path_for(attribute)))
+        })
     }
 
     async fn groups_of(&self, id: &str) -> Result<Vec<String>, DirectoryError> {
@@ -426,10 +470,53 @@ pub fn values_at(resource: &Value, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The ways directories write the birth date whose normal form is `normal` (`YYYY-MM-DD`):
+/// ISO and French day-first, and for presumed dates (day or month `01`) the unknown parts as
+/// `00` or left out.
+fn birthdate_spellings(normal: &str) -> Vec<String> {
+    let mut spellings = vec![normal.to_owned()];
+    let (Some(year), Some(month), Some(day)) =
+        (normal.get(..4), normal.get(5..7), normal.get(8..10))
+    else {
+        return spellings;
+    };
+    spellings.push(format!("{day}/{month}/{year}"));
+    if day == "01" {
+        spellings.extend([format!("{year}-{month}-00"), format!("{year}-{month}")]);
+        if month == "01" {
+            spellings.extend([format!("{year}-00-00"), year.to_owned()]);
+        }
+    }
+    spellings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_birth_date_is_searched_in_every_spelling_of_it() {
+        assert_eq!(
+            birthdate_spellings("1962-08-24"),
+            ["1962-08-24", "24/08/1962"]
+        );
+        assert_eq!(
+            birthdate_spellings("1962-08-01"),
+            ["1962-08-01", "01/08/1962", "1962-08-00", "1962-08"]
+        );
+        assert_eq!(
+            birthdate_spellings("1962-01-01"),
+            [
+                "1962-01-01",
+                "01/01/1962",
+                "1962-01-00",
+                "1962-01",
+                "1962-00-00",
+                "1962"
+            ]
+        );
+    }
 
     #[test]
     fn values_are_read_through_multi_valued_attributes_and_extensions() {

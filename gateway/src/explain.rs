@@ -47,10 +47,10 @@ pub async fn explain(
     });
     let (principal, pivot) = match local {
         Some(principal) => {
-            let pivot = gateway
-                .pivots
-                .get(&principal.provider)
-                .and_then(|config| crate::directory::pivot_of(&principal, config));
+            let pivot = match gateway.pivots.get(&principal.provider) {
+                None => None,
+                Some(config) => crate::directory::pivot_of(&principal, config)?,
+            };
             (principal, pivot)
         }
         None => {
@@ -72,6 +72,12 @@ pub async fn explain(
                 auth_level: None,
                 logout: LogoutHandle::None,
             };
+            if config.identity.is_some() {
+                return Err(format!(
+                    "{} links people by the identité pivot (six fields): explain works with a local account or a single-attribute pivot",
+                    principal.provider
+                ));
+            }
             let pivot = Pivot::new(&config.directory_attribute, user, config.case_sensitive);
             (principal, Some(pivot))
         }

@@ -394,6 +394,10 @@ pub mod text {
         fr: "Votre ticket de connexion n'est pas valable (expiré, déjà utilisé ou émis pour un autre service). Recommencez la connexion depuis l'application.",
         en: "Your sign-in ticket is not valid (expired, already used or issued for another service). Please sign in again from the application.",
     };
+    pub const PIVOT_INCOMPLETE: Bilingual = Bilingual {
+        fr: "Le fournisseur d'identité n'a pas transmis toute l'identité nécessaire pour vous reconnaître. Vous n'êtes pas connecté.",
+        en: "The identity provider did not send all of the identity needed to recognise you. You are not signed in.",
+    };
     pub const LOGIN_REFUSED: Bilingual = Bilingual {
         fr: "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Vous n'êtes pas connecté.",
         en: "The identity provider's answer could not be verified. You are not signed in.",

@@ -1,5 +1,5 @@
 //! A mock SCIM 2.0 directory (wiremock on an ephemeral loopback port): `/scim/v2/Users` with
-//! `eq` filters, `/scim/v2/Users/{id}` and `/scim/v2/Groups` with paging, people changed by the
+//! `eq` filters (and `or` of them on one attribute), `/scim/v2/Users/{id}` and `/scim/v2/Groups` with paging, people changed by the
 //! test, and a switch to make it misbehave (status, malformed JSON, slowness, huge answers).
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,6 +74,20 @@ fn parse_filter(filter: &str) -> Option<(String, String)> {
     ))
 }
 
+/// `path eq "a" or path eq "b"...` (one path) → (path, values).
+fn parse_any_of(filter: &str) -> Option<(String, Vec<String>)> {
+    let mut path = None;
+    let mut values = Vec::new();
+    for term in filter.split(" or ") {
+        let (term_path, value) = parse_filter(term)?;
+        if path.get_or_insert_with(|| term_path.clone()) != &term_path {
+            return None;
+        }
+        values.push(value);
+    }
+    Some((path?, values))
+}
+
 fn values_at(resource: &Value, path: &str) -> Vec<String> {
     let mut current = vec![resource.clone()];
     for segment in path.split('.') {
@@ -109,8 +123,8 @@ impl MockScim {
             .and(path("/scim/v2/Users"))
             .respond_with(move |request: &Request| {
                 answer(&state.lock().unwrap(), request, |state| {
-                    let Some((path, value)) =
-                        query(request, "filter").and_then(|f| parse_filter(&f))
+                    let Some((path, wanted)) =
+                        query(request, "filter").and_then(|f| parse_any_of(&f))
                     else {
                         return ResponseTemplate::new(400);
                     };
@@ -121,7 +135,7 @@ impl MockScim {
                         .filter(|u| {
                             values_at(u, &path)
                                 .iter()
-                                .any(|v| v.eq_ignore_ascii_case(&value))
+                                .any(|v| wanted.iter().any(|w| v.eq_ignore_ascii_case(w)))
                         })
                         .cloned()
                         .collect();

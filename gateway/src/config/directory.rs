@@ -288,13 +288,45 @@ fn default_max_stale() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct PivotConfig {
     /// The principal's attribute carrying the pivot (`email`, `uid`...), or `subject`.
+    #[serde(default)]
     pub attribute: String,
     /// The directory attribute it must equal (`email`, `entUid`, `id`...).
+    #[serde(default)]
     pub directory_attribute: String,
     /// Compare case-sensitively (default: case-insensitive). Surrounding spaces are always
     /// ignored.
     #[serde(default)]
     pub case_sensitive: bool,
+    /// Instead of one attribute: the *identité pivot*, the six FranceConnect claims that
+    /// together name a citizen, each compared with a directory attribute.
+    #[serde(default)]
+    pub identity: Option<IdentityPivotConfig>,
+}
+
+/// The directory attribute holding each of the six identité-pivot claims.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityPivotConfig {
+    pub given_name: String,
+    pub family_name: String,
+    pub birthdate: String,
+    pub gender: String,
+    pub birthplace: String,
+    pub birthcountry: String,
+}
+
+impl IdentityPivotConfig {
+    /// In the order of [`guichet_directory_client::identity_pivot::CLAIMS`].
+    pub fn directory_attributes(&self) -> [String; 6] {
+        [
+            self.given_name.clone(),
+            self.family_name.clone(),
+            self.birthdate.clone(),
+            self.gender.clone(),
+            self.birthplace.clone(),
+            self.birthcountry.clone(),
+        ]
+    }
 }
 
 /// What an app does with a signed-in person the directory does not know.

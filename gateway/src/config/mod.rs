@@ -20,8 +20,8 @@ use guichet_protocols::oidc::OidcSettings;
 
 pub use cas::{CasProtocol, CasProviderConfig, SingleLogoutConfig};
 pub use directory::{
-    DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, PivotConfig, ResolvedDirectory,
-    ScimConfig, UnknownPerson,
+    DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, IdentityPivotConfig,
+    PivotConfig, ResolvedDirectory, ScimConfig, UnknownPerson,
 };
 pub use model::*;
 pub use oidc::{ClientAuthMethod, FranceConnectEnvironment, OidcProviderConfig};
@@ -271,17 +271,7 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                     "a pivot links logins to directory people: configure `directory` too",
                 ));
             }
-            for (field, value) in [
-                ("attribute", &pivot.attribute),
-                ("directory_attribute", &pivot.directory_attribute),
-            ] {
-                if value.trim().is_empty() {
-                    return Err(ConfigError::new(
-                        format!("providers[{i}].pivot.{field}"),
-                        "must not be empty",
-                    ));
-                }
-            }
+            validate_pivot(pivot, &format!("providers[{i}].pivot"))?;
         }
     }
 
@@ -344,6 +334,46 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
         crate::headers::validate(&app.identity_headers, &at("identity_headers"))?;
     }
     Ok(())
+}
+
+/// One attribute (`attribute` with `directory_attribute`), or the identité pivot
+/// (`identity`), never both.
+fn validate_pivot(pivot: &PivotConfig, at: &str) -> Result<(), ConfigError> {
+    let single = [
+        ("attribute", &pivot.attribute),
+        ("directory_attribute", &pivot.directory_attribute),
+    ];
+    match &pivot.identity {
+        Some(_) if single.iter().any(|(_, value)| !value.is_empty()) || pivot.case_sensitive => {
+            Err(ConfigError::new(
+                at,
+                "either attribute and directory_attribute, or identity, not both",
+            ))
+        }
+        Some(identity) => {
+            let names = guichet_directory_client::identity_pivot::CLAIMS.map(|(name, _)| name);
+            for (name, value) in names.iter().zip(identity.directory_attributes()) {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{at}.identity.{name}"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        None => {
+            for (field, value) in single {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{at}.{field}"),
+                        "must not be empty (or use `identity`)",
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn validate_rate_limit(limits: &RateLimitConfig, at: &str) -> Result<(), ConfigError> {

@@ -210,10 +210,33 @@ pub async fn sign_in(
     } else {
         Vec::new()
     };
-    let pivot = gateway
-        .pivots
-        .get(&principal.provider)
-        .and_then(|config| crate::directory::pivot_of(&principal, config));
+    let pivot = match gateway.pivots.get(&principal.provider) {
+        None => None,
+        Some(config) => match crate::directory::pivot_of(&principal, config) {
+            Ok(pivot) => pivot,
+            Err(reason) => {
+                let provider_id = &principal.provider;
+                audit::login_failed(
+                    &ctx.audit(gateway),
+                    provider_id,
+                    Some(&principal.subject),
+                    &reason,
+                );
+                gateway
+                    .metrics
+                    .logins
+                    .with_label_values(&[provider_id, "rejected"])
+                    .inc();
+                return Ok(Reply::error(
+                    403,
+                    text::LOGIN_FAILED,
+                    text::PIVOT_INCOMPLETE,
+                    &ctx.correlation_id,
+                )
+                .with_header("set-cookie", login_cookie(gateway, app).clear()));
+            }
+        },
+    };
     let record = SessionRecord {
         pivot,
         roles: own_roles,

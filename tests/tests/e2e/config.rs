@@ -362,3 +362,46 @@ fn franceconnect_settings_the_platform_refuses_are_config_errors() {
     assert!(config.oidc["op"].pkce);
     assert!(!config.oidc["op"].end_session_required);
 }
+
+#[test]
+fn an_identity_pivot_names_six_directory_attributes_and_nothing_else() {
+    let people = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/people.yaml");
+    let directory = format!(
+        "directory:\n  backend: {{ kind: file, path: \"{}\" }}\n",
+        people.display()
+    );
+    let with_pivot = |pivot: &str| {
+        format!(
+            "{}{directory}",
+            with_franceconnect(&format!("pivot: {pivot}"))
+        )
+    };
+    let identity = "{ given_name: givenName, family_name: familyName, birthdate: birthDate, gender: gender, birthplace: birthPlace, birthcountry: birthCountry }";
+    let config = Config::from_yaml(&with_pivot(&format!("{{ identity: {identity} }}"))).unwrap();
+    assert!(config.file.providers[0].pivot().unwrap().identity.is_some());
+    let error = error_of(&with_pivot(&format!(
+        "{{ attribute: email, directory_attribute: email, identity: {identity} }}"
+    )));
+    assert!(
+        error.starts_with(
+            "providers[0].pivot: either attribute and directory_attribute, or identity"
+        ),
+        "{error}"
+    );
+    let error = error_of(&with_pivot(&format!(
+        "{{ identity: {} }}",
+        identity.replace("birthDate", "\"\"")
+    )));
+    assert!(
+        error.starts_with("providers[0].pivot.identity.birthdate: must not be empty"),
+        "{error}"
+    );
+    let error = error_of(&with_pivot("{ identity: { given_name: givenName } }"));
+    assert!(error.starts_with("providers[0]"), "{error}");
+    assert!(error.contains("missing field `family_name`"), "{error}");
+    let error = error_of(&with_pivot("{ attribute: email }"));
+    assert!(
+        error.starts_with("providers[0].pivot.directory_attribute: must not be empty"),
+        "{error}"
+    );
+}

@@ -13,6 +13,7 @@ mod examples;
 mod franceconnect;
 mod franceconnect_strict;
 mod headers;
+mod identity_pivot;
 mod interop_cas;
 mod interop_oidc;
 mod login;
