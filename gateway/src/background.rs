@@ -8,7 +8,9 @@
 //! once made it panic with "there is no reactor running" as soon as Redis was configured).
 //!
 //! So the process starts one small runtime of its own, before the gateway, and builds the
-//! gateway inside it: whatever a client library spawns at construction lives there. The
+//! gateway inside it: what a client library spawns at construction lives there, and so does
+//! the first Redis connection, opened from there at start (a connection re-opened after an
+//! outage lives on the runtime of the request that found it broken). The
 //! runtime is owned by whoever runs the server (`run_forever`, or a [`crate::server::RunningGateway`]
 //! in tests and the demo) and is shut down after pingora's runtimes, so nothing the services
 //! still use disappears under them. See docs/architecture.md, "Runtimes".

@@ -39,9 +39,13 @@ pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
         LogFormat::Human => fmt()
             .with_env_filter(filter)
             .with_writer(writer)
-            // Colours only for a person at a terminal: escape codes in a log collector's lines
-            // (a container's stdout is a pipe) garble searches.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            // Colours only for a person at a terminal who did not ask for none (NO_COLOR):
+            // escape codes in a log collector's lines (a container's stdout is a pipe) garble
+            // searches.
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()),
+            )
             .try_init(),
     };
     // try_init also installs the log→tracing bridge for pingora's `log` records. If a

@@ -52,13 +52,17 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `text` has the shape of a [`random_token`] (checked before it names a store key).
+pub fn is_token(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Store key of a transaction id, after checking its shape.
 pub fn transaction_key(id: &str) -> Option<String> {
-    (id.len() == 43
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    .then(|| format!("login:{id}"))
+    is_token(id).then(|| format!("login:{id}"))
 }
 
 /// Returns `path` if it is a same-origin path a browser will not read as another host:

@@ -27,13 +27,20 @@ struct ConfigArgs {
     config: PathBuf,
     /// Replace one setting of the file: `--set listen[0].address=127.0.0.1:8080`. The path is
     /// written as configuration errors name fields; the value is YAML. Repeatable.
+    /// Parsed by `load`, not by clap, whose error would echo the argument (it may be a secret
+    /// typed with the wrong separator) over several lines.
     #[arg(long = "set", value_name = "PATH=VALUE")]
-    overrides: Vec<Override>,
+    overrides: Vec<String>,
 }
 
 impl ConfigArgs {
     fn load(&self) -> Result<Config, String> {
-        Config::load_with_overrides(&self.config, &self.overrides).map_err(|e| e.to_string())
+        let overrides = self
+            .overrides
+            .iter()
+            .map(|argument| argument.parse::<Override>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Config::load_with_overrides(&self.config, &overrides).map_err(|e| e.to_string())
     }
 }
 

@@ -521,6 +521,7 @@ impl ProxyHttp for GuichetProxy {
             sessions.cookie_name.as_str(),
             sessions.host_cookie_name.as_str(),
             sessions.login_cookie_name.as_str(),
+            sessions.device_cookie_name.as_str(),
         ];
         if cookies::contains_any(&request.headers, &ours) {
             match cookies::without(&request.headers, &ours) {

@@ -27,6 +27,12 @@ pub fn build(
     background: &BackgroundRuntime,
 ) -> Result<(Server, Arc<Gateway>), String> {
     let gateway = background.enter(|| Gateway::new(config))?;
+    // Opens the session store's connection from the background runtime, so that its driver
+    // task lives there rather than on whichever service runtime would ask first.
+    let warm = gateway.clone();
+    background.handle().spawn(async move {
+        warm.store.ping().await.ok();
+    });
     let file = &config.file;
     let conf = ServerConf {
         threads: file.threads,

@@ -67,6 +67,9 @@ pub struct SessionSettings {
     pub absolute_timeout: Duration,
     /// Name of the short-lived cookie that binds a login transaction to the browser.
     pub login_cookie_name: String,
+    /// Name of the long-lived cookie of a browser that signed in to a local account before
+    /// (a known device: see `endpoints::login_limits`).
+    pub device_cookie_name: String,
     /// `__Host-` + `cookie_name`: used for https apps without `cookie_domain`, so that no
     /// other host (a sibling subdomain) can set or shadow the session cookie.
     pub host_cookie_name: String,
@@ -256,6 +259,7 @@ impl Gateway {
                 idle_timeout: file.session.idle_timeout,
                 absolute_timeout: file.session.absolute_timeout,
                 login_cookie_name: format!("{}_login", file.session.cookie_name),
+                device_cookie_name: format!("{}_device", file.session.cookie_name),
                 host_cookie_name: format!("__Host-{}", file.session.cookie_name),
                 login_starts_per_minute: file.session.login_starts_per_minute,
             },

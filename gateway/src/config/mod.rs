@@ -13,6 +13,7 @@ mod secret;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine;
 use guichet_protocols::local::{LocalUser, LocalUsers};
@@ -98,7 +99,12 @@ impl Config {
         for change in overrides {
             change.apply(&mut document)?;
         }
-        Self::from_file(deserialize_file(document)?)
+        // Back to text, then the one reading path every file takes: a value read from text
+        // is what serde_norway's typed reader accepts (`client_id: 300` for a string field),
+        // which a document already parsed into numbers would not be.
+        let text = serde_norway::to_string(&document)
+            .map_err(|e| ConfigError::new("config", e.to_string()))?;
+        Self::from_yaml(&text)
     }
 
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
@@ -401,6 +407,32 @@ fn validate_rate_limit(limits: &RateLimitConfig, at: &str) -> Result<(), ConfigE
     }
     if limits.window.is_zero() {
         return Err(ConfigError::new(format!("{at}.window"), "must be positive"));
+    }
+    // A busy address's attempts wait their turn at most 15 s: longer delays would refuse
+    // nearly everyone there, shorter than a second would not slow a guesser.
+    if !(Duration::from_secs(1)..=Duration::from_secs(10)).contains(&limits.max_delay) {
+        return Err(ConfigError::new(
+            format!("{at}.max_delay"),
+            "between 1s and 10s",
+        ));
+    }
+    // One address alone must not be able to lock an account out for everyone.
+    let pair_thresholds = std::iter::once(limits.max_failures_per_account_and_address).chain(
+        limits
+            .trusted_networks
+            .iter()
+            .filter_map(|trusted| trusted.max_failures_per_account_and_address),
+    );
+    for threshold in pair_thresholds {
+        if threshold >= limits.max_failures_per_account {
+            return Err(ConfigError::new(
+                format!("{at}.max_failures_per_account"),
+                format!(
+                    "must be above every max_failures_per_account_and_address ({threshold}): \
+                     otherwise one address could lock an account out for everyone"
+                ),
+            ));
+        }
     }
     for (n, trusted) in limits.trusted_networks.iter().enumerate() {
         if trusted.networks.is_empty() {

@@ -434,6 +434,25 @@ impl OidcProviderConfig {
         if self.timeout.is_zero() {
             return Err(ConfigError::new(field("timeout"), "must be positive"));
         }
+        if let Endpoints::Static(endpoints) = &settings.endpoints {
+            // What the provider must do, it must have an endpoint for: otherwise every login
+            // (or every logout) would fail at run time instead of here.
+            if settings.end_session
+                && settings.end_session_required
+                && endpoints.end_session.is_none()
+            {
+                return Err(ConfigError::new(
+                    field("endpoints.end_session"),
+                    "required: logging out at this provider is mandatory",
+                ));
+            }
+            if settings.userinfo == UserinfoMode::RequireSigned && endpoints.userinfo.is_none() {
+                return Err(ConfigError::new(
+                    field("endpoints.userinfo"),
+                    "required: userinfo is require_signed",
+                ));
+            }
+        }
         settings.http_timeout = self.timeout;
         settings.metadata_ttl = self.metadata_ttl;
         settings.jwks_refresh_interval = self.jwks_refresh_interval;

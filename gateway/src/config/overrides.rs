@@ -5,7 +5,9 @@
 //! fix. The value is read as YAML (`threads=2` is a number, `access=public` a string,
 //! `aliases=[a.example.org]` a list). Use it for what differs between two runs of one file:
 //! ports in tests, a provider pointed at a staging server for a trial. Overrides are applied
-//! before validation, so an overridden value is checked like any other.
+//! before validation, so an overridden value is checked like any other. Not for secrets: a
+//! command line is visible to every user of the host (`ps`); secrets go in `{ env: ... }` or
+//! `{ file: ... }`. Keys containing `.` or `[` cannot be addressed.
 
 use serde_norway::{Mapping, Value};
 
@@ -31,7 +33,8 @@ impl std::str::FromStr for Override {
     fn from_str(argument: &str) -> Result<Self, String> {
         let (path, value) = argument
             .split_once('=')
-            .ok_or_else(|| format!("--set {argument}: expected PATH=VALUE"))?;
+            // Not echoed: the argument may be a secret typed with the wrong separator.
+            .ok_or_else(|| "--set: expected PATH=VALUE".to_owned())?;
         let segments = parse_path(path).map_err(|e| format!("--set {path}: {e}"))?;
         // An empty value is an empty string, not YAML's null.
         let value = if value.is_empty() {
@@ -55,12 +58,11 @@ fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
             Some(at) => part.split_at(at),
             None => (part, ""),
         };
-        if key.is_empty() && (segments.is_empty() || rest.is_empty()) {
+        if key.is_empty() {
+            // `a[0]` only: not `a.[0]`, `[0]` or `a..b`.
             return Err("empty name in the path".into());
         }
-        if !key.is_empty() {
-            segments.push(Segment::Key(key.to_owned()));
-        }
+        segments.push(Segment::Key(key.to_owned()));
         while !rest.is_empty() {
             let close = rest
                 .find(']')
@@ -148,7 +150,9 @@ mod tests {
             error.to_string().starts_with("--set threads.x: "),
             "{error}"
         );
-        for bad in ["noequals", "a..b=1", "a[x]=1", "a[1=1", "=1"] {
+        for bad in [
+            "noequals", "a..b=1", "a[x]=1", "a[1=1", "=1", "a.[0]=1", "[0]=1",
+        ] {
             assert!(bad.parse::<Override>().is_err(), "{bad}");
         }
     }

@@ -10,8 +10,8 @@ use subtle::ConstantTimeEq;
 
 use super::login_limits::{self, Admission};
 use super::{
-    client_bucket, login_cookie, new_transaction, query_param, read_form, same_origin_post,
-    save_transaction, session_cookie, transaction,
+    client_bucket, device_cookie, login_cookie, new_transaction, query_param, read_form,
+    same_origin_post, save_transaction, session_cookie, transaction,
 };
 use crate::audit;
 use crate::identity::{self, now};
@@ -432,6 +432,10 @@ pub async fn submit(
         .canonical_login(typed_login)
         .map(str::to_owned)
         .unwrap_or_else(|| typed_login.to_lowercase());
+    let headers = &session.req_header().headers;
+    let device = crate::cookies::values(headers, &gateway.sessions.device_cookie_name)
+        .next()
+        .map(str::to_owned);
     let attempt = match login_limits::admit(
         &gateway.store,
         &gateway.busy_addresses,
@@ -439,6 +443,7 @@ pub async fn submit(
         provider_id,
         &account,
         ctx.client_ip,
+        device.as_deref(),
     )
     .await?
     {
@@ -474,7 +479,14 @@ pub async fn submit(
     {
         Ok(principal) => {
             attempt.succeeded().await?;
-            sign_in(gateway, session, ctx, app, &txn.return_to, principal).await
+            // From now on this browser is a known device for the account: a busy address or
+            // someone guessing the account elsewhere will not keep its owner out.
+            let token = device
+                .filter(|token| crate::login::is_token(token))
+                .unwrap_or_else(crate::login::random_token);
+            login_limits::remember_device(&gateway.store, &token, provider_id, &account).await?;
+            let reply = sign_in(gateway, session, ctx, app, &txn.return_to, principal).await?;
+            Ok(reply.with_header("set-cookie", device_cookie(gateway, app).set(&token)))
         }
         Err(ProviderError::Unavailable(reason)) => {
             attempt.not_checked().await?;

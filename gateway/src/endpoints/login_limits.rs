@@ -3,29 +3,42 @@
 //! Hundreds of pupils or agents may share one public address (NAT), so the address as a whole
 //! is never refused: past `slow_down_address_after` failures its attempts pass one at a time
 //! (on each replica) through a delay, which caps a guesser there at about one password a second
-//! per replica while a colleague with the right password still gets in. Refusals are per
-//! account: from one address (`max_failures_per_account_and_address`) and from everywhere
-//! (`max_failures_per_account`, so guessing one account from many addresses stops too).
+//! per replica. Refusals are per account: from one address
+//! (`max_failures_per_account_and_address`) and from everywhere (`max_failures_per_account`,
+//! so guessing one account from many addresses stops too).
+//!
+//! What keeps a busy or hostile address from locking out the people behind it is the **known
+//! device** (OWASP's "device cookie"): a browser that signed in to an account before carries a
+//! cookie naming it, and its attempts on that account skip the address's queue and the
+//! account-wide refusal. They are limited on their own instead: too many failures from a known
+//! device and it is no longer known. A pupil flooding the school's address, or someone guessing
+//! a teacher's password from four addresses, delays and refuses strangers, not the teacher on
+//! the computer she uses every day.
 //!
 //! Every counter is incremented before the password is checked, so parallel guesses cannot
-//! all slip under a limit; what was not a failure is taken back afterwards.
+//! all slip under a limit; what was not a failure is taken back afterwards. IPv6 clients are
+//! counted by /56, what one subscriber usually gets.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::client_bucket;
 use crate::config::RateLimitConfig;
 use crate::session::{SharedStore, StoreError};
+
+/// How long a browser stays a known device after signing in to an account.
+pub const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The counters one attempt was charged to.
 pub struct Attempt {
     store: SharedStore,
     pair: String,
-    account: String,
-    address: String,
+    /// Unset for a known device: its attempts are not charged to the account or address.
+    account: Option<String>,
+    address: Option<String>,
 }
 
 /// What the limits say about an attempt, before the password is checked.
@@ -40,9 +53,15 @@ pub enum Admission {
     Refused(&'static str),
 }
 
-/// The per-address queues of busy addresses on this replica.
+/// The queues of busy addresses on this replica.
 pub struct BusyAddresses {
-    queues: moka::sync::Cache<String, Arc<Mutex<()>>>,
+    queues: moka::sync::Cache<String, Arc<Queue>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    turn: Mutex<()>,
+    waiting: AtomicUsize,
 }
 
 impl Default for BusyAddresses {
@@ -60,6 +79,8 @@ impl Default for BusyAddresses {
 
 /// How long a busy address's attempt waits for its turn before getting "try again".
 const QUEUE_WAIT: Duration = Duration::from_secs(15);
+/// Attempts of one busy address that may wait at once on a replica; more are refused at once.
+const MAX_WAITING: usize = 16;
 
 /// The delay for an address with `failures` in the window: none up to `slow_after`, then one
 /// second, one more per further `slow_after`, at most `max_delay`.
@@ -69,7 +90,59 @@ pub fn delay_for(failures: u64, slow_after: u64, max_delay: Duration) -> Option<
     Some(max_delay.min(Duration::from_secs(steps)))
 }
 
-/// Charges one attempt on `account` from `ip` and waits its turn if the address is busy.
+/// What counters count a client as: its IPv4 address, or its IPv6 /56 (one subscriber's usual
+/// allocation, which it can rotate through freely).
+fn address_bucket(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/56", s[0], s[1], s[2], s[3] & 0xff00)
+        }
+        None => "unknown".into(),
+    }
+}
+
+fn device_key(token: &str) -> String {
+    format!("device:{token}")
+}
+
+/// What a known device's store entry says: this provider's account.
+fn device_owner(provider_id: &str, account: &str) -> Vec<u8> {
+    format!("{provider_id}\n{account}").into_bytes()
+}
+
+/// Whether `token` (the device cookie's value) is a device that signed in to this account.
+async fn is_known_device(
+    store: &SharedStore,
+    token: Option<&str>,
+    provider_id: &str,
+    account: &str,
+) -> Result<bool, StoreError> {
+    let Some(token) = token.filter(|t| crate::login::is_token(t)) else {
+        return Ok(false);
+    };
+    Ok(store.peek_transient(&device_key(token)).await? == Some(device_owner(provider_id, account)))
+}
+
+/// Remembers that the browser holding `token` signed in to this account.
+pub async fn remember_device(
+    store: &SharedStore,
+    token: &str,
+    provider_id: &str,
+    account: &str,
+) -> Result<(), StoreError> {
+    store
+        .put_transient(
+            &device_key(token),
+            &device_owner(provider_id, account),
+            DEVICE_TTL,
+        )
+        .await
+}
+
+/// Charges one attempt on `account` from `ip` (or from the known device `device`) and waits
+/// its turn if the address is busy.
 pub async fn admit(
     store: &SharedStore,
     busy: &BusyAddresses,
@@ -77,15 +150,43 @@ pub async fn admit(
     provider_id: &str,
     account: &str,
     ip: Option<IpAddr>,
+    device: Option<&str>,
 ) -> Result<Admission, StoreError> {
-    let bucket = client_bucket(ip);
     let thresholds = limits.for_address(ip);
+    if is_known_device(store, device, provider_id, account).await? {
+        let token = device.expect("checked");
+        let attempt = Attempt {
+            store: store.clone(),
+            pair: format!("fail:dev:{provider_id}:{token}"),
+            account: None,
+            address: None,
+        };
+        if store.increment(&attempt.pair, limits.window).await?
+            > thresholds.max_failures_per_account_and_address
+        {
+            // Guessing from a known device: it is known no more.
+            store.take_transient(&device_key(token)).await?;
+            return Ok(Admission::Refused(
+                "rate limited: too many failures from this known device",
+            ));
+        }
+        return Ok(Admission::Check {
+            attempt,
+            delay: None,
+        });
+    }
+
+    let bucket = address_bucket(ip);
     let attempt = Attempt {
         store: store.clone(),
         pair: format!("fail:pair:{provider_id}:{bucket}:{account}"),
-        account: format!("fail:acct:{provider_id}:{account}"),
-        address: format!("fail:ip:{bucket}"),
+        account: Some(format!("fail:acct:{provider_id}:{account}")),
+        address: Some(format!("fail:ip:{provider_id}:{bucket}")),
     };
+    let (account_counter, address_counter) = (
+        attempt.account.as_deref().expect("set"),
+        attempt.address.as_deref().expect("set"),
+    );
     // The pair first: an address over it adds nothing to the account's total, so no single
     // address can lock an account out for everyone.
     if store.increment(&attempt.pair, limits.window).await?
@@ -95,13 +196,13 @@ pub async fn admit(
             "rate limited: too many failures on this account from this address",
         ));
     }
-    if store.increment(&attempt.account, limits.window).await? > limits.max_failures_per_account {
+    if store.increment(account_counter, limits.window).await? > limits.max_failures_per_account {
         store.decrement(&attempt.pair).await?;
         return Ok(Admission::Refused(
             "rate limited: too many failures on this account",
         ));
     }
-    let address_failures = store.increment(&attempt.address, limits.window).await?;
+    let address_failures = store.increment(address_counter, limits.window).await?;
     let Some(delay) = delay_for(
         address_failures,
         thresholds.slow_down_address_after,
@@ -112,10 +213,22 @@ pub async fn admit(
             delay: None,
         });
     };
-    // Busy: this address's attempts go through the delay one at a time.
-    let queue = busy.queues.get_with(bucket, || Arc::new(Mutex::new(())));
-    let Ok(_turn) = tokio::time::timeout(QUEUE_WAIT, queue.lock()).await else {
-        attempt.not_checked().await?;
+    // Busy: this address's attempts go through the delay one at a time. Those that cannot
+    // wait (too many waiting, or too long) are refused and stay charged: flooding the queue
+    // costs the flooder, not the people behind the address (who have known devices).
+    let queue = busy.queues.get_with(
+        format!("{provider_id}:{}", address_bucket(ip)),
+        Default::default,
+    );
+    if queue.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+        queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        return Ok(Admission::Refused(
+            "rate limited: this address is busy and its queue is full",
+        ));
+    }
+    let turn = tokio::time::timeout(QUEUE_WAIT, queue.turn.lock()).await;
+    queue.waiting.fetch_sub(1, Ordering::SeqCst);
+    let Ok(_turn) = turn else {
         return Ok(Admission::Refused(
             "rate limited: this address is busy, its attempts are queued",
         ));
@@ -128,19 +241,25 @@ pub async fn admit(
 }
 
 impl Attempt {
-    /// The right password: its owner is not guessing. The account's counts are cleared and
-    /// this attempt's charge on the address taken back.
+    /// The right password: its owner is not guessing. This address's count on the account is
+    /// cleared, and this attempt's own charges taken back; failures others made on the account
+    /// from elsewhere stay counted (a success does not give a guesser a fresh allowance).
     pub async fn succeeded(&self) -> Result<(), StoreError> {
         self.store.reset(&self.pair).await?;
-        self.store.reset(&self.account).await?;
-        self.store.decrement(&self.address).await
+        self.take_back_shared().await
     }
 
     /// Nothing was checked (the provider was unavailable): not a failure.
     pub async fn not_checked(&self) -> Result<(), StoreError> {
         self.store.decrement(&self.pair).await?;
-        self.store.decrement(&self.account).await?;
-        self.store.decrement(&self.address).await
+        self.take_back_shared().await
+    }
+
+    async fn take_back_shared(&self) -> Result<(), StoreError> {
+        for counter in [&self.account, &self.address].into_iter().flatten() {
+            self.store.decrement(counter).await?;
+        }
+        Ok(())
     }
 }
 
@@ -158,5 +277,20 @@ mod tests {
         assert_eq!(delay_for(401, 200, cap), Some(Duration::from_secs(2)));
         assert_eq!(delay_for(100_000, 200, cap), Some(cap));
         assert_eq!(delay_for(2, 1, cap), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_56() {
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            address_bucket(ip("2001:db8:1:2ff::1")),
+            address_bucket(ip("2001:db8:1:200:abcd::9"))
+        );
+        assert_ne!(
+            address_bucket(ip("2001:db8:1:2ff::1")),
+            address_bucket(ip("2001:db8:1:3ff::1"))
+        );
+        assert_eq!(address_bucket(ip("::ffff:192.0.2.1")), "192.0.2.1");
+        assert_eq!(address_bucket(ip("192.0.2.1")), "192.0.2.1");
     }
 }

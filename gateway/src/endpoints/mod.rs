@@ -83,6 +83,17 @@ fn login_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
     }
 }
 
+/// The known-device cookie: sent only to the gateway's own endpoints, for months.
+fn device_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
+    CookieSpec {
+        name: &gateway.sessions.device_cookie_name,
+        path: "/.guichet/",
+        domain: None,
+        secure: app.secure,
+        max_age: Some(login_limits::DEVICE_TTL.as_secs()),
+    }
+}
+
 fn session_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
     CookieSpec {
         name: gateway.sessions.cookie_name_for(app),

@@ -345,6 +345,14 @@ fn franceconnect_settings_the_platform_refuses_are_config_errors() {
             "end_session: false",
             "providers[0].end_session: FranceConnect asks services to log users out of FranceConnect too",
         ),
+        (
+            "discovery: false\nendpoints: { authorization: \"https://fc.example/a\", token: \"https://fc.example/t\", jwks: \"https://fc.example/j\", userinfo: \"https://fc.example/u\" }",
+            "providers[0].endpoints.end_session: required: logging out at this provider is mandatory",
+        ),
+        (
+            "discovery: false\nendpoints: { authorization: \"https://fc.example/a\", token: \"https://fc.example/t\", jwks: \"https://fc.example/j\", end_session: \"https://fc.example/e\" }",
+            "providers[0].endpoints.userinfo: required: userinfo is require_signed",
+        ),
     ];
     for (setting, expected) in cases {
         let error = error_of(&with_franceconnect(setting));
@@ -404,4 +412,72 @@ fn an_identity_pivot_names_six_directory_attributes_and_nothing_else() {
         error.starts_with("providers[0].pivot.directory_attribute: must not be empty"),
         "{error}"
     );
+}
+
+#[test]
+fn login_limits_that_would_lock_out_or_not_slow_down_are_refused() {
+    let with_limits = |limits: &str| {
+        VALID.replace(
+            "    id: local\n    users: []\n",
+            &format!("    id: local\n    users: []\n    rate_limit: {limits}\n"),
+        )
+    };
+    Config::from_yaml(&with_limits("{ max_delay: 3s }")).unwrap();
+    let cases = [
+        ("{ max_delay: 0s }", "providers[0].rate_limit.max_delay: between 1s and 10s"),
+        ("{ max_delay: 1h }", "providers[0].rate_limit.max_delay: between 1s and 10s"),
+        (
+            "{ max_failures_per_account: 5, max_failures_per_account_and_address: 5 }",
+            "providers[0].rate_limit.max_failures_per_account: must be above every max_failures_per_account_and_address (5)",
+        ),
+        (
+            "{ trusted_networks: [{ networks: [10.0.0.0/8], max_failures_per_account_and_address: 50 }] }",
+            "providers[0].rate_limit.max_failures_per_account: must be above every max_failures_per_account_and_address (50)",
+        ),
+        (
+            "{ max_failures_per_ip: 50 }",
+            "providers[0].rate_limit.max_failures_per_ip: replaced by slow_down_address_after",
+        ),
+    ];
+    for (limits, expected) in cases {
+        let error = error_of(&with_limits(limits));
+        assert!(error.starts_with(expected), "{limits}: {error}");
+    }
+}
+
+/// A file read with `--set` is read like one without: a number where the configuration wants
+/// text is still text.
+#[test]
+fn set_does_not_change_how_the_rest_of_the_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guichet.yaml");
+    std::fs::write(&path, format!("{VALID}session:\n  cookie_name: 2024\n")).unwrap();
+    let output = Command::new(guichet_tests::guichet_binary())
+        .args([
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--set",
+            "threads=2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A malformed --set is refused without echoing it (it may be a mistyped secret).
+    let output = Command::new(guichet_tests::guichet_binary())
+        .args([
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--set",
+            "client_secret:hunter2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
 }

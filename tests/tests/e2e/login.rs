@@ -249,7 +249,7 @@ async fn login_inputs_are_bounded() {
 #[tokio::test]
 async fn parallel_guesses_cannot_slip_under_the_account_limit() {
     let gw = TestGateway::start(GatewayOptions {
-        max_failures_per_account: 3,
+        max_failures_per_account_and_address: 3,
         ..Default::default()
     });
     // Ten browsers each hold a login form, then all post a guess at once.

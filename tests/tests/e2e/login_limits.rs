@@ -2,7 +2,16 @@
 //! people behind one address are slowed down, never refused as a whole; refusals are per
 //! account, from one address and from everywhere.
 
-use guichet_tests::{logs, Browser, GatewayOptions, TestGateway, ALICE, BOB};
+use guichet_tests::{logs, Browser, GatewayOptions, Page, Reachable, TestGateway, ALICE, BOB};
+
+/// A test gateway named by its port alone (for tasks that outlive a borrow of it).
+struct Port(u16);
+
+impl Reachable for Port {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:{}{path}", guichet_tests::APP_HOST, self.0)
+    }
+}
 
 /// Addresses arrive through a trusted proxy (the load balancer), as in production.
 fn behind_proxy(options: GatewayOptions) -> TestGateway {
@@ -15,6 +24,17 @@ fn behind_proxy(options: GatewayOptions) -> TestGateway {
 /// The whole login dance from client `address`; returns the final status and the browser.
 async fn login_from(gw: &TestGateway, address: &str, user: (&str, &str)) -> (u16, Browser) {
     let mut browser = gw.browser();
+    let page = login_with(&mut browser, gw, address, user).await;
+    (page.status, browser)
+}
+
+/// The login dance in `browser` (with its cookies: a known device keeps its cookie).
+async fn login_with(
+    browser: &mut Browser,
+    gw: &impl Reachable,
+    address: &str,
+    user: (&str, &str),
+) -> Page {
     let first = browser
         .send(browser.get(&gw.url("/")).header("x-forwarded-for", address))
         .await;
@@ -32,14 +52,13 @@ async fn login_from(gw: &TestGateway, address: &str, user: (&str, &str)) -> (u16
         ("password", user.1.to_owned()),
     ];
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let page = browser
+    browser
         .send(
             browser
                 .post_form(&gw.url("/.guichet/login"), &fields)
                 .header("x-forwarded-for", address),
         )
-        .await;
-    (page.status, browser)
+        .await
 }
 
 #[tokio::test]
@@ -166,4 +185,118 @@ async fn trusted_networks_have_their_own_thresholds() {
     // Outside the network, the provider's threshold (5) applies.
     assert_eq!(login_from(&gw, "10.8.1.1", ("bob", "guess")).await.0, 401);
     assert_eq!(login_from(&gw, "10.8.1.1", BOB).await.0, 302);
+}
+
+/// A browser that signed in to the account before, from its cookie: the school's address may
+/// be flooded (queue full) and the account guessed from everywhere, its owner still gets in.
+#[tokio::test]
+async fn a_known_device_gets_in_past_a_flooded_address_and_a_locked_account() {
+    let logs = logs::Scope::begin();
+    let gw = behind_proxy(GatewayOptions {
+        slow_down_address_after: 1,
+        max_delay: "1s",
+        max_failures_per_account: 4,
+        max_failures_per_account_and_address: 2,
+        ..GatewayOptions::default()
+    });
+    let school = "198.51.100.40";
+    let mut teacher = gw.browser();
+    assert_eq!(
+        login_with(&mut teacher, &gw, school, ALICE).await.status,
+        302
+    );
+    assert!(
+        teacher.cookie("guichet_session_device").is_some(),
+        "a known device now"
+    );
+    // The device cookie is the gateway's: the app never sees it.
+    let page = teacher
+        .send(
+            teacher
+                .get_json(&gw.url("/"))
+                .header("x-forwarded-for", school),
+        )
+        .await;
+    assert!(
+        page.upstream_header("cookie")
+            .iter()
+            .all(|c| !c.contains("guichet_session_device")),
+        "{:?}",
+        page.upstream_header("cookie")
+    );
+
+    // Someone guesses alice's password from two other addresses: locked for strangers.
+    for address in ["10.3.0.1", "10.3.0.2"] {
+        for _ in 0..2 {
+            assert_eq!(login_from(&gw, address, ("alice", "guess")).await.0, 401);
+        }
+    }
+    assert_eq!(login_from(&gw, "10.3.0.3", ALICE).await.0, 429);
+
+    // A pupil floods the school's address: it is busy, its queue fills, strangers there are
+    // held back or refused...
+    let port = gw.port;
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut pupil = Browser::new(port);
+                let user = (format!("pupil{i}"), "x");
+                login_with(&mut pupil, &Port(port), school, (&user.0, user.1))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    // ...while the teacher, from her known device, gets in at once, neither slowed nor
+    // refused despite her account being locked for everyone else.
+    let mut teacher_again = gw.browser();
+    teacher_again.cookies = teacher.cookies.clone();
+    teacher_again.cookies.remove("guichet_session");
+    let page = login_with(&mut teacher_again, &gw, school, ALICE).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(logs
+        .audit_of(&page)
+        .iter()
+        .all(|event| event["fields"]["event"] != "login_slowed"));
+    let mut refused = 0;
+    for pupil in flood {
+        let status = pupil.await.unwrap();
+        assert!(matches!(status, 401 | 429), "{status}");
+        refused += usize::from(status == 429);
+    }
+    assert!(refused > 0, "a full queue refuses at once");
+    assert!(logs
+        .audit_events(school)
+        .iter()
+        .any(|event| event["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("queue is full"))));
+}
+
+#[tokio::test]
+async fn guessing_from_a_known_device_makes_it_unknown() {
+    let logs = logs::Scope::begin();
+    let gw = behind_proxy(GatewayOptions {
+        max_failures_per_account_and_address: 2,
+        ..GatewayOptions::default()
+    });
+    let home = "203.0.113.50";
+    let mut browser = gw.browser();
+    assert_eq!(login_with(&mut browser, &gw, home, ALICE).await.status, 302);
+    browser.cookies.remove("guichet_session");
+    for _ in 0..2 {
+        assert_eq!(
+            login_with(&mut browser, &gw, home, ("alice", "guess"))
+                .await
+                .status,
+            401
+        );
+    }
+    let page = login_with(&mut browser, &gw, home, ("alice", "guess")).await;
+    assert_eq!(page.status, 429);
+    assert!(logs
+        .audit_of(&page)
+        .iter()
+        .any(|event| event["fields"]["reason"]
+            == "rate limited: too many failures from this known device"));
 }
