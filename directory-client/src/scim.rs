@@ -194,6 +194,16 @@ impl ScimDirectory {
             );
         }
         let filter = format!("{path} eq {}", string_literal(&pivot.value));
+        let Some(resources) = self.search_users(filter).await? else {
+            return Ok(None);
+        };
+        // The server's `eq` may fold case (or be lax); the pivot's own rule decides.
+        single_match(resources, pivot, |resource| values_at(resource, &path))
+    }
+
+    /// The users matching a SCIM `filter`: one page at most (more matches than a page is
+    /// ambiguous: some were not seen, so no single one can be chosen). `None` on a SCIM 404.
+    async fn search_users(&self, filter: String) -> Result<Option<Vec<Value>>, DirectoryError> {
         let query = [
             ("filter", filter),
             ("startIndex", "1".to_owned()),
@@ -208,11 +218,9 @@ impl ScimDirectory {
             .and_then(Value::as_u64)
             .unwrap_or(0);
         if total > resources.len() as u64 && total > 1 {
-            // More matches than one page: some were not seen, so no single one can be chosen.
             return Err(DirectoryError::Ambiguous(total as usize));
         }
-        // The server's `eq` may fold case (or be lax); the pivot's own rule decides.
-        single_match(resources, pivot, |resource| values_at(resource, &path))
+        Ok(Some(resources))
     }
 
     /// A composite pivot: the server is asked for the people born that day, in every spelling
@@ -234,22 +242,9 @@ impl ScimDirectory {
             .map(|spelling| format!("{path} eq {}", string_literal(spelling)))
             .collect::<Vec<_>>()
             .join(" or ");
-        let query = [
-            ("filter", filter),
-            ("startIndex", "1".to_owned()),
-            ("count", self.settings.page_size.to_string()),
-        ];
-        let Some(list) = self.get(&format!("{}/Users", self.base), &query).await? else {
+        let Some(resources) = self.search_users(filter).await? else {
             return Ok(None);
         };
-        let resources = list_resources(&list)?;
-        let total = list
-            .get("totalResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if total > resources.len() as u64 {
-            return Err(DirectoryError::Ambiguous(total as usize));
-        }
         single_match_where(resources, |resource| {
             pivot.matches_all(|attribute| values_at(resource, &self.path_for(attribute)))
         })
