@@ -252,6 +252,35 @@ fn values_named(page: &guichet_tests::Page, canonical_name: &str) -> Vec<String>
         .collect()
 }
 
+/// Sends every spoofed header to each (signed in?, path), anonymously or as alice (signed in
+/// at `login_path`); asserts each answer is the app's (200) and returns them.
+async fn send_spoofed<'p>(
+    gw: &TestGateway,
+    login_path: &str,
+    targets: [(bool, &'p str); 3],
+    spoofs: &[(&str, &str)],
+) -> Vec<(bool, &'p str, guichet_tests::Page)> {
+    let mut anonymous = gw.browser();
+    let mut signed_in = gw.browser();
+    signed_in.login(gw, login_path, ALICE).await;
+    let mut pages = Vec::new();
+    for (signed, path) in targets {
+        let browser = if signed {
+            &mut signed_in
+        } else {
+            &mut anonymous
+        };
+        let mut request = browser.get_json(&gw.url(path));
+        for (name, value) in spoofs {
+            request = request.header(*name, *value);
+        }
+        let page = browser.send(request).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        pages.push((signed, path, page));
+    }
+    pages
+}
+
 /// Configured identity headers whose names are outside the `X-Remote-` prefix are stripped too,
 /// in every spelling, on public and private pages, signed in or not.
 #[tokio::test]
@@ -271,25 +300,18 @@ async fn spoofed_identity_headers_outside_the_prefix_never_reach_the_app() {
         ("remote_email", "admin"),
         ("REMOTE-EMAIL", "admin"),
     ];
-    let mut anonymous = gw.browser();
-    let mut signed_in = gw.browser();
-    signed_in.login(&gw, "/", ALICE).await;
-    for (signed, path) in [
-        (false, "/public/page"),
-        (true, "/public/page"),
-        (true, "/private"),
-    ] {
-        let browser = if signed {
-            &mut signed_in
-        } else {
-            &mut anonymous
-        };
-        let mut request = browser.get_json(&gw.url(path));
-        for (name, value) in spoofs {
-            request = request.header(name, value);
-        }
-        let page = browser.send(request).await;
-        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    let pages = send_spoofed(
+        &gw,
+        "/",
+        [
+            (false, "/public/page"),
+            (true, "/public/page"),
+            (true, "/private"),
+        ],
+        &spoofs,
+    )
+    .await;
+    for (signed, path, page) in pages {
         let user = values_named(&page, "auth-user");
         let email = values_named(&page, "remote-email");
         if signed {
@@ -330,25 +352,18 @@ async fn an_app_with_an_empty_prefix_still_strips_its_configured_names() {
         ("LOGIN", "admin"),
         ("X-Remote-Unconfigured", "kept"),
     ];
-    let mut anonymous = gw.browser();
-    let mut signed_in = gw.browser();
-    signed_in.login(&gw, "/bare/", ALICE).await;
-    for (signed, path) in [
-        (false, "/bare/public/page"),
-        (true, "/bare/public/page"),
-        (true, "/bare/private"),
-    ] {
-        let browser = if signed {
-            &mut signed_in
-        } else {
-            &mut anonymous
-        };
-        let mut request = browser.get_json(&gw.url(path));
-        for (name, value) in spoofs {
-            request = request.header(name, value);
-        }
-        let page = browser.send(request).await;
-        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    let pages = send_spoofed(
+        &gw,
+        "/bare/",
+        [
+            (false, "/bare/public/page"),
+            (true, "/bare/public/page"),
+            (true, "/bare/private"),
+        ],
+        &spoofs,
+    )
+    .await;
+    for (signed, path, page) in pages {
         let user = values_named(&page, "x-remote-user");
         let login = values_named(&page, "login");
         if signed {
