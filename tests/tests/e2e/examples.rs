@@ -59,7 +59,7 @@ impl Peers {
         Peers {
             redis: RedisServer::start(),
             op: MockOp::start().await,
-            franceconnect: MockOp::start_at("/api/v2").await,
+            franceconnect: MockOp::franceconnect().await,
             cas: MockCas::start().await,
             scim: MockScim::start().await,
         }
