@@ -64,6 +64,23 @@ struct Queue {
     waiting: AtomicUsize,
 }
 
+/// A place among a queue's waiters, given back when dropped: also when the request is
+/// abandoned while waiting (the client went away), or the queue would look full for ever.
+struct Waiting<'q>(&'q Queue);
+
+impl<'q> Waiting<'q> {
+    fn join(queue: &'q Queue) -> Option<Waiting<'q>> {
+        let waiting = Waiting(queue);
+        (queue.waiting.fetch_add(1, Ordering::SeqCst) < MAX_WAITING).then_some(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Default for BusyAddresses {
     fn default() -> Self {
         Self {
@@ -220,14 +237,13 @@ pub async fn admit(
         format!("{provider_id}:{}", address_bucket(ip)),
         Default::default,
     );
-    if queue.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
-        queue.waiting.fetch_sub(1, Ordering::SeqCst);
+    let Some(waiting) = Waiting::join(&queue) else {
         return Ok(Admission::Refused(
             "rate limited: this address is busy and its queue is full",
         ));
-    }
+    };
     let turn = tokio::time::timeout(QUEUE_WAIT, queue.turn.lock()).await;
-    queue.waiting.fetch_sub(1, Ordering::SeqCst);
+    drop(waiting);
     let Ok(_turn) = turn else {
         return Ok(Admission::Refused(
             "rate limited: this address is busy, its attempts are queued",
@@ -277,6 +293,29 @@ mod tests {
         assert_eq!(delay_for(401, 200, cap), Some(Duration::from_secs(2)));
         assert_eq!(delay_for(100_000, 200, cap), Some(cap));
         assert_eq!(delay_for(2, 1, cap), Some(Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_goes_away_gives_its_place_back() {
+        let queue = Queue::default();
+        let places: Vec<_> = (0..MAX_WAITING)
+            .map(|_| Waiting::join(&queue).expect("room"))
+            .collect();
+        assert!(Waiting::join(&queue).is_none(), "full");
+        // A waiting request abandoned mid-wait (its future dropped) leaves the queue.
+        let held = queue.turn.lock().await;
+        let abandoned = async {
+            let _place = Waiting::join(&queue);
+            queue.turn.lock().await;
+        };
+        drop(places);
+        tokio::select! {
+            _ = abandoned => unreachable!("the turn is held"),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        drop(held);
+        assert_eq!(queue.waiting.load(Ordering::SeqCst), 0);
+        assert!(Waiting::join(&queue).is_some());
     }
 
     #[test]
