@@ -306,7 +306,7 @@ mod tests {
         let held = queue.turn.lock().await;
         let abandoned = async {
             let _place = Waiting::join(&queue);
-            queue.turn.lock().await;
+            let _turn = queue.turn.lock().await;
         };
         drop(places);
         tokio::select! {
