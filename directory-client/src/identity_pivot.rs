@@ -18,8 +18,9 @@ use crate::{PivotField, PivotQuery};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {
-    /// Given or family names: accents, case and separators (space, hyphen, apostrophe, dot)
-    /// do not count; letters and their order do.
+    /// Given or family names: accents and case do not count, and any run of separators
+    /// (space, hyphen, apostrophe, dot) is one separator; letters, their order and whether
+    /// there is a separator do (`LE GALL` is not `LEGALL`).
     Name,
     /// A birth date, with presumed days and months as FranceConnect completes them.
     Birthdate,
@@ -96,7 +97,9 @@ fn normalize_birthdate(value: &str) -> Option<String> {
         return None;
     }
     let (month, day) = match (month, day) {
-        (0, _) => (1, 1),
+        (0, 0) => (1, 1),
+        // A known day in an unknown month is no date anyone writes: refused, not guessed.
+        (0, _) => return None,
         (m, 0) => (m, 1),
         (m, d) => (m, d),
     };

@@ -26,6 +26,8 @@ use crate::{
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The most pages of groups read for one person.
 const MAX_GROUP_PAGES: u32 = 50;
+/// Pages of people born on one day read for a composite pivot.
+const MAX_PEOPLE_PAGES: u32 = 20;
 
 #[derive(Clone)]
 pub enum ScimAuth {
@@ -242,12 +244,37 @@ impl ScimDirectory {
             .map(|spelling| format!("{path} eq {}", string_literal(spelling)))
             .collect::<Vec<_>>()
             .join(" or ");
-        let Some(resources) = self.search_users(filter).await? else {
-            return Ok(None);
-        };
-        single_match_where(resources, |resource| {
-            pivot.matches_all(|attribute| values_at(resource, &self.path_for(attribute)))
-        })
+        // Everyone born that day may be many people: every page is read (bounded), and the
+        // six fields decide.
+        let mut matching = Vec::new();
+        let page_size = self.settings.page_size.max(1);
+        let mut start = 1u32;
+        for _ in 0..MAX_PEOPLE_PAGES {
+            let query = [
+                ("filter", filter.clone()),
+                ("startIndex", start.to_string()),
+                ("count", page_size.to_string()),
+            ];
+            let Some(list) = self.get(&format!("{}/Users", self.base), &query).await? else {
+                break;
+            };
+            let page = list_resources(&list)?;
+            let received = page.len() as u32;
+            matching.extend(page.into_iter().filter(|resource| {
+                pivot.matches_all(|attribute| values_at(resource, &self.path_for(attribute)))
+            }));
+            let total = list
+                .get("totalResults")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            start += received;
+            if received == 0 || u64::from(start) > total {
+                return single_match_where(matching, |_| true);
+            }
+        }
+        Err(unavailable(format!(
+            "more than {MAX_PEOPLE_PAGES} pages of people born that day"
+        )))
     }
 
     async fn groups_of(&self, id: &str) -> Result<Vec<String>, DirectoryError> {
@@ -477,9 +504,17 @@ fn birthdate_spellings(normal: &str) -> Vec<String> {
     };
     spellings.push(format!("{day}/{month}/{year}"));
     if day == "01" {
-        spellings.extend([format!("{year}-{month}-00"), format!("{year}-{month}")]);
+        spellings.extend([
+            format!("{year}-{month}-00"),
+            format!("{year}-{month}"),
+            format!("00/{month}/{year}"),
+        ]);
         if month == "01" {
-            spellings.extend([format!("{year}-00-00"), year.to_owned()]);
+            spellings.extend([
+                format!("{year}-00-00"),
+                year.to_owned(),
+                format!("00/00/{year}"),
+            ]);
         }
     }
     spellings
@@ -498,19 +533,26 @@ mod tests {
         );
         assert_eq!(
             birthdate_spellings("1962-08-01"),
-            ["1962-08-01", "01/08/1962", "1962-08-00", "1962-08"]
-        );
-        assert_eq!(
-            birthdate_spellings("1962-01-01"),
             [
-                "1962-01-01",
-                "01/01/1962",
-                "1962-01-00",
-                "1962-01",
-                "1962-00-00",
-                "1962"
+                "1962-08-01",
+                "01/08/1962",
+                "1962-08-00",
+                "1962-08",
+                "00/08/1962"
             ]
         );
+        assert_eq!(birthdate_spellings("1962-01-01").len(), 8);
+        // Every spelling reads back as the same date.
+        for normal in ["1962-08-24", "1962-08-01", "1962-01-01"] {
+            for spelling in birthdate_spellings(normal) {
+                assert_eq!(
+                    crate::identity_pivot::normalize(crate::FieldKind::Birthdate, &spelling)
+                        .as_deref(),
+                    Some(normal),
+                    "{spelling}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The header-echo application: a tiny upstream that shows what it received. It is the demo's
 //! protected app and the test kit's upstream: HTML for browsers, JSON when asked
 //! (`Accept: application/json`), and it answers protocol upgrades by echoing bytes back so
-//! WebSocket pass-through can be checked. With `?echo=fixed` it answers a fixed body instead
+//! WebSocket pass-through can be checked. With `?echo=set-cookies` it sets cookies, some named
+//! like Guichet's (which the gateway drops). With `?echo=fixed` it answers a fixed body instead
 //! (benchmarks).
 
 use std::convert::Infallible;
@@ -117,6 +118,28 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(Full::new(Bytes::from_static(FIXED_BODY)))
+            .expect("valid response"));
+    }
+
+    // `?echo=set-cookies`: an app setting its own cookie and, as a misbehaving (or hostile)
+    // app might, cookies named like Guichet's, which the gateway must not pass on.
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "echo=set-cookies"))
+    {
+        let mut response = Response::builder().status(StatusCode::OK);
+        for cookie in [
+            "app_pref=dark; Path=/",
+            "guichet_session=planted; Path=/",
+            "guichet_session_device=planted; Path=/.guichet/",
+            "__Host-guichet_session=planted; Path=/; Secure",
+            "GUICHET_SESSION_LOGIN=planted; Path=/",
+        ] {
+            response = response.header(http::header::SET_COOKIE, cookie);
+        }
+        return Ok(response
+            .body(Full::new(Bytes::from_static(b"cookies set\n")))
             .expect("valid response"));
     }
 

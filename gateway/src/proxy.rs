@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use guichet_directory_client::AccountState;
 use guichet_policies::{Decision, Subject};
 use http::header::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -544,6 +544,50 @@ impl ProxyHttp for GuichetProxy {
         if let Some(view) = &ctx.view {
             for (name, value) in &view.headers {
                 request.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An application may not set Guichet's own cookies (session, login, known device): it
+    /// could fixate them for a user. Those `Set-Cookie` lines are dropped, the app's others
+    /// kept.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let sessions = &self.gateway.sessions;
+        let ours = [
+            sessions.cookie_name.as_str(),
+            sessions.host_cookie_name.as_str(),
+            sessions.login_cookie_name.as_str(),
+            sessions.device_cookie_name.as_str(),
+        ];
+        let is_ours = |value: &HeaderValue| {
+            let name = value
+                .as_bytes()
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            let name = name.trim();
+            // `__Secure-` is a prefix browsers strip for no one: a name with it is another
+            // cookie, but the app has no business setting Guichet's under any spelling.
+            let bare = name.strip_prefix("__Secure-").unwrap_or(name);
+            ours.iter().any(|ours| ours.eq_ignore_ascii_case(bare))
+        };
+        let cookies: Vec<HeaderValue> = response
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .cloned()
+            .collect();
+        if cookies.iter().any(is_ours) {
+            response.remove_header("set-cookie");
+            for cookie in cookies.into_iter().filter(|c| !is_ours(c)) {
+                response.append_header("set-cookie", cookie)?;
             }
         }
         Ok(())

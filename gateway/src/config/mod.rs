@@ -278,6 +278,9 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 ));
             }
             validate_pivot(pivot, &format!("providers[{i}].pivot"))?;
+            if pivot.identity.is_some() {
+                validate_identity_provider(provider, &format!("providers[{i}]"))?;
+            }
         }
     }
 
@@ -338,6 +341,47 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
             }
         }
         crate::headers::validate(&app.identity_headers, &at("identity_headers"))?;
+    }
+    Ok(())
+}
+
+/// The identité pivot only where the civil registry vouches for the six claims (FranceConnect,
+/// which sends RNIPP's identity), and only when the provider is asked for all six and keeps
+/// them under their own names.
+fn validate_identity_provider(provider: &ProviderConfig, at: &str) -> Result<(), ConfigError> {
+    let ProviderConfig::Franceconnect(fc) = provider else {
+        return Err(ConfigError::new(
+            format!("{at}.pivot.identity"),
+            "only for kind franceconnect: other providers' names and birth dates are not the \
+             civil registry's, and anyone could claim a person's account with them",
+        ));
+    };
+    let claims = guichet_directory_client::identity_pivot::CLAIMS.map(|(name, _)| name);
+    let scopes: Vec<&str> = match &fc.scopes {
+        Some(scopes) => scopes.iter().map(String::as_str).collect(),
+        None => guichet_protocols::oidc::FRANCECONNECT_DEFAULT_SCOPES.to_vec(),
+    };
+    let granted = |claim: &str| {
+        scopes.iter().any(|scope| match *scope {
+            "identite_pivot" => true,
+            "profile" => matches!(claim, "given_name" | "family_name" | "birthdate" | "gender"),
+            "birth" => matches!(claim, "birthplace" | "birthcountry"),
+            scope => scope == claim,
+        })
+    };
+    if let Some(missing) = claims.iter().find(|claim| !granted(claim)) {
+        return Err(ConfigError::new(
+            format!("{at}.scopes"),
+            format!("the identité pivot needs {missing}: ask for the identite_pivot scope"),
+        ));
+    }
+    if !fc.attributes.is_empty() {
+        if let Some(missing) = claims.iter().find(|c| !fc.attributes.contains_key(**c)) {
+            return Err(ConfigError::new(
+                format!("{at}.attributes"),
+                format!("the identité pivot reads the attribute {missing}: map it too"),
+            ));
+        }
     }
     Ok(())
 }

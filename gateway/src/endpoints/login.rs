@@ -432,10 +432,13 @@ pub async fn submit(
         .canonical_login(typed_login)
         .map(str::to_owned)
         .unwrap_or_else(|| typed_login.to_lowercase());
+    // One device cookie or none: several (one planted by a sibling host) prove nothing.
     let headers = &session.req_header().headers;
-    let device = crate::cookies::values(headers, &gateway.sessions.device_cookie_name)
-        .next()
-        .map(str::to_owned);
+    let mut devices = crate::cookies::values(headers, &gateway.sessions.device_cookie_name);
+    let device = match (devices.next(), devices.next()) {
+        (Some(token), None) => Some(token.to_owned()),
+        _ => None,
+    };
     let attempt = match login_limits::admit(
         &gateway.store,
         &gateway.busy_addresses,
@@ -480,11 +483,16 @@ pub async fn submit(
         Ok(principal) => {
             attempt.succeeded().await?;
             // From now on this browser is a known device for the account: a busy address or
-            // someone guessing the account elsewhere will not keep its owner out.
-            let token = device
-                .filter(|token| crate::login::is_token(token))
-                .unwrap_or_else(crate::login::random_token);
-            login_limits::remember_device(&gateway.store, &token, provider_id, &account).await?;
+            // someone guessing the account elsewhere will not keep its owner out. Always a
+            // fresh token: one taken from the request could have been planted by someone who
+            // would then hold a known device for this account.
+            let token = login_limits::remember_new_device(
+                &gateway.store,
+                device.as_deref(),
+                provider_id,
+                &account,
+            )
+            .await?;
             let reply = sign_in(gateway, session, ctx, app, &txn.return_to, principal).await?;
             Ok(reply.with_header("set-cookie", device_cookie(gateway, app).set(&token)))
         }

@@ -142,20 +142,26 @@ async fn is_known_device(
     Ok(store.peek_transient(&device_key(token)).await? == Some(device_owner(provider_id, account)))
 }
 
-/// Remembers that the browser holding `token` signed in to this account.
-pub async fn remember_device(
+/// Remembers that this browser signed in to this account, under a fresh token (returned, for
+/// its cookie); the token it came with, if any, is forgotten.
+pub async fn remember_new_device(
     store: &SharedStore,
-    token: &str,
+    previous: Option<&str>,
     provider_id: &str,
     account: &str,
-) -> Result<(), StoreError> {
+) -> Result<String, StoreError> {
+    if let Some(previous) = previous.filter(|t| crate::login::is_token(t)) {
+        store.take_transient(&device_key(previous)).await?;
+    }
+    let token = crate::login::random_token();
     store
         .put_transient(
-            &device_key(token),
+            &device_key(&token),
             &device_owner(provider_id, account),
             DEVICE_TTL,
         )
-        .await
+        .await?;
+    Ok(token)
 }
 
 /// Charges one attempt on `account` from `ip` (or from the known device `device`) and waits
@@ -231,13 +237,15 @@ pub async fn admit(
         });
     };
     // Busy: this address's attempts go through the delay one at a time. Those that cannot
-    // wait (too many waiting, or too long) are refused and stay charged: flooding the queue
-    // costs the flooder, not the people behind the address (who have known devices).
+    // wait (too many waiting, or too long) are refused and stay charged to the address (so
+    // flooding keeps it busy for the flooder), not to the account typed: the password was not
+    // tried, and that account may be a colleague's.
     let queue = busy.queues.get_with(
         format!("{provider_id}:{}", address_bucket(ip)),
         Default::default,
     );
     let Some(waiting) = Waiting::join(&queue) else {
+        attempt.refused_in_queue().await?;
         return Ok(Admission::Refused(
             "rate limited: this address is busy and its queue is full",
         ));
@@ -245,6 +253,7 @@ pub async fn admit(
     let turn = tokio::time::timeout(QUEUE_WAIT, queue.turn.lock()).await;
     drop(waiting);
     let Ok(_turn) = turn else {
+        attempt.refused_in_queue().await?;
         return Ok(Admission::Refused(
             "rate limited: this address is busy, its attempts are queued",
         ));
@@ -269,6 +278,16 @@ impl Attempt {
     pub async fn not_checked(&self) -> Result<(), StoreError> {
         self.store.decrement(&self.pair).await?;
         self.take_back_shared().await
+    }
+
+    /// Refused in a busy address's queue: the password was not tried, so the account typed is
+    /// not charged; the address stays charged.
+    async fn refused_in_queue(&self) -> Result<(), StoreError> {
+        self.store.decrement(&self.pair).await?;
+        if let Some(account) = &self.account {
+            self.store.decrement(account).await?;
+        }
+        Ok(())
     }
 
     async fn take_back_shared(&self) -> Result<(), StoreError> {

@@ -381,7 +381,7 @@ fn an_identity_pivot_names_six_directory_attributes_and_nothing_else() {
     let with_pivot = |pivot: &str| {
         format!(
             "{}{directory}",
-            with_franceconnect(&format!("pivot: {pivot}"))
+            with_franceconnect(&format!("scopes: [identite_pivot]\npivot: {pivot}"))
         )
     };
     let identity = "{ given_name: givenName, family_name: familyName, birthdate: birthDate, gender: gender, birthplace: birthPlace, birthcountry: birthCountry }";
@@ -407,6 +407,24 @@ fn an_identity_pivot_names_six_directory_attributes_and_nothing_else() {
     let error = error_of(&with_pivot("{ identity: { given_name: givenName } }"));
     assert!(error.starts_with("providers[0]"), "{error}");
     assert!(error.contains("missing field `family_name`"), "{error}");
+    // Only FranceConnect vouches for the six claims, and it must be asked for all of them.
+    let error = error_of(&format!(
+        "{}{directory}",
+        with_franceconnect(&format!("pivot: {{ identity: {identity} }}"))
+    ));
+    assert!(
+        error.starts_with("providers[0].scopes: the identité pivot needs birthdate"),
+        "{error}"
+    );
+    let oidc = VALID.replace(
+        "providers:\n",
+        &format!("providers:\n  - kind: oidc\n    id: op\n    issuer: https://op.example.org\n    client_id: abc\n    client_secret: s\n    pivot: {{ identity: {identity} }}\n"),
+    );
+    let error = error_of(&format!("{oidc}{directory}"));
+    assert!(
+        error.starts_with("providers[0].pivot.identity: only for kind franceconnect"),
+        "{error}"
+    );
     let error = error_of(&with_pivot("{ attribute: email }"));
     assert!(
         error.starts_with("providers[0].pivot.directory_attribute: must not be empty"),

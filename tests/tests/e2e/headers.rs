@@ -378,3 +378,21 @@ async fn an_app_with_an_empty_prefix_still_strips_its_configured_names() {
         assert!(!page.body.contains("admin"), "{path}: {}", page.body);
     }
 }
+
+/// An application cannot set Guichet's own cookies (session, login, known device) through the
+/// gateway, under any case or prefix: it could fixate them. Its own cookies pass.
+#[tokio::test]
+async fn an_app_cannot_set_guichets_cookies() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let mut browser = gw.browser();
+    browser.login(&gw, "/", ALICE).await;
+    let page = browser
+        .send(browser.get(&gw.url("/page?echo=set-cookies")))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cookies = page.set_cookies();
+    assert_eq!(cookies, ["app_pref=dark; Path=/"], "{cookies:?}");
+    // The session is still alice's.
+    let page = browser.send(browser.get_json(&gw.url("/"))).await;
+    assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);
+}
