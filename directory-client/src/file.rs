@@ -320,7 +320,15 @@ impl Directory for FileDirectory {
                 tracing::error!("directory file reload failed: keeping the people last read");
             }
         }
-        self.current().find(pivot)
+        let people = self.current();
+        if pivot.is_composite() {
+            // Every person is compared: off the async workers too.
+            let pivot = pivot.clone();
+            return tokio::task::spawn_blocking(move || people.find(&pivot))
+                .await
+                .map_err(|_| DirectoryError::Unavailable("directory file search failed".into()))?;
+        }
+        people.find(pivot)
     }
 
     fn describe(&self) -> String {

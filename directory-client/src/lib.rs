@@ -136,7 +136,11 @@ impl PivotQuery {
     /// Whether a person whose values for a directory attribute `values_of` gives matches every
     /// field of this composite pivot (under each field's normal form).
     pub fn matches_all(&self, values_of: impl Fn(&str) -> Vec<String>) -> bool {
-        self.fields.iter().all(|field| {
+        // Cheap and selective fields first (a date parses faster than a name transliterates,
+        // and tells most people apart): scans of a whole directory stop early.
+        let mut fields: Vec<&PivotField> = self.fields.iter().collect();
+        fields.sort_by_key(|field| field.kind == identity_pivot::FieldKind::Name);
+        fields.into_iter().all(|field| {
             field.value.is_empty()
                 || values_of(&field.directory_attribute).iter().any(|value| {
                     identity_pivot::normalize(field.kind, value).as_deref()
