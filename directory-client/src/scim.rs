@@ -247,65 +247,70 @@ impl ScimDirectory {
         // Everyone born that day may be many people: every page is read (bounded), and the
         // six fields decide.
         let mut matching = Vec::new();
+        self.each_page(
+            "Users",
+            &[("filter", filter)],
+            MAX_PEOPLE_PAGES,
+            "people born that day",
+            |page| {
+                matching.extend(page.into_iter().filter(|resource| {
+                    pivot.matches_all(|attribute| values_at(resource, &self.path_for(attribute)))
+                }))
+            },
+        )
+        .await?;
+        single_match_where(matching, |_| true)
+    }
+
+    /// Reads every page of `/{endpoint}` answering `query` (`startIndex` and `count` added),
+    /// handing each page's resources to `visit`; a SCIM 404 is an empty answer. More than
+    /// `max_pages` pages is an outage: an answer cut short would be taken for a whole one.
+    async fn each_page(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+        max_pages: u32,
+        what: &str,
+        mut visit: impl FnMut(Vec<Value>),
+    ) -> Result<(), DirectoryError> {
+        let url = format!("{}/{endpoint}", self.base);
         let page_size = self.settings.page_size.max(1);
         let mut start = 1u32;
-        for _ in 0..MAX_PEOPLE_PAGES {
-            let query = [
-                ("filter", filter.clone()),
-                ("startIndex", start.to_string()),
-                ("count", page_size.to_string()),
-            ];
-            let Some(list) = self.get(&format!("{}/Users", self.base), &query).await? else {
-                break;
+        for _ in 0..max_pages {
+            let mut paged = query.to_vec();
+            paged.push(("startIndex", start.to_string()));
+            paged.push(("count", page_size.to_string()));
+            let Some(list) = self.get(&url, &paged).await? else {
+                return Ok(());
             };
             let page = list_resources(&list)?;
             let received = page.len() as u32;
-            matching.extend(page.into_iter().filter(|resource| {
-                pivot.matches_all(|attribute| values_at(resource, &self.path_for(attribute)))
-            }));
+            visit(page);
             let total = list
                 .get("totalResults")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             start += received;
             if received == 0 || u64::from(start) > total {
-                return single_match_where(matching, |_| true);
+                return Ok(());
             }
         }
         Err(unavailable(format!(
-            "more than {MAX_PEOPLE_PAGES} pages of people born that day"
+            "more than {max_pages} pages of {what}"
         )))
     }
 
     async fn groups_of(&self, id: &str) -> Result<Vec<String>, DirectoryError> {
         let mut groups = Vec::new();
-        let page_size = self.settings.page_size.max(1);
-        let mut start = 1u32;
-        for _ in 0..MAX_GROUP_PAGES {
-            let query = [
-                ("filter", format!("members.value eq {}", string_literal(id))),
-                ("attributes", "displayName".to_owned()),
-                ("startIndex", start.to_string()),
-                ("count", page_size.to_string()),
-            ];
-            let Some(list) = self.get(&format!("{}/Groups", self.base), &query).await? else {
-                return Ok(groups);
-            };
-            let page = list_resources(&list)?;
-            let received = page.len() as u32;
-            groups.extend(page.iter().filter_map(group_name));
-            let total = list
-                .get("totalResults")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            start += received;
-            if received == 0 || u64::from(start) > total {
-                return Ok(groups);
-            }
-        }
-        Err(unavailable(format!(
-            "more than {MAX_GROUP_PAGES} pages of groups"
-        )))
+        let query = [
+            ("filter", format!("members.value eq {}", string_literal(id))),
+            ("attributes", "displayName".to_owned()),
+        ];
+        self.each_page("Groups", &query, MAX_GROUP_PAGES, "groups", |page| {
+            groups.extend(page.iter().filter_map(group_name))
+        })
+        .await?;
+        Ok(groups)
     }
 
     fn user_from(

@@ -203,3 +203,21 @@ async fn scim_lookups_by_the_identity_pivot_are_searched_by_birth_date_cached_an
     assert!(filter.contains("birthDate eq \"01/01/1980\""), "{filter}");
     assert!(!filter.contains("Gr"), "{filter}");
 }
+
+/// A SCIM server answering "not found" to the birth-date search: nobody, not an outage.
+#[tokio::test]
+async fn a_scim_not_found_for_the_birth_date_is_an_unknown_citizen() {
+    let op = franceconnect().await;
+    let scim = MockScim::start().await;
+    scim.set_mode(guichet_tests::scim::Mode::NotFound);
+    let directory = format!(
+        "  backend:\n    kind: scim\n    url: \"{}\"\n    timeout: 2s\n  cache: {{ l1_ttl: 30s }}\n",
+        scim.url()
+    );
+    let gw = gateway(&op, directory);
+    let (mut browser, trip) = login(&gw).await;
+    assert_eq!(trip.page.status, 302, "{}", trip.page.body);
+    let page = browser.send(browser.get(&gw.url("/demarches/"))).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("not known"), "{}", page.body);
+}
