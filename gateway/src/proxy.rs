@@ -516,13 +516,7 @@ impl ProxyHttp for GuichetProxy {
             request.set_uri(uri);
         }
 
-        let sessions = &gateway.sessions;
-        let ours = [
-            sessions.cookie_name.as_str(),
-            sessions.host_cookie_name.as_str(),
-            sessions.login_cookie_name.as_str(),
-            sessions.device_cookie_name.as_str(),
-        ];
+        let ours = gateway.sessions.own_cookie_names();
         if cookies::contains_any(&request.headers, &ours) {
             match cookies::without(&request.headers, &ours) {
                 Some(rest) => request.insert_header("cookie", rest)?,
@@ -558,13 +552,7 @@ impl ProxyHttp for GuichetProxy {
         response: &mut ResponseHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let sessions = &self.gateway.sessions;
-        let ours = [
-            sessions.cookie_name.as_str(),
-            sessions.host_cookie_name.as_str(),
-            sessions.login_cookie_name.as_str(),
-            sessions.device_cookie_name.as_str(),
-        ];
+        let ours = self.gateway.sessions.own_cookie_names();
         let is_ours = |value: &HeaderValue| {
             let name = value
                 .as_bytes()
@@ -573,8 +561,8 @@ impl ProxyHttp for GuichetProxy {
                 .unwrap_or_default();
             let name = String::from_utf8_lossy(name);
             let name = name.trim();
-            // `__Secure-` is a prefix browsers strip for no one: a name with it is another
-            // cookie, but the app has no business setting Guichet's under any spelling.
+            // Compared without case and without a `__Secure-` prefix: such a name is, for the
+            // browser, another cookie, but one an app has no business setting either.
             let bare = name.strip_prefix("__Secure-").unwrap_or(name);
             ours.iter().any(|ours| ours.eq_ignore_ascii_case(bare))
         };

@@ -78,6 +78,17 @@ pub struct SessionSettings {
 }
 
 impl SessionSettings {
+    /// Every cookie that is Guichet's, not the applications': never forwarded to them, and
+    /// never set by them.
+    pub fn own_cookie_names(&self) -> [&str; 4] {
+        [
+            &self.cookie_name,
+            &self.host_cookie_name,
+            &self.login_cookie_name,
+            &self.device_cookie_name,
+        ]
+    }
+
     /// The session cookie's name on this app.
     pub fn cookie_name_for(&self, app: &App) -> &str {
         if app.secure && self.cookie_domain.is_none() {

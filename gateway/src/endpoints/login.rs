@@ -482,6 +482,12 @@ pub async fn submit(
     {
         Ok(principal) => {
             attempt.succeeded().await?;
+            let reply = sign_in(gateway, session, ctx, app, &txn.return_to, principal).await?;
+            if reply.status != 302 {
+                // Signed in by password but refused after (the directory link): no session,
+                // and no known device either.
+                return Ok(reply);
+            }
             // From now on this browser is a known device for the account: a busy address or
             // someone guessing the account elsewhere will not keep its owner out. Always a
             // fresh token: one taken from the request could have been planted by someone who
@@ -493,7 +499,6 @@ pub async fn submit(
                 &account,
             )
             .await?;
-            let reply = sign_in(gateway, session, ctx, app, &txn.return_to, principal).await?;
             Ok(reply.with_header("set-cookie", device_cookie(gateway, app).set(&token)))
         }
         Err(ProviderError::Unavailable(reason)) => {
