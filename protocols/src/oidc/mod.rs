@@ -9,6 +9,7 @@
 mod claims;
 mod discovery;
 
+pub mod jwe;
 pub mod jws;
 mod logout;
 mod settings;
