@@ -103,7 +103,12 @@ impl Reply {
         )?;
         header.insert_header("x-request-id", correlation_id)?;
         for (name, value) in self.headers {
-            header.append_header(name, value)?;
+            // A reply may relax the default no-store (public keys are cacheable).
+            if name == "cache-control" {
+                header.insert_header(name, value)?;
+            } else {
+                header.append_header(name, value)?;
+            }
         }
         let head_only = session.req_header().method == http::Method::HEAD;
         session

@@ -179,7 +179,9 @@ impl Gateway {
                         },
                     );
                 }
-                ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => {
+                ProviderConfig::Oidc(oidc)
+                | ProviderConfig::Franceconnect(oidc)
+                | ProviderConfig::FranceconnectPlus(oidc) => {
                     let settings = config.oidc.get(&oidc.id).cloned().ok_or_else(|| {
                         format!("providers: settings of {:?} not resolved", oidc.id)
                     })?;

@@ -144,6 +144,11 @@ pub struct Client {
     /// Whether `amr` is in its configured claims (§1.7).
     pub amr: bool,
     pub auth: TokenAuth,
+    /// FranceConnect+ (§2.2): the key management algorithm the service chose in the partner
+    /// space (`ECDH-ES`, `RSA-OAEP` or `RSA-OAEP-256`; content always `A256GCM`), and the keys
+    /// fetched from the JWKS URL it registered ([`MockOp::register_gateway_jwks`]).
+    pub encryption_alg: String,
+    pub jwks: Option<Value>,
 }
 
 impl Client {
@@ -159,8 +164,26 @@ impl Client {
                 .collect(),
             amr: false,
             auth: TokenAuth::SecretPost,
+            encryption_alg: "ECDH-ES".into(),
+            jwks: None,
         }
     }
+}
+
+/// How the FranceConnect+ mock seals what it sends, when a test makes it misbehave.
+#[derive(Clone, Debug, Default)]
+pub enum Sealing {
+    /// As the platform does: to the client's registered key, its algorithm, A256GCM.
+    #[default]
+    Registered,
+    /// Not encrypted at all (a downgrade).
+    Plain,
+    /// To this public JWK instead (a key the service does not hold).
+    ForeignKey(Value),
+    /// With this content encryption instead of A256GCM.
+    Enc(String),
+    /// With this key management algorithm instead (to the client's key).
+    Alg(String),
 }
 
 struct Grant {
@@ -202,6 +225,14 @@ pub struct Platform {
     pub sub_secret: String,
     /// Why each refused request was refused, in order (the pages themselves only say the code).
     pub refusals: Vec<String>,
+    /// FranceConnect+ (§2.2): id_tokens and userinfo encrypted to the client's keys.
+    pub plus: bool,
+    /// How id_tokens are sealed (FranceConnect+ only).
+    pub id_token_sealing: Sealing,
+    /// How userinfo responses are sealed (FranceConnect+ only).
+    pub userinfo_sealing: Sealing,
+    /// The protected header of every JWE sent, in order (id_tokens and userinfo).
+    pub sealed_headers: Vec<Value>,
     grants: HashMap<String, Grant>,
     /// Codes already exchanged, with the access tokens they gave (*oidc-provider*: revoked when
     /// the code comes back).
@@ -233,6 +264,10 @@ impl Platform {
             amr: vec!["fc".into(), "pwd".into()],
             sub_secret: "mock-sub-secret".into(),
             refusals: Vec::new(),
+            plus: false,
+            id_token_sealing: Sealing::Registered,
+            userinfo_sealing: Sealing::Registered,
+            sealed_headers: Vec::new(),
             grants: HashMap::new(),
             consumed: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -274,6 +309,24 @@ impl Platform {
     fn refuse(&mut self, why: impl Into<String>) {
         self.refusals.push(why.into());
     }
+
+    /// Keeps the protected header of a JWE it sends (a JWS passes unrecorded).
+    fn record_sealed(&mut self, token: String) -> String {
+        if token.split('.').count() == 5 {
+            let header = token
+                .split('.')
+                .next()
+                .and_then(|h| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(h)
+                        .ok()
+                })
+                .and_then(|h| serde_json::from_slice(&h).ok())
+                .unwrap_or(Value::Null);
+            self.sealed_headers.push(header);
+        }
+        token
+    }
 }
 
 impl MockOp {
@@ -308,6 +361,43 @@ impl MockOp {
             state.user_claims = identity;
         }
         op
+    }
+
+    /// A strict FranceConnect+ platform (the `core-fcp-high` instance, §1.6, §2.2): eidas2 and
+    /// eidas3 (eidas3 by default), ES256 only, id_tokens and userinfo encrypted to the keys the
+    /// service registered, which [`MockOp::register_gateway_jwks`] fetches.
+    pub async fn franceconnect_plus() -> MockOp {
+        let op = MockOp::franceconnect().await;
+        op.fc(|fc| {
+            fc.plus = true;
+            fc.acr_values = vec!["eidas2".into(), "eidas3".into()];
+            fc.default_acr = "eidas3".into();
+            fc.amr = vec!["fc".into(), "pop".into(), "mfa".into(), "pin".into()];
+        });
+        op
+    }
+
+    /// Fetches the service's JWKS from `url`, as the partner space does with the URL an
+    /// operator registers, and keeps it for [`CLIENT_ID`].
+    pub async fn register_gateway_jwks(&self, url: &str) {
+        // Test hosts (`app.test`) resolve to loopback, like the tests' browsers do it.
+        let parsed = url::Url::parse(url).expect("a JWKS URL");
+        let mut http = reqwest::Client::builder();
+        if let (Some(url::Host::Domain(host)), Some(port)) =
+            (parsed.host(), parsed.port_or_known_default())
+        {
+            http = http.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        let response = http
+            .build()
+            .expect("an HTTP client")
+            .get(url)
+            .send()
+            .await
+            .expect("the gateway's JWKS answers");
+        assert_eq!(response.status(), 200, "JWKS at {url}");
+        let jwks: Value = response.json().await.expect("a JWKS");
+        self.fc(|fc| fc.client_mut(CLIENT_ID).jwks = Some(jwks));
     }
 
     /// The FranceConnect platform of a [`MockOp::franceconnect`], to change or read.
@@ -920,9 +1010,23 @@ fn check_token(
     let id_token = oidc::sign_keyed(state, &claims, b.alg, false, client.secret.as_bytes());
     state.id_tokens.push(id_token.clone());
     let platform = fc(state);
+    // The signed token is what logout's id_token_hint carries back (RP-Initiated Logout §2).
     platform
         .issued_id_tokens
         .insert(id_token.clone(), client_id.clone());
+    let id_token = if platform.plus {
+        match seal(&client, &id_token, &platform.id_token_sealing) {
+            Ok(sealed) => platform.record_sealed(sealed),
+            Err(why) => {
+                return Err((
+                    TokenRefusal::new(500, "server_error", "could not encrypt the id_token"),
+                    why,
+                ))
+            }
+        }
+    } else {
+        id_token
+    };
     // §2.1: exactly these five properties; no refresh_token.
     Ok(ResponseTemplate::new(200)
         .insert_header("cache-control", "no-store")
@@ -991,6 +1095,19 @@ pub(crate) fn userinfo(state: &mut OpState, issuer: &str, req: &Request) -> Resp
         b.corrupt_userinfo_signature,
         client.secret.as_bytes(),
     );
+    let platform = fc(state);
+    // §2.2: on FranceConnect+, a JWE around the JWS.
+    let jwt = if platform.plus {
+        match seal(&client, &jwt, &platform.userinfo_sealing) {
+            Ok(sealed) => platform.record_sealed(sealed),
+            Err(why) => {
+                platform.refuse(why);
+                return ResponseTemplate::new(500);
+            }
+        }
+    } else {
+        jwt
+    };
     ResponseTemplate::new(200).set_body_raw(jwt, "application/jwt")
 }
 
@@ -1078,7 +1195,16 @@ pub(crate) fn discovery(state: &OpState, issuer: &str) -> ResponseTemplate {
     claims.push("acr");
     claims.sort_unstable();
     claims.dedup();
-    ResponseTemplate::new(200).set_body_json(json!({
+    let (signing, encryption_algs, encryption_encs) = if platform.plus {
+        (
+            json!(["ES256"]),
+            json!(["ECDH-ES", "RSA-OAEP", "RSA-OAEP-256"]),
+            json!(["A256GCM"]),
+        )
+    } else {
+        (json!(["HS256", "ES256", "RS256"]), Value::Null, Value::Null)
+    };
+    let mut document = json!({
         "issuer": state.behaviour.discovery_issuer.clone().unwrap_or_else(|| issuer.to_owned()),
         // §6: every endpoint under /api/v2.
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -1099,14 +1225,94 @@ pub(crate) fn discovery(state: &OpState, issuer: &str) -> ResponseTemplate {
         "scopes_supported": scopes,
         "claims_supported": claims,
         "claims_parameter_supported": true,
-        // §2.2: HS256 is still advertised on FranceConnect (low).
-        "id_token_signing_alg_values_supported": ["HS256", "ES256", "RS256"],
-        "userinfo_signing_alg_values_supported": ["HS256", "ES256", "RS256"],
+        // §2.2: HS256 is still advertised on FranceConnect (low); FranceConnect+ signs with
+        // ES256 only and encrypts.
+        "id_token_signing_alg_values_supported": signing,
+        "userinfo_signing_alg_values_supported": signing,
+        "id_token_encryption_alg_values_supported": encryption_algs,
+        "id_token_encryption_enc_values_supported": encryption_encs,
+        "userinfo_encryption_alg_values_supported": encryption_algs,
+        "userinfo_encryption_enc_values_supported": encryption_encs,
         // §1.2, the trap: the library advertises PKCE and request objects, which /authorize
         // refuses all the same.
         "code_challenge_methods_supported": ["S256"],
         "request_parameter_supported": true,
         "request_uri_parameter_supported": true,
         // §5: no back-channel logout.
-    }))
+    });
+    if let Some(map) = document.as_object_mut() {
+        map.retain(|_, value| !value.is_null());
+    }
+    ResponseTemplate::new(200).set_body_json(document)
+}
+
+/// §2.2: FranceConnect+ wraps a signed token in a JWE (`cty` JWT, A256GCM) to the first key of
+/// the client's JWKS for its algorithm (*oidc-provider*'s choice), encrypted with josekit.
+#[allow(deprecated)] // RSA1_5, only to show it is refused
+fn seal(client: &Client, jws: &str, sealing: &Sealing) -> Result<String, String> {
+    use josekit::jwe::{JweHeader, ECDH_ES, RSA1_5, RSA_OAEP, RSA_OAEP_256};
+    use josekit::jwk::Jwk;
+    let (mut alg, mut enc) = (client.encryption_alg.clone(), "A256GCM".to_owned());
+    let key: Value = match sealing {
+        Sealing::Plain => return Ok(jws.to_owned()),
+        Sealing::ForeignKey(jwk) => jwk.clone(),
+        other => {
+            match other {
+                Sealing::Enc(e) => enc = e.clone(),
+                Sealing::Alg(a) => alg = a.clone(),
+                _ => {}
+            }
+            let jwks = client
+                .jwks
+                .as_ref()
+                .ok_or("the client registered no JWKS")?;
+            jwks["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|k| k["use"] == "enc" && k["alg"] == client.encryption_alg.as_str())
+                .cloned()
+                .ok_or_else(|| format!("no {} key in the client's JWKS", client.encryption_alg))?
+        }
+    };
+    let mut jwk = Jwk::from_bytes(key.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    jwk.set_algorithm(&alg);
+    let mut header = JweHeader::new();
+    header.set_content_encryption(&enc);
+    header.set_content_type("JWT");
+    if let Some(kid) = key["kid"].as_str() {
+        header.set_key_id(kid);
+    }
+    let payload = jws.as_bytes();
+    #[allow(deprecated)]
+    let sealed = match alg.as_str() {
+        "ECDH-ES" => josekit::jwe::serialize_compact(
+            payload,
+            &header,
+            &ECDH_ES
+                .encrypter_from_jwk(&jwk)
+                .map_err(|e| e.to_string())?,
+        ),
+        "RSA-OAEP" => josekit::jwe::serialize_compact(
+            payload,
+            &header,
+            &RSA_OAEP
+                .encrypter_from_jwk(&jwk)
+                .map_err(|e| e.to_string())?,
+        ),
+        "RSA-OAEP-256" => josekit::jwe::serialize_compact(
+            payload,
+            &header,
+            &RSA_OAEP_256
+                .encrypter_from_jwk(&jwk)
+                .map_err(|e| e.to_string())?,
+        ),
+        "RSA1_5" => josekit::jwe::serialize_compact(
+            payload,
+            &header,
+            &RSA1_5.encrypter_from_jwk(&jwk).map_err(|e| e.to_string())?,
+        ),
+        other => return Err(format!("the mock cannot encrypt with {other}")),
+    };
+    sealed.map_err(|e| e.to_string())
 }

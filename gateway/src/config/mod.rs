@@ -25,7 +25,10 @@ pub use directory::{
     PivotConfig, ResolvedDirectory, ScimConfig, UnknownPerson,
 };
 pub use model::*;
-pub use oidc::{ClientAuthMethod, FranceConnectEnvironment, OidcProviderConfig};
+pub use oidc::{
+    ClientAuthMethod, EncryptionKeyConfig, FranceConnectEnvironment, OidcFlavour,
+    OidcProviderConfig,
+};
 pub use overrides::Override;
 pub use secret::{Secret, SecretSource};
 
@@ -143,10 +146,16 @@ impl Config {
                     };
                     local_users.insert(local.id.clone(), users);
                 }
-                ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => {
+                ProviderConfig::Oidc(oidc)
+                | ProviderConfig::Franceconnect(oidc)
+                | ProviderConfig::FranceconnectPlus(oidc) => {
                     let at = format!("providers[{i}]");
-                    let franceconnect = matches!(provider, ProviderConfig::Franceconnect(_));
-                    let settings = oidc.resolve(&at, franceconnect)?;
+                    let flavour = match provider {
+                        ProviderConfig::Franceconnect(_) => OidcFlavour::FranceConnect,
+                        ProviderConfig::FranceconnectPlus(_) => OidcFlavour::FranceConnectPlus,
+                        _ => OidcFlavour::Generic,
+                    };
+                    let settings = oidc.resolve(&at, flavour)?;
                     // Builds the provider once to check what only it can (the private key).
                     guichet_protocols::oidc::OidcProvider::new(settings.clone())
                         .map_err(|e| ConfigError::new(at, e))?;
@@ -349,10 +358,11 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
 /// which sends RNIPP's identity), and only when the provider is asked for all six and keeps
 /// them under their own names.
 fn validate_identity_provider(provider: &ProviderConfig, at: &str) -> Result<(), ConfigError> {
-    let ProviderConfig::Franceconnect(fc) = provider else {
+    let (ProviderConfig::Franceconnect(fc) | ProviderConfig::FranceconnectPlus(fc)) = provider
+    else {
         return Err(ConfigError::new(
             format!("{at}.pivot.identity"),
-            "only for kind franceconnect: other providers' names and birth dates are not the \
+            "only for kinds franceconnect and franceconnect_plus: other providers' names and birth dates are not the \
              civil registry's, and anyone could claim a person's account with them",
         ));
     };

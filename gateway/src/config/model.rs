@@ -192,6 +192,8 @@ pub enum ProviderConfig {
     Oidc(OidcProviderConfig),
     /// FranceConnect v2: OpenID Connect with its rules and defaults.
     Franceconnect(OidcProviderConfig),
+    /// FranceConnect+: FranceConnect's rules at eIDAS substantial or high, encrypted tokens.
+    FranceconnectPlus(OidcProviderConfig),
     /// A CAS server (CAS protocol 2.0 or 3.0), e.g. a school ENT portal.
     Cas(CasProviderConfig),
 }
@@ -200,7 +202,9 @@ impl ProviderConfig {
     pub fn id(&self) -> &str {
         match self {
             ProviderConfig::Local(local) => &local.id,
-            ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => &oidc.id,
+            ProviderConfig::Oidc(oidc)
+            | ProviderConfig::Franceconnect(oidc)
+            | ProviderConfig::FranceconnectPlus(oidc) => &oidc.id,
             ProviderConfig::Cas(cas) => &cas.id,
         }
     }
@@ -208,7 +212,9 @@ impl ProviderConfig {
     pub fn pivot(&self) -> Option<&PivotConfig> {
         match self {
             ProviderConfig::Local(local) => local.pivot.as_ref(),
-            ProviderConfig::Oidc(oidc) | ProviderConfig::Franceconnect(oidc) => oidc.pivot.as_ref(),
+            ProviderConfig::Oidc(oidc)
+            | ProviderConfig::Franceconnect(oidc)
+            | ProviderConfig::FranceconnectPlus(oidc) => oidc.pivot.as_ref(),
             ProviderConfig::Cas(cas) => cas.pivot.as_ref(),
         }
     }

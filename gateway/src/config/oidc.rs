@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use guichet_protocols::oidc::jwe::{DecryptionKey, KeyAlg};
 use guichet_protocols::oidc::{
-    ClientAuth, Endpoints, OidcSettings, SigningAlg, StaticEndpoints, UserinfoMode,
-    FRANCECONNECT_INTEGRATION, FRANCECONNECT_PRODUCTION, FRANCECONNECT_SANDBOX,
+    ClientAuth, Encryption, Endpoints, OidcSettings, SigningAlg, StaticEndpoints, UserinfoMode,
+    FRANCECONNECT_INTEGRATION, FRANCECONNECT_PLUS_INTEGRATION, FRANCECONNECT_PLUS_PRODUCTION,
+    FRANCECONNECT_PRODUCTION, FRANCECONNECT_SANDBOX,
 };
 use serde::Deserialize;
 use url::Url;
@@ -25,7 +27,7 @@ pub struct OidcProviderConfig {
     #[serde(default)]
     pub issuer: Option<String>,
     /// `franceconnect` only: `sandbox` (partner-portal client ids), `integration` (older
-    /// client ids) or `production`.
+    /// client ids) or `production`; `franceconnect_plus`: `integration` or `production`.
     #[serde(default)]
     pub environment: Option<FranceConnectEnvironment>,
     /// Fetch `{issuer}/.well-known/openid-configuration` (default) or use `endpoints`.
@@ -40,7 +42,7 @@ pub struct OidcProviderConfig {
     /// `franceconnect`) or `private_key_jwt`.
     #[serde(default)]
     pub client_auth: Option<ClientAuthMethod>,
-    /// RSA private key (PEM) for `private_key_jwt`.
+    /// RSA or P-256 private key (PEM) for `private_key_jwt` (P-256, ES256, for FranceConnect+).
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
     #[serde(default)]
@@ -83,6 +85,38 @@ pub struct OidcProviderConfig {
     /// How these logins are linked to directory people.
     #[serde(default)]
     pub pivot: Option<super::PivotConfig>,
+    /// Private keys the provider encrypts id_tokens and userinfo to (required for
+    /// `franceconnect_plus`). Their public halves are served at `/.guichet/jwks/{id}`.
+    #[serde(default)]
+    pub encryption_keys: Vec<EncryptionKeyConfig>,
+}
+
+/// One decryption key, usually a file mounted from a Kubernetes Secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionKeyConfig {
+    /// PEM: a P-256 EC key (ECDH-ES) or an RSA key of 2048 bits or more (RSA-OAEP-256 or
+    /// RSA-OAEP).
+    pub private_key: SecretSource,
+    /// Default: the key's RFC 7638 thumbprint.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `ECDH-ES`, `RSA-OAEP-256` or `RSA-OAEP`; default from the key type.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Still decrypts, no longer published: the last step of a rotation.
+    #[serde(default)]
+    pub retired: bool,
+}
+
+/// Which rules an OpenID Connect provider follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OidcFlavour {
+    Generic,
+    /// FranceConnect v2 (eIDAS low).
+    FranceConnect,
+    /// FranceConnect+ (eIDAS substantial and high): FranceConnect's rules, ES256, encryption.
+    FranceConnectPlus,
 }
 
 fn yes() -> bool {
@@ -138,12 +172,12 @@ pub struct EndpointsConfig {
 }
 
 /// Scopes FranceConnect v2 removed or never had: asking for one fails every login.
-fn check_franceconnect_scopes(at: &str, scopes: &[String]) -> Result<(), ConfigError> {
+fn check_franceconnect_scopes(at: &str, scopes: &[String], plus: bool) -> Result<(), ConfigError> {
     for scope in scopes {
         let why = match scope.as_str() {
             "address" | "phone" => "removed in FranceConnect v2",
             "offline_access" => "FranceConnect issues no refresh tokens",
-            s if s.starts_with("rnipp_") => "FranceConnect+ only",
+            s if s.starts_with("rnipp_") && !plus => "FranceConnect+ only",
             s if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
                 "not a FranceConnect scope name"
             }
@@ -191,34 +225,52 @@ fn check_url(path: &str, url: &Url) -> Result<(), ConfigError> {
 }
 
 impl OidcProviderConfig {
-    /// Applies defaults (FranceConnect's when `franceconnect`) and reads secrets. `at` is the
-    /// provider's path in the file, e.g. `providers[2]`.
-    pub fn resolve(&self, at: &str, franceconnect: bool) -> Result<OidcSettings, ConfigError> {
+    /// Applies defaults (FranceConnect's for its flavours), reads secrets and keys. `at` is
+    /// the provider's path in the file, e.g. `providers[2]`.
+    pub fn resolve(&self, at: &str, flavour: OidcFlavour) -> Result<OidcSettings, ConfigError> {
+        use FranceConnectEnvironment as Env;
+        use OidcFlavour as F;
         let field = |name: &str| format!("{at}.{name}");
-        let issuer = match (franceconnect, &self.issuer, self.environment) {
-            (false, _, Some(_)) => {
+        let franceconnect = flavour != F::Generic;
+        let plus = flavour == F::FranceConnectPlus;
+        let issuer = match (flavour, &self.issuer, self.environment) {
+            (F::Generic, _, Some(_)) => {
                 return Err(ConfigError::new(
                     field("environment"),
-                    "only for kind franceconnect",
+                    "only for kinds franceconnect and franceconnect_plus",
                 ))
             }
             (_, Some(issuer), _) => issuer.clone(),
-            (true, None, Some(FranceConnectEnvironment::Sandbox)) => {
-                FRANCECONNECT_SANDBOX.to_owned()
-            }
-            (true, None, Some(FranceConnectEnvironment::Integration)) => {
+            (F::FranceConnect, None, Some(Env::Sandbox)) => FRANCECONNECT_SANDBOX.to_owned(),
+            (F::FranceConnect, None, Some(Env::Integration)) => {
                 FRANCECONNECT_INTEGRATION.to_owned()
             }
-            (true, None, Some(FranceConnectEnvironment::Production)) => {
-                FRANCECONNECT_PRODUCTION.to_owned()
+            (F::FranceConnect, None, Some(Env::Production)) => FRANCECONNECT_PRODUCTION.to_owned(),
+            (F::FranceConnectPlus, None, Some(Env::Integration)) => {
+                FRANCECONNECT_PLUS_INTEGRATION.to_owned()
             }
-            (true, None, None) => {
+            (F::FranceConnectPlus, None, Some(Env::Production)) => {
+                FRANCECONNECT_PLUS_PRODUCTION.to_owned()
+            }
+            (F::FranceConnectPlus, None, Some(Env::Sandbox)) => {
+                return Err(ConfigError::new(
+                    field("environment"),
+                    "FranceConnect+ publishes no sandbox: integration or production",
+                ))
+            }
+            (F::FranceConnect, None, None) => {
                 return Err(ConfigError::new(
                     field("environment"),
                     "required: sandbox, integration or production",
                 ))
             }
-            (false, None, None) => return Err(ConfigError::new(field("issuer"), "required")),
+            (F::FranceConnectPlus, None, None) => {
+                return Err(ConfigError::new(
+                    field("environment"),
+                    "required: integration or production",
+                ))
+            }
+            (F::Generic, None, None) => return Err(ConfigError::new(field("issuer"), "required")),
         };
         let issuer_url = Url::parse(&issuer)
             .map_err(|e| ConfigError::new(field("issuer"), format!("invalid URL: {e}")))?;
@@ -259,6 +311,13 @@ impl OidcProviderConfig {
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
+                // FranceConnect+ checks client assertions with ES256 only.
+                if plus && guichet_protocols::oidc::assertion_alg(&key_pem) != Some("ES256") {
+                    return Err(ConfigError::new(
+                        field("private_key_file"),
+                        "FranceConnect+ takes ES256 client assertions only: a P-256 EC key",
+                    ));
+                }
                 ClientAuth::PrivateKeyJwt {
                     key_pem,
                     key_id: self.private_key_id.clone(),
@@ -266,11 +325,21 @@ impl OidcProviderConfig {
             }
         };
 
-        let mut settings = if franceconnect {
-            OidcSettings::franceconnect(&self.id, &issuer, &self.client_id, client_auth)
-        } else {
-            OidcSettings::new(&self.id, &issuer, &self.client_id, client_auth)
+        let encryption = self.encryption(at, plus)?;
+        let mut settings = match flavour {
+            F::Generic => OidcSettings::new(&self.id, &issuer, &self.client_id, client_auth),
+            F::FranceConnect => {
+                OidcSettings::franceconnect(&self.id, &issuer, &self.client_id, client_auth)
+            }
+            F::FranceConnectPlus => OidcSettings::franceconnect_plus(
+                &self.id,
+                &issuer,
+                &self.client_id,
+                client_auth,
+                Vec::new(),
+            ),
         };
+        settings.encryption = encryption;
         if let Some(name) = &self.display_name {
             settings.display_name = name.clone();
         }
@@ -308,7 +377,7 @@ impl OidcProviderConfig {
         };
         if let Some(scopes) = &self.scopes {
             if franceconnect {
-                check_franceconnect_scopes(&field("scopes"), scopes)?;
+                check_franceconnect_scopes(&field("scopes"), scopes, plus)?;
             }
             settings.scopes = scopes.clone();
         }
@@ -338,6 +407,12 @@ impl OidcProviderConfig {
                     SigningAlg::HmacSha256 | SigningAlg::HmacSha384 | SigningAlg::HmacSha512
                 )
             });
+            if plus && algs.iter().any(|a| *a != SigningAlg::EcdsaP256Sha256) {
+                return Err(ConfigError::new(
+                    field("allowed_algs"),
+                    "FranceConnect+ signs with ES256 only",
+                ));
+            }
             if franceconnect
                 && algs.iter().any(|a| {
                     !matches!(
@@ -378,7 +453,21 @@ impl OidcProviderConfig {
         if let Some(acr) = &self.acr_values {
             settings.acr_values = Some(acr.clone()).filter(|a| !a.trim().is_empty());
         }
-        if franceconnect && settings.acr_values.as_deref() != Some("eidas1") {
+        if plus {
+            let levels: Vec<&str> = settings
+                .acr_values
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if levels.is_empty() || levels.iter().any(|l| !matches!(*l, "eidas2" | "eidas3")) {
+                return Err(ConfigError::new(
+                    field("acr_values"),
+                    "FranceConnect+ offers eidas2 and eidas3 only (it answers eidas1 with \
+                     invalid_acr: that is FranceConnect's)",
+                ));
+            }
+        } else if franceconnect && settings.acr_values.as_deref() != Some("eidas1") {
             return Err(ConfigError::new(
                 field("acr_values"),
                 "FranceConnect v2 offers eidas1 only (it answers eidas2 and eidas3 with \
@@ -458,5 +547,54 @@ impl OidcProviderConfig {
         settings.jwks_refresh_interval = self.jwks_refresh_interval;
         settings.clock_skew = self.clock_skew;
         Ok(settings)
+    }
+
+    /// The decryption keys, loaded and checked: none, or at least one published, kids unique.
+    fn encryption(&self, at: &str, plus: bool) -> Result<Option<Encryption>, ConfigError> {
+        let field = |name: &str| format!("{at}.{name}");
+        if self.encryption_keys.is_empty() {
+            return if plus {
+                Err(ConfigError::new(
+                    field("encryption_keys"),
+                    "required: FranceConnect+ encrypts id_tokens and userinfo to the service's keys",
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        let mut keys: Vec<DecryptionKey> = Vec::new();
+        for (i, key) in self.encryption_keys.iter().enumerate() {
+            let at = field(&format!("encryption_keys[{i}]"));
+            let alg = match &key.alg {
+                None => None,
+                Some(name) => Some(KeyAlg::from_name(name).ok_or_else(|| {
+                    ConfigError::new(format!("{at}.alg"), "ECDH-ES, RSA-OAEP-256 or RSA-OAEP")
+                })?),
+            };
+            let pem = key
+                .private_key
+                .resolve()
+                .map_err(|e| ConfigError::new(format!("{at}.private_key"), e))?;
+            let loaded = DecryptionKey::from_pem(pem.expose(), key.kid.clone(), alg, !key.retired)
+                .map_err(|e| ConfigError::new(format!("{at}.private_key"), e.to_string()))?;
+            if keys.iter().any(|k| k.kid() == loaded.kid()) {
+                return Err(ConfigError::new(
+                    format!("{at}.kid"),
+                    format!("{:?} is already another key's kid", loaded.kid()),
+                ));
+            }
+            keys.push(loaded);
+        }
+        if !keys.iter().any(DecryptionKey::published) {
+            return Err(ConfigError::new(
+                field("encryption_keys"),
+                "every key is retired: the provider would have nothing to encrypt to",
+            ));
+        }
+        // A provider configured to encrypt always does: a plain token is a downgrade.
+        Ok(Some(Encryption {
+            keys,
+            required: true,
+        }))
     }
 }

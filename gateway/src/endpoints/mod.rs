@@ -3,6 +3,7 @@
 
 mod callback;
 mod cas_logout;
+mod jwks;
 mod login;
 pub mod login_limits;
 mod logout;
@@ -11,6 +12,8 @@ mod logout;
 const CALLBACK_PREFIX: &str = "/.guichet/callback/";
 /// `/.guichet/backchannel-logout/{provider}`: OpenID Connect back-channel logout receiver.
 const BACKCHANNEL_PREFIX: &str = "/.guichet/backchannel-logout/";
+/// `/.guichet/jwks/{provider}`: the public keys registered with a provider (FranceConnect+).
+pub const JWKS_PREFIX: &str = "/.guichet/jwks/";
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -53,6 +56,9 @@ pub async fn handle(
         (path, &Method::POST) if path.starts_with(BACKCHANNEL_PREFIX) => {
             let provider = &path[BACKCHANNEL_PREFIX.len()..];
             logout::backchannel(gateway, session, ctx, provider).await
+        }
+        (path, &Method::GET | &Method::HEAD) if path.starts_with(JWKS_PREFIX) => {
+            Ok(jwks::publish(gateway, &path[JWKS_PREFIX.len()..], &id))
         }
         ("/.guichet/login" | "/.guichet/logout" | "/.guichet/whoami", _) => {
             Ok(Reply::error(405, text::METHOD, text::METHOD_TEXT, &id))

@@ -325,7 +325,11 @@ pub fn decrypt(token: &str, keys: &[DecryptionKey]) -> Result<Vec<u8>, JweError>
     let [protected, encrypted_key, iv, ciphertext, tag] = parts[..] else {
         return Err(JweError::Malformed);
     };
-    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| JweError::Malformed);
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| JweError::Malformed)
+    };
     let header: Header =
         serde_json::from_slice(&decode(protected)?).map_err(|_| JweError::Malformed)?;
     let alg = KeyAlg::from_name(&header.alg).ok_or(JweError::DisallowedAlg(header.alg.clone()))?;

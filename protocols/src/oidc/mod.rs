@@ -6,8 +6,10 @@
 //! the RFC 9207 `iss` callback parameter, `at_hash`, `acr`, userinfo `sub`, signed userinfo in
 //! any allowed algorithm, JWKS refetch on key rotation, and back-channel logout tokens.
 
+mod assertion;
 mod claims;
 mod discovery;
+mod encrypted;
 
 pub mod jwe;
 pub mod jws;
@@ -22,13 +24,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm,
-    CoreRsaPrivateSigningKey,
 };
 use openidconnect::{
     AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, PrivateSigningKey, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, TokenResponse,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -43,12 +44,15 @@ pub use discovery::ExtraMetadata;
 pub use logout::{check_logout_claims, LogoutSubject, BACKCHANNEL_LOGOUT_EVENT};
 pub use openidconnect::core::CoreJwsSigningAlgorithm as SigningAlg;
 pub use settings::{
-    ClientAuth, Endpoints, OidcSettings, StaticEndpoints, UserinfoMode,
-    FRANCECONNECT_DEFAULT_SCOPES, FRANCECONNECT_INTEGRATION, FRANCECONNECT_PRODUCTION,
-    FRANCECONNECT_SANDBOX, FRANCECONNECT_SCOPES,
+    ClientAuth, Encryption, Endpoints, OidcSettings, StaticEndpoints, UserinfoMode,
+    FRANCECONNECT_DEFAULT_SCOPES, FRANCECONNECT_INTEGRATION, FRANCECONNECT_PLUS_INTEGRATION,
+    FRANCECONNECT_PLUS_PRODUCTION, FRANCECONNECT_PRODUCTION, FRANCECONNECT_SANDBOX,
+    FRANCECONNECT_SCOPES,
 };
 
+use self::assertion::AssertionKey;
 use self::discovery::{Discovered, ProviderKeys};
+use self::encrypted::{DecryptingHttp, ExchangeError};
 use crate::http::BoundedHttp;
 use crate::{
     AuthLevel, Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, Principal,
@@ -75,7 +79,13 @@ pub struct OidcProvider {
     http: BoundedHttp,
     keys: ProviderKeys,
     /// Parsed once: the `private_key_jwt` signing key.
-    assertion_key: Option<Arc<CoreRsaPrivateSigningKey>>,
+    assertion_key: Option<Arc<AssertionKey>>,
+}
+
+/// The JWS algorithm `private_key_jwt` signs with for this PEM key (`RS256` or `ES256`), or
+/// `None` when it is not a key Guichet can sign with.
+pub fn assertion_alg(key_pem: &str) -> Option<&'static str> {
+    AssertionKey::from_pem(key_pem).ok().map(|k| k.alg())
 }
 
 /// A random `state`, `nonce` or logout `state`.
@@ -97,13 +107,9 @@ impl OidcProvider {
             return Err("allowed_algs: must list signing algorithms, never none".into());
         }
         let assertion_key = match &settings.client_auth {
-            ClientAuth::PrivateKeyJwt { key_pem, key_id } => Some(Arc::new(
-                CoreRsaPrivateSigningKey::from_pem(
-                    &pkcs1_pem(key_pem)?,
-                    key_id.clone().map(openidconnect::JsonWebKeyId::new),
-                )
-                .map_err(|e| format!("private_key: not an RSA private key in PEM ({e})"))?,
-            )),
+            ClientAuth::PrivateKeyJwt { key_pem, .. } => {
+                Some(Arc::new(AssertionKey::from_pem(key_pem)?))
+            }
             _ => None,
         };
         Ok(Self {
@@ -143,37 +149,38 @@ impl OidcProvider {
         let Some(key) = &self.assertion_key else {
             return Ok(None);
         };
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
-        if let ClientAuth::PrivateKeyJwt {
-            key_id: Some(kid), ..
-        } = &self.settings.client_auth
-        {
-            header["kid"] = Value::String(kid.clone());
+        key.assertion(
+            &self.settings.client_id,
+            self.assertion_key_id(),
+            token_endpoint,
+        )
+        .map(Some)
+        .map_err(ProviderError::Rejected)
+    }
+
+    fn assertion_key_id(&self) -> Option<&str> {
+        match &self.settings.client_auth {
+            ClientAuth::PrivateKeyJwt { key_id, .. } => key_id.as_deref(),
+            _ => None,
         }
-        let claims = serde_json::json!({
-            "iss": self.settings.client_id,
-            "sub": self.settings.client_id,
-            "aud": token_endpoint,
-            "jti": random_param(),
-            "iat": now,
-            "exp": now + 60,
-        });
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = key
-            .sign(
-                &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                input.as_bytes(),
-            )
-            .map_err(|e| ProviderError::Rejected(format!("cannot sign client assertion: {e}")))?;
-        Ok(Some(format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        )))
+    }
+
+    /// The service's public keys for this provider, as a JWKS to publish at the URL registered
+    /// with the provider: the encryption keys it encrypts to (retired ones left out) and the
+    /// client-assertion key. `None` when there is nothing to publish.
+    pub fn published_jwks(&self) -> Option<Value> {
+        let mut keys: Vec<Value> = self
+            .settings
+            .encryption
+            .iter()
+            .flat_map(|e| e.keys.iter())
+            .filter(|k| k.published())
+            .map(|k| k.public_jwk())
+            .collect();
+        if let Some(key) = &self.assertion_key {
+            keys.push(key.public_jwk(self.assertion_key_id()));
+        }
+        (!keys.is_empty()).then(|| serde_json::json!({ "keys": keys }))
     }
 
     /// Verifies the id_token, refetching the JWKS once when it names a key we do not know.
@@ -218,22 +225,24 @@ impl OidcProvider {
                 )
                 .add_extra_param("client_assertion", assertion);
         }
-        request
-            .request_async(&self.http)
-            .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(response) => ProviderError::Rejected(format!(
-                    "token endpoint refused the code: {}",
-                    response.error()
-                )),
-                RequestTokenError::Request(e) => ProviderError::Unavailable(e.to_string()),
-                RequestTokenError::Parse(e, _) => {
-                    ProviderError::Rejected(format!("token response unparseable: {e}"))
-                }
-                RequestTokenError::Other(e) => {
-                    ProviderError::Rejected(format!("token endpoint: {e}"))
-                }
-            })
+        let http = DecryptingHttp {
+            inner: &self.http,
+            encryption: self.settings.encryption.as_ref(),
+        };
+        request.request_async(&http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(response) => ProviderError::Rejected(format!(
+                "token endpoint refused the code: {}",
+                response.error()
+            )),
+            RequestTokenError::Request(ExchangeError::Http(e)) => {
+                ProviderError::Unavailable(e.to_string())
+            }
+            RequestTokenError::Request(e) => ProviderError::Rejected(e.to_string()),
+            RequestTokenError::Parse(e, _) => {
+                ProviderError::Rejected(format!("token response unparseable: {e}"))
+            }
+            RequestTokenError::Other(e) => ProviderError::Rejected(format!("token endpoint: {e}")),
+        })
     }
 
     /// Userinfo claims, verified: a signed response with our keys and allowed algorithms, and
@@ -283,7 +292,8 @@ impl OidcProvider {
                 let token = std::str::from_utf8(response.body())
                     .map_err(|_| ProviderError::Rejected("userinfo JWT is not text".into()))?
                     .trim();
-                let claims = self.verify_jws(discovered, token).await?;
+                let token = self.decrypt_userinfo(token)?;
+                let claims = self.verify_jws(discovered, &token).await?;
                 // A signed response names its issuer and audience; they must be ours.
                 if let Some(iss) = claims.get("iss") {
                     if iss.as_str() != Some(self.settings.issuer.as_str()) {
@@ -309,6 +319,16 @@ impl OidcProvider {
                 claims
             }
             "application/json" => {
+                if self
+                    .settings
+                    .encryption
+                    .as_ref()
+                    .is_some_and(|e| e.required)
+                {
+                    return Err(ProviderError::Rejected(
+                        "userinfo is not encrypted, and this provider must encrypt it".into(),
+                    ));
+                }
                 if self.settings.userinfo == UserinfoMode::RequireSigned {
                     return Err(ProviderError::Rejected(
                         "userinfo is not signed, and this provider must sign it".into(),
@@ -329,6 +349,23 @@ impl OidcProvider {
             ));
         }
         Ok(claims)
+    }
+
+    /// The signed userinfo inside an encrypted one; a signed one as it is, unless this
+    /// provider must encrypt.
+    fn decrypt_userinfo(&self, token: &str) -> Result<String, ProviderError> {
+        let encryption = self.settings.encryption.as_ref();
+        if !jwe::is_jwe(token) {
+            return match encryption {
+                Some(e) if e.required => Err(ProviderError::Rejected(
+                    "userinfo is not encrypted, and this provider must encrypt it".into(),
+                )),
+                _ => Ok(token.to_owned()),
+            };
+        }
+        let keys = encryption.map(|e| e.keys.as_slice()).unwrap_or_default();
+        jwe::decrypt_nested(token, keys)
+            .map_err(|e| ProviderError::Rejected(format!("encrypted userinfo: {e}")))
     }
 
     /// Verifies a compact JWS with the provider's keys, refetching them once on an unknown key.
@@ -388,20 +425,6 @@ impl OidcProvider {
         )
         .map_err(ProviderError::Rejected)
     }
-}
-
-/// The crate reads PKCS#1 (`RSA PRIVATE KEY`) only; `openssl genpkey` writes PKCS#8.
-fn pkcs1_pem(pem: &str) -> Result<String, String> {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::DecodePrivateKey;
-    if !pem.contains("-----BEGIN PRIVATE KEY-----") {
-        return Ok(pem.to_owned());
-    }
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-        .map_err(|e| format!("private_key: not an RSA private key in PKCS#8 PEM ({e})"))?;
-    key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-        .map(|pem| pem.to_string())
-        .map_err(|e| format!("private_key: {e}"))
 }
 
 /// `at_hash`: the left half of the access token's hash, with the id_token's algorithm's hash.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use openidconnect::core::CoreJwsSigningAlgorithm;
 use url::Url;
 
+use super::jwe::DecryptionKey;
+
 // FranceConnect v2 platforms. Sources (see docs/franceconnect.md, "Platforms"): the partner
 // documentation's endpoint page (docs.partenaires.franceconnect.gouv.fr/fs/fs-technique/
 // fs-technique-endpoints/) for integration; the sandbox and production hosts as FranceConnect's
@@ -19,6 +21,16 @@ pub const FRANCECONNECT_INTEGRATION: &str = "https://fcp-low.integ01.dev-francec
 pub const FRANCECONNECT_SANDBOX: &str = "https://fcp-low.sbx.dev-franceconnect.fr/api/v2";
 /// FranceConnect v2 production platform.
 pub const FRANCECONNECT_PRODUCTION: &str = "https://oidc.franceconnect.gouv.fr/api/v2";
+
+// FranceConnect+ (eIDAS substantial and high). Sources: the partner documentation's endpoint
+// page (integration) and the last full version of FranceConnect+'s own documentation
+// (github.com/france-connect/Documentation-FranceConnect-Plus, fs/docs-fs.md at 4c69dfa,
+// production). No FranceConnect+ sandbox host is published.
+
+/// FranceConnect+ integration platform.
+pub const FRANCECONNECT_PLUS_INTEGRATION: &str = "https://auth.integ01.dev-franceconnect.fr/api/v2";
+/// FranceConnect+ production platform.
+pub const FRANCECONNECT_PLUS_PRODUCTION: &str = "https://auth.franceconnect.gouv.fr/api/v2";
 
 /// The identity claims FranceConnect v2 can release, each its own scope (france-connect/sources,
 /// back/libs/scopes/src/data/fcp-low/fcp-low.scopes.ts). A service asks only for those its
@@ -78,6 +90,19 @@ pub struct OidcSettings {
     pub jwks_refresh_interval: Duration,
     /// Tolerated clock difference with the provider for `iat`/`exp`.
     pub clock_skew: Duration,
+    /// Keys the provider encrypts id_tokens and userinfo to (FranceConnect+).
+    pub encryption: Option<Encryption>,
+}
+
+/// The service's decryption keys for one provider.
+#[derive(Clone, Debug)]
+pub struct Encryption {
+    /// The first published key is the current one; the others decrypt what is still encrypted
+    /// to them during a rotation.
+    pub keys: Vec<DecryptionKey>,
+    /// Every id_token and userinfo response must be encrypted: a plain one is refused (it would
+    /// be a downgrade the provider never makes).
+    pub required: bool,
 }
 
 /// Where the provider's endpoints come from.
@@ -169,6 +194,7 @@ impl OidcSettings {
             metadata_ttl: Duration::from_secs(3600),
             jwks_refresh_interval: Duration::from_secs(30),
             clock_skew: Duration::from_secs(60),
+            encryption: None,
         }
     }
 
@@ -187,6 +213,27 @@ impl OidcSettings {
             acr_values: Some("eidas1".into()),
             end_session_required: true,
             ..Self::new(id, issuer, client_id, client_auth)
+        }
+    }
+
+    /// FranceConnect+: the v2 rules, plus eIDAS substantial (`eidas2`) by default, ES256 only,
+    /// and id_tokens and userinfo encrypted to `keys` (always: a plain one is refused).
+    pub fn franceconnect_plus(
+        id: &str,
+        issuer: &str,
+        client_id: &str,
+        client_auth: ClientAuth,
+        keys: Vec<DecryptionKey>,
+    ) -> Self {
+        Self {
+            display_name: "FranceConnect+".into(),
+            allowed_algs: vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256],
+            acr_values: Some("eidas2".into()),
+            encryption: Some(Encryption {
+                keys,
+                required: true,
+            }),
+            ..Self::franceconnect(id, issuer, client_id, client_auth)
         }
     }
 }

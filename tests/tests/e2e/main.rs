@@ -11,6 +11,7 @@ mod demo;
 mod directory;
 mod examples;
 mod franceconnect;
+mod franceconnect_plus;
 mod franceconnect_strict;
 mod headers;
 mod identity_pivot;

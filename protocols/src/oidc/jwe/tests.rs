@@ -76,7 +76,11 @@ fn rsa_oaep_and_rsa_oaep_256_decrypt() {
     for alg in [KeyAlg::RsaOaep, KeyAlg::RsaOaep256] {
         let key = DecryptionKey::from_pem(RSA_PEM, None, Some(alg), true).unwrap();
         let token = encrypt_to(&key, Some(key.kid()));
-        assert_eq!(decrypt_nested(&token, &[key]).unwrap(), INNER_JWS, "{alg:?}");
+        assert_eq!(
+            decrypt_nested(&token, &[key]).unwrap(),
+            INNER_JWS,
+            "{alg:?}"
+        );
     }
 }
 
@@ -167,8 +171,8 @@ fn algorithms_outside_the_list_are_refused() {
         Err(JweError::DisallowedAlg("RSA1_5".into()))
     );
     // RSA-OAEP to a key configured for RSA-OAEP-256: the key's algorithm is fixed.
-    let oaep = DecryptionKey::from_pem(RSA_PEM, Some("r".into()), Some(KeyAlg::RsaOaep), true)
-        .unwrap();
+    let oaep =
+        DecryptionKey::from_pem(RSA_PEM, Some("r".into()), Some(KeyAlg::RsaOaep), true).unwrap();
     let token = encrypt_to(&oaep, Some("r"));
     assert!(matches!(
         decrypt(&token, &[rsa]),
@@ -189,22 +193,31 @@ fn an_altered_token_is_refused() {
         Err(JweError::Undecryptable)
     );
     // A header changed after encryption (it is the authenticated data).
-    let mut header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap())
-            .unwrap();
+    let mut header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     header["cty"] = json!("json");
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[0] = URL_SAFE_NO_PAD.encode(header.to_string());
-    assert_eq!(decrypt(&parts.join("."), &[key]), Err(JweError::Undecryptable));
+    assert_eq!(
+        decrypt(&parts.join("."), &[key]),
+        Err(JweError::Undecryptable)
+    );
 }
 
 #[test]
 fn an_ephemeral_key_off_the_curve_is_refused_before_any_agreement() {
     let key = ec_key("k");
     let token = encrypt_to(&key, Some("k"));
-    let mut header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap())
-            .unwrap();
+    let mut header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     // (1, 1) is not on P-256: the invalid-curve attack sends such points.
     let mut one = [0u8; 32];
     one[31] = 1;
@@ -228,7 +241,9 @@ fn malformed_compressed_and_critical_tokens_are_refused() {
     let token = encrypt_to(&key, Some("k"));
     for (name, value) in [("zip", json!("DEF")), ("crit", json!(["exp"]))] {
         let mut header: Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap(),
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
         )
         .unwrap();
         header[name] = value;
