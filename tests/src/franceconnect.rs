@@ -380,6 +380,11 @@ impl MockOp {
     /// Fetches the service's JWKS from `url`, as the partner space does with the URL an
     /// operator registers, and keeps it for [`CLIENT_ID`].
     pub async fn register_gateway_jwks(&self, url: &str) {
+        self.register_client_jwks(CLIENT_ID, url).await;
+    }
+
+    /// [`MockOp::register_gateway_jwks`] for another registered client.
+    pub async fn register_client_jwks(&self, client_id: &str, url: &str) {
         // Test hosts (`app.test`) resolve to loopback, like the tests' browsers do it.
         let parsed = url::Url::parse(url).expect("a JWKS URL");
         let mut http = reqwest::Client::builder();
@@ -397,7 +402,7 @@ impl MockOp {
             .expect("the gateway's JWKS answers");
         assert_eq!(response.status(), 200, "JWKS at {url}");
         let jwks: Value = response.json().await.expect("a JWKS");
-        self.fc(|fc| fc.client_mut(CLIENT_ID).jwks = Some(jwks));
+        self.fc(|fc| fc.client_mut(client_id).jwks = Some(jwks));
     }
 
     /// The FranceConnect platform of a [`MockOp::franceconnect`], to change or read.

@@ -422,7 +422,9 @@ fn an_identity_pivot_names_six_directory_attributes_and_nothing_else() {
     );
     let error = error_of(&format!("{oidc}{directory}"));
     assert!(
-        error.starts_with("providers[0].pivot.identity: only for kind franceconnect"),
+        error.starts_with(
+            "providers[0].pivot.identity: only for kinds franceconnect and franceconnect_plus"
+        ),
         "{error}"
     );
     let error = error_of(&with_pivot("{ attribute: email }"));
@@ -430,6 +432,153 @@ fn an_identity_pivot_names_six_directory_attributes_and_nothing_else() {
         error.starts_with("providers[0].pivot.directory_attribute: must not be empty"),
         "{error}"
     );
+}
+
+/// `VALID` with a FranceConnect+ provider whose encryption key is `key_file` (`extra`: more of
+/// its settings, one a line).
+fn with_franceconnect_plus(key_file: &std::path::Path, extra: &str) -> String {
+    let mut provider = format!(
+        "  - kind: franceconnect_plus\n    id: fcp\n    environment: production\n    client_id: abc\n    client_secret: s3cret\n    encryption_keys:\n      - {{ private_key: {{ file: \"{}\" }} }}\n",
+        key_file.display()
+    );
+    for line in extra.lines() {
+        provider.push_str(&format!("    {line}\n"));
+    }
+    VALID.replace("providers:\n", &format!("providers:\n{provider}"))
+}
+
+fn ec_key_file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    use p256::pkcs8::EncodePrivateKey;
+    let pem = p256::SecretKey::random(&mut rand::thread_rng())
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, pem.as_bytes()).unwrap();
+    path
+}
+
+#[test]
+fn the_franceconnect_plus_preset_follows_the_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ec_key_file(&dir, "enc.pem");
+    let config = Config::from_yaml(&with_franceconnect_plus(&key, "")).unwrap();
+    let settings = &config.oidc["fcp"];
+    assert_eq!(settings.issuer, "https://auth.franceconnect.gouv.fr/api/v2");
+    assert_eq!(settings.acr_values.as_deref(), Some("eidas2"));
+    assert_eq!(
+        settings.allowed_algs,
+        [guichet_protocols::oidc::SigningAlg::EcdsaP256Sha256]
+    );
+    assert!(!settings.pkce && settings.end_session_required);
+    let encryption = settings.encryption.as_ref().unwrap();
+    assert!(encryption.required);
+    assert_eq!(encryption.keys.len(), 1);
+    let config = Config::from_yaml(
+        &with_franceconnect_plus(&key, "acr_values: eidas3")
+            .replace("environment: production", "environment: integration"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.oidc["fcp"].issuer,
+        "https://auth.integ01.dev-franceconnect.fr/api/v2"
+    );
+    // RNIPP scopes are FranceConnect+'s.
+    Config::from_yaml(&with_franceconnect_plus(
+        &key,
+        "scopes: [identite_pivot, rnipp_birthdate]",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn franceconnect_plus_settings_the_platform_refuses_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ec_key_file(&dir, "enc.pem");
+    let rsa_key = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("keys/client-rsa.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let other = ec_key_file(&dir, "other.pem");
+    let cases = [
+        ("acr_values: eidas1", "providers[0].acr_values: FranceConnect+ offers eidas2 and eidas3 only"),
+        ("acr_values: eidas2 eidas1", "providers[0].acr_values: FranceConnect+ offers eidas2 and eidas3 only"),
+        ("allowed_algs: [RS256]", "providers[0].allowed_algs: FranceConnect+ signs with ES256 only"),
+        ("pkce: true", "providers[0].pkce: FranceConnect refuses code_challenge"),
+        (
+            "client_auth: client_secret_basic",
+            "providers[0].client_auth: FranceConnect accepts client_secret_post or private_key_jwt only",
+        ),
+        (
+            &format!("client_auth: private_key_jwt\nprivate_key_file: \"{}\"", rsa_key.display()),
+            "providers[0].private_key_file: FranceConnect+ takes ES256 client assertions only",
+        ),
+    ];
+    for (setting, expected) in cases {
+        let error = error_of(&with_franceconnect_plus(&key, setting));
+        assert!(
+            error.starts_with(expected),
+            "{setting}: expected {expected:?}, got {error:?}"
+        );
+    }
+    let plus = with_franceconnect_plus(&key, "");
+    let key_line = format!(
+        "      - {{ private_key: {{ file: \"{}\" }} }}\n",
+        key.display()
+    );
+    let keys_cases = [
+        (
+            plus.replace("environment: production", "environment: sandbox"),
+            "providers[0].environment: FranceConnect+ publishes no sandbox",
+        ),
+        (
+            plus.replace(&format!("    encryption_keys:\n{key_line}"), ""),
+            "providers[0].encryption_keys: required: FranceConnect+ encrypts",
+        ),
+        (
+            plus.replace(&key.display().to_string(), &garbage.display().to_string()),
+            "providers[0].encryption_keys[0].private_key: not a P-256 EC or RSA private key",
+        ),
+        (
+            plus.replace(&key.display().to_string(), "/nonexistent/key.pem"),
+            "providers[0].encryption_keys[0].private_key: cannot read /nonexistent/key.pem",
+        ),
+        (
+            plus.replace(" } }\n", " }, alg: RSA-OAEP }\n"),
+            "providers[0].encryption_keys[0].private_key: an EC P-256 key is used with ECDH-ES",
+        ),
+        (
+            plus.replace(" } }\n", " }, alg: RSA1_5 }\n"),
+            "providers[0].encryption_keys[0].alg: ECDH-ES, RSA-OAEP-256 or RSA-OAEP",
+        ),
+        (
+            plus.replace(" } }\n", " }, retired: true }\n"),
+            "providers[0].encryption_keys: every key is retired",
+        ),
+        (
+            plus.replace(
+                &key_line,
+                &format!(
+                    "      - {{ private_key: {{ file: \"{}\" }}, kid: a }}\n      - {{ private_key: {{ file: \"{}\" }}, kid: a }}\n",
+                    key.display(),
+                    other.display()
+                ),
+            ),
+            "providers[0].encryption_keys[1].kid: \"a\" is already another key's kid",
+        ),
+    ];
+    for (yaml, expected) in keys_cases {
+        let error = error_of(&yaml);
+        assert!(
+            error.starts_with(expected),
+            "expected {expected:?}, got {error:?}"
+        );
+    }
+    // A generic OpenID Connect provider may have keys too; then it must encrypt.
+    let yaml = VALID.replace(
+        "providers:\n",
+        &format!("providers:\n  - kind: oidc\n    id: op\n    issuer: https://op.example.org\n    client_id: abc\n    client_secret: s\n    encryption_keys:\n{key_line}"),
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    assert!(config.oidc["op"].encryption.as_ref().unwrap().required);
 }
 
 #[test]

@@ -50,8 +50,11 @@ struct Peers {
     redis: RedisServer,
     op: MockOp,
     franceconnect: MockOp,
+    franceconnect_plus: MockOp,
     cas: MockCas,
     scim: MockScim,
+    /// Stands in for the Secret that holds FranceConnect+ decryption keys.
+    keys: tempfile::TempDir,
 }
 
 impl Peers {
@@ -60,8 +63,10 @@ impl Peers {
             redis: RedisServer::start(),
             op: MockOp::start().await,
             franceconnect: MockOp::franceconnect().await,
+            franceconnect_plus: MockOp::franceconnect_plus().await,
             cas: MockCas::start().await,
             scim: MockScim::start().await,
+            keys: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -106,6 +111,30 @@ fn launch(path: &Path, peers: &Peers, port: u16, admin_port: u16) -> Launch {
                 "providers[{i}].issuer={}",
                 peers.franceconnect.issuer
             )),
+            Some("franceconnect_plus") => {
+                overrides.push(format!(
+                    "providers[{i}].issuer={}",
+                    peers.franceconnect_plus.issuer
+                ));
+                let keys = provider["encryption_keys"]
+                    .as_sequence()
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                for k in 0..keys {
+                    let file = peers.keys.path().join(format!("provider-{i}-key-{k}.pem"));
+                    if !file.exists() {
+                        use p256::pkcs8::EncodePrivateKey;
+                        let pem = p256::SecretKey::random(&mut rand::thread_rng())
+                            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+                            .unwrap();
+                        std::fs::write(&file, pem.as_bytes()).unwrap();
+                    }
+                    overrides.push(format!(
+                        "providers[{i}].encryption_keys[{k}].private_key.file={}",
+                        file.display()
+                    ));
+                }
+            }
             Some("cas") => overrides.push(format!("providers[{i}].server_url={}", peers.cas.url())),
             _ => {}
         }
@@ -201,6 +230,92 @@ async fn the_production_example_signs_a_local_user_in() {
     assert_eq!(done.status, 302, "{}", done.body);
     assert_eq!(done.location(), Some("/reports"));
     // https app without a cookie domain: the __Host- cookie.
+    assert!(browser.cookie("__Host-guichet_session").is_some());
+    let keys = peers.redis.command(&["KEYS", "*"]);
+    assert!(
+        keys.contains("guichet:s:"),
+        "the session is in Redis: {keys}"
+    );
+}
+
+/// The production example, signed in to with FranceConnect+ by the shipped binary: the keys
+/// from files, the JWKS the platform fetches, encrypted tokens, the identité pivot in the
+/// SCIM directory, Redis sessions.
+#[tokio::test]
+async fn the_production_example_signs_a_citizen_in_with_franceconnect_plus() {
+    let peers = Peers::start().await;
+    peers.scim.put_user(serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": "u-greg",
+        "userName": "u-greg",
+        "active": true,
+        "name": { "givenName": "Grégory Gaëtan", "familyName": "FRANÇOISE" },
+        "urn:example:params:scim:schemas:extension:civil:2.0:User": {
+            "birthDate": "1980-06-01",
+            "gender": "male",
+            "birthPlace": "2A004",
+            "birthCountry": "99100",
+        },
+        "groups": [{ "value": "g1", "display": "demarches:usager" }],
+    }));
+    let process = peers.run(&workspace().join("examples/guichet.yaml")).await;
+    let port = process.port;
+    let op = &peers.franceconnect_plus;
+    // The partner space: the example's client, its callback, its JWKS URL (fetched by the
+    // platform).
+    let client_id = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    op.fc(|fc| {
+        let mut client = guichet_tests::franceconnect::Client::new(
+            "example value of GUICHET_FRANCECONNECT_PLUS_SECRET",
+            "demarches-example-entity-0123456789",
+        );
+        client
+            .redirect_uris
+            .push("https://demarches.example.org/.guichet/callback/franceconnect-plus".into());
+        fc.clients.insert(client_id.into(), client);
+    });
+    op.register_client_jwks(
+        client_id,
+        &format!("http://demarches.example.org:{port}/.guichet/jwks/franceconnect-plus"),
+    )
+    .await;
+    let mut browser = Browser::resolving(port, &["demarches.example.org"]);
+    let site = |path: &str| format!("http://demarches.example.org:{port}{path}");
+    let start = browser
+        .send(browser.get(&site("/.guichet/login?idp=franceconnect-plus")))
+        .await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let authorize = start.location().unwrap().to_owned();
+    assert!(authorize.starts_with(&op.issuer), "{authorize}");
+    let at_platform = browser.send(browser.get(&authorize)).await;
+    assert_eq!(
+        at_platform.status,
+        302,
+        "{}: {:?}",
+        at_platform.body,
+        op.fc(|fc| fc.refusals.clone())
+    );
+    // Back to https://demarches.example.org/...: TLS ends at the load balancer, so the
+    // browser's request reaches the binary's plain listener.
+    let callback = at_platform
+        .location()
+        .unwrap()
+        .replace("https://demarches.example.org", &site(""));
+    let done = browser.send(browser.get(&callback)).await;
+    assert_eq!(
+        done.status,
+        302,
+        "{}\n{}\n{:?}",
+        done.body,
+        process.output(),
+        op.fc(|fc| fc.refusals.clone())
+    );
+    assert!(op.fc(|fc| fc.refusals.is_empty()));
+    let sealed = op.fc(|fc| fc.sealed_headers.clone());
+    assert_eq!(sealed.len(), 2, "id_token and userinfo were encrypted");
+    assert!(sealed
+        .iter()
+        .all(|h| h["alg"] == "ECDH-ES" && h["kid"] == "fcplus-2026-07"));
     assert!(browser.cookie("__Host-guichet_session").is_some());
     let keys = peers.redis.command(&["KEYS", "*"]);
     assert!(
