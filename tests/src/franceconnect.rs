@@ -872,10 +872,14 @@ fn check_token(
         (TokenAuth::PrivateKeyJwt, Some(jwt)) => {
             let type_ok = form.get("client_assertion_type").map(String::as_str)
                 == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-            if !type_ok
-                || form.contains_key("client_secret")
-                || !oidc::client_assertion_ok(jwt, &token_endpoint, &client_id)
-            {
+            // §2.1: FranceConnect+ checks ES256 assertions only, with the key the service
+            // published in its JWKS; FranceConnect (low) as the generic provider does.
+            let signature_ok = if platform.plus {
+                es256_assertion_ok(jwt, client.jwks.as_ref(), &token_endpoint, &client_id)
+            } else {
+                oidc::client_assertion_ok(jwt, &token_endpoint, &client_id)
+            };
+            if !type_ok || form.contains_key("client_secret") || !signature_ok {
                 return invalid_client("bad client assertion".into());
             }
         }
@@ -1320,4 +1324,55 @@ fn seal(client: &Client, jws: &str, sealing: &Sealing) -> Result<String, String>
         other => return Err(format!("the mock cannot encrypt with {other}")),
     };
     sealed.map_err(|e| e.to_string())
+}
+
+/// An ES256 client assertion (RFC 7523) checked against the `sig` keys of the client's JWKS:
+/// signature, `iss` = `sub` = client, `aud` = token endpoint, not expired.
+fn es256_assertion_ok(
+    jwt: &str,
+    jwks: Option<&Value>,
+    token_endpoint: &str,
+    client_id: &str,
+) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::ecdsa::signature::Verifier;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, payload, signature] = parts[..] else {
+        return false;
+    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
+    let Some(header) = decode(header).and_then(|h| serde_json::from_slice::<Value>(&h).ok()) else {
+        return false;
+    };
+    if header["alg"] != "ES256" {
+        return false;
+    }
+    let Some(signature) =
+        decode(signature).and_then(|s| p256::ecdsa::Signature::from_slice(&s).ok())
+    else {
+        return false;
+    };
+    let message = format!("{}.{payload}", parts[0]);
+    let verified = jwks
+        .and_then(|jwks| jwks["keys"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|k| k["use"] == "sig" && k["kty"] == "EC")
+        // p256 reads only the key members.
+        .map(|k| json!({"kty": "EC", "crv": "P-256", "x": k["x"], "y": k["y"]}))
+        .filter_map(|k| p256::PublicKey::from_jwk_str(&k.to_string()).ok())
+        .any(|key| {
+            p256::ecdsa::VerifyingKey::from(&key)
+                .verify(message.as_bytes(), &signature)
+                .is_ok()
+        });
+    let Some(claims) = decode(payload).and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+    else {
+        return false;
+    };
+    verified
+        && claims["iss"] == client_id
+        && claims["sub"] == client_id
+        && claims["aud"] == token_endpoint
+        && claims["exp"].as_i64().is_some_and(|exp| exp > oidc::now())
 }

@@ -870,20 +870,57 @@ impl NodeOidcProvider {
     pub const CLIENT_SECRET: &'static str = "interop secret: with reserved & chars";
 
     pub fn start(redirect_uri: &str, post_logout_redirect_uri: &str) -> NodeOidcProvider {
+        Self::start_with(redirect_uri, post_logout_redirect_uri, &[])
+    }
+
+    /// With more environment variables for `server.mjs`: `ENC_ALG` (`ECDH-ES`, `RSA-OAEP` or
+    /// `RSA-OAEP-256`) and `CLIENT_JWKS` (the client's public keys, a JWK Set in JSON) turn on
+    /// its encryption mode, id_tokens and userinfo signed with ES256 then encrypted (A256GCM).
+    pub fn start_with(
+        redirect_uri: &str,
+        post_logout_redirect_uri: &str,
+        extra_env: &[(&str, String)],
+    ) -> NodeOidcProvider {
+        Self::start_on(
+            crate::free_port(),
+            redirect_uri,
+            post_logout_redirect_uri,
+            extra_env,
+        )
+    }
+
+    /// The issuer of a provider listening on `port`, to configure the gateway before the
+    /// provider starts (when the provider needs something of the gateway's, its JWKS).
+    pub fn issuer_on(port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// [`NodeOidcProvider::start_with`] on a port chosen beforehand (see
+    /// [`NodeOidcProvider::issuer_on`]).
+    pub fn start_on(
+        port: u16,
+        redirect_uri: &str,
+        post_logout_redirect_uri: &str,
+        extra_env: &[(&str, String)],
+    ) -> NodeOidcProvider {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/oidc-provider");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
             "oidc-provider is not installed: run scripts/test.sh (it runs npm ci in {})",
             dir.display()
         );
-        let port = crate::free_port();
-        let child = std::process::Command::new("node")
+        let mut command = std::process::Command::new("node");
+        command
             .arg("server.mjs")
             .current_dir(&dir)
             .env("PORT", port.to_string())
             .env("REDIRECT_URI", redirect_uri)
             .env("POST_LOGOUT_REDIRECT_URI", post_logout_redirect_uri)
-            .env("CLIENT_SECRET", Self::CLIENT_SECRET)
+            .env("CLIENT_SECRET", Self::CLIENT_SECRET);
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -893,7 +930,7 @@ impl NodeOidcProvider {
             "oidc-provider did not listen"
         );
         NodeOidcProvider {
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer: Self::issuer_on(port),
             child,
         }
     }

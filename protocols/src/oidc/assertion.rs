@@ -142,3 +142,52 @@ fn pkcs1_pem(pem: &str) -> Result<String, String> {
         .map(|pem| pem.to_string())
         .map_err(|e| format!("private_key: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::EncodePrivateKey;
+
+    use super::*;
+
+    #[test]
+    fn an_es256_assertion_verifies_with_the_published_key() {
+        let pem = p256::SecretKey::random(&mut rand::thread_rng())
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        let key = AssertionKey::from_pem(&pem).unwrap();
+        assert_eq!(key.alg(), "ES256");
+        let jwt = key
+            .assertion("client", Some("sig-1"), "https://op.example/token")
+            .unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(header["kid"], "sig-1");
+        let jwk = key.public_jwk(Some("sig-1"));
+        assert_eq!(jwk["use"], "sig");
+        // p256 reads only the key members.
+        let members =
+            serde_json::json!({"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]});
+        let public = p256::PublicKey::from_jwk_str(&members.to_string()).unwrap();
+        let signature =
+            p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+        p256::ecdsa::VerifyingKey::from(&public)
+            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+            .unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["aud"], "https://op.example/token");
+        assert_eq!(claims["iss"], "client");
+    }
+
+    #[test]
+    fn rsa_keys_still_sign_rs256() {
+        let pem = include_str!("../../../tests/keys/client-rsa.pem");
+        let key = AssertionKey::from_pem(pem).unwrap();
+        assert_eq!(key.alg(), "RS256");
+        assert_eq!(key.public_jwk(None)["kty"], "RSA");
+        assert!(AssertionKey::from_pem("nonsense").is_err());
+    }
+}

@@ -426,3 +426,41 @@ async fn the_jwks_of_a_provider_without_keys_is_not_found() {
         .unwrap()
         .starts_with("application/json"));
 }
+
+#[tokio::test]
+async fn private_key_jwt_signs_es256_with_the_published_key() {
+    let keys = Keys::new();
+    let (enc, sig) = (keys.ec("enc"), keys.ec("sig"));
+    let op = MockOp::franceconnect_plus().await;
+    op.fc(|fc| {
+        fc.client_mut(CLIENT_ID).auth = guichet_tests::franceconnect::TokenAuth::PrivateKeyJwt
+    });
+    let settings = format!(
+        "client_auth: private_key_jwt\nprivate_key_file: \"{}\"\nprivate_key_id: sig-2026\n{}",
+        sig.display(),
+        keys_yaml(&[(&enc, "enc-2026", "")])
+    );
+    let gw = gateway(&op, &settings).await;
+    let jwks = op.fc(|fc| fc.clients[CLIENT_ID].jwks.clone().unwrap());
+    let published: Vec<(Value, Value, Value)> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kid"].clone(), k["use"].clone(), k["alg"].clone()))
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("enc-2026".into(), "enc".into(), "ECDH-ES".into()),
+            ("sig-2026".into(), "sig".into(), "ES256".into()),
+        ]
+    );
+    let (_, trip) = login(&gw).await;
+    signed_in(&op, &trip);
+    let token = op.state().token_requests[0].clone();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&token.body)
+        .into_owned()
+        .collect();
+    assert!(form.iter().any(|(k, _)| k == "client_assertion"));
+    assert!(!form.iter().any(|(k, _)| k == "client_secret"));
+}
