@@ -143,6 +143,17 @@ fn algorithms_outside_the_list_are_refused() {
         decrypt(&token, &[key.clone()]),
         Err(JweError::DisallowedEnc("A128GCM".into()))
     );
+    // CBC-HMAC content encryption.
+    let token = josekit::jwe::serialize_compact(
+        INNER_JWS.as_bytes(),
+        &header(Some("k"), "A128CBC-HS256"),
+        &ECDH_ES.encrypter_from_jwk(&jwk).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        decrypt(&token, &[key.clone()]),
+        Err(JweError::DisallowedEnc("A128CBC-HS256".into()))
+    );
     // ECDH-ES+A256KW key wrapping.
     let mut wrap_jwk = jwk.clone();
     wrap_jwk.set_algorithm("ECDH-ES+A256KW");
