@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 # System packages: build dependencies of the crates (pingora, later xmlsec for SAML) and
 # redis-server, which the test kit starts on an ephemeral loopback port.
-needed=(cmake pkg-config clang libclang-dev libssl-dev libxml2-dev libxmlsec1-dev redis-server)
+# chromium and chromium-driver: the browser tests (SameSite rules on cross-site POSTs).
+needed=(cmake pkg-config clang libclang-dev libssl-dev libxml2-dev libxmlsec1-dev redis-server
+  chromium chromium-driver)
 missing=()
 for package in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -19,6 +19,7 @@ use guichet_gateway::server::{self, RunningGateway};
 
 pub mod binary;
 pub mod cas;
+pub mod chromium;
 pub mod franceconnect;
 pub mod logs;
 pub mod oidc;

@@ -170,6 +170,11 @@ pub struct Behaviour {
     pub client_auth: ClientAuth,
     /// Answer the token endpoint this late.
     pub token_delay: Option<std::time::Duration>,
+    /// `form_post` pages wait for a click instead of submitting themselves.
+    pub form_post_manual: bool,
+    /// The origin browsers reach the provider's pages at (`http://op.example:PORT`), when it
+    /// must be another site than the gateway's; servers keep using the issuer.
+    pub browser_origin: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +202,8 @@ impl Default for Behaviour {
             callback_iss_value: None,
             authorize_error: None,
             jwks_unknown_keys: false,
+            form_post_manual: false,
+            browser_origin: None,
             client_auth: ClientAuth::Basic,
             token_delay: None,
         }
@@ -231,6 +238,8 @@ pub struct OpState {
     /// Set by [`MockOp::franceconnect`]: every endpoint then follows FranceConnect v2's rules
     /// (see [`crate::franceconnect`]) instead of the generic provider's.
     pub franceconnect: Option<crate::franceconnect::Platform>,
+    /// Every `response_mode=form_post` answer served: the form's action and fields.
+    pub form_posts: Vec<(String, Vec<(String, String)>)>,
     codes: HashMap<String, Grant>,
     access_tokens: HashMap<String, ()>,
     pub(crate) counter: usize,
@@ -316,6 +325,7 @@ impl MockOp {
             sids: Vec::new(),
             id_tokens: Vec::new(),
             franceconnect: None,
+            form_posts: Vec::new(),
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             counter: 0,
@@ -417,7 +427,10 @@ fn discovery(state: &OpState, issuer: &str) -> ResponseTemplate {
     let b = &state.behaviour;
     ResponseTemplate::new(200).set_body_json(json!({
         "issuer": b.discovery_issuer.clone().unwrap_or_else(|| issuer.to_owned()),
-        "authorization_endpoint": format!("{issuer}/authorize"),
+        "authorization_endpoint": match &b.browser_origin {
+            Some(origin) => format!("{origin}/authorize"),
+            None => format!("{issuer}/authorize"),
+        },
         "token_endpoint": format!("{issuer}/token"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks"),
@@ -518,6 +531,7 @@ fn authorize(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTempla
         return ResponseTemplate::new(400).set_body_string("no redirect_uri");
     };
     let mut back = url::Url::parse(redirect_uri).expect("redirect_uri is a URL");
+    let form_post = q.get("response_mode").map(String::as_str) == Some("form_post");
     {
         let mut pairs = back.query_pairs_mut();
         if let Some(error) = &state.behaviour.authorize_error {
@@ -552,7 +566,47 @@ fn authorize(state: &mut OpState, issuer: &str, req: &Request) -> ResponseTempla
             pairs.append_pair("iss", &iss);
         }
     }
+    if form_post {
+        return form_post_page(state, &back);
+    }
     ResponseTemplate::new(302).insert_header("location", back.as_str())
+}
+
+/// OAuth 2.0 Form Post Response Mode: the response parameters in a form the browser posts to
+/// the redirect URI, submitted by script (or by a click, with `form_post_manual`).
+fn form_post_page(state: &mut OpState, back: &url::Url) -> ResponseTemplate {
+    let fields: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+    let mut action = back.clone();
+    action.set_query(None);
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let script = if state.behaviour.form_post_manual {
+        ""
+    } else {
+        "<script>document.forms[0].submit()</script>"
+    };
+    state.form_posts.push((action.to_string(), fields));
+    ResponseTemplate::new(200).set_body_raw(
+        format!(
+            r#"<!DOCTYPE html><html><head><title>Submit</title></head><body><form method="post" action="{}">{inputs}<button type="submit" id="continue">Continue</button></form>{script}</body></html>"#,
+            escape(action.as_str())
+        ),
+        "text/html; charset=utf-8",
+    )
 }
 
 /// Whether the client authenticated the way the provider demands.

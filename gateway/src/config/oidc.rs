@@ -178,6 +178,9 @@ fn check_franceconnect_scopes(at: &str, scopes: &[String], plus: bool) -> Result
             "address" | "phone" => "removed in FranceConnect v2",
             "offline_access" => "FranceConnect issues no refresh tokens",
             s if s.starts_with("rnipp_") && !plus => "FranceConnect+ only",
+            "idp_birthdate" | "idp_id" | "given_name_array" if plus => {
+                "FranceConnect (v2) only: FranceConnect+ has no such scope"
+            }
             s if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
                 "not a FranceConnect scope name"
             }
@@ -325,7 +328,7 @@ impl OidcProviderConfig {
             }
         };
 
-        let encryption = self.encryption(at, plus)?;
+        let encryption = self.encryption(at, flavour)?;
         let mut settings = match flavour {
             F::Generic => OidcSettings::new(&self.id, &issuer, &self.client_id, client_auth),
             F::FranceConnect => {
@@ -550,8 +553,20 @@ impl OidcProviderConfig {
     }
 
     /// The decryption keys, loaded and checked: none, or at least one published, kids unique.
-    fn encryption(&self, at: &str, plus: bool) -> Result<Option<Encryption>, ConfigError> {
+    fn encryption(
+        &self,
+        at: &str,
+        flavour: OidcFlavour,
+    ) -> Result<Option<Encryption>, ConfigError> {
         let field = |name: &str| format!("{at}.{name}");
+        let plus = flavour == OidcFlavour::FranceConnectPlus;
+        if flavour == OidcFlavour::FranceConnect && !self.encryption_keys.is_empty() {
+            return Err(ConfigError::new(
+                field("encryption_keys"),
+                "FranceConnect v2 encrypts nothing (every login would fail): encrypted tokens \
+                 are FranceConnect+'s, kind franceconnect_plus",
+            ));
+        }
         if self.encryption_keys.is_empty() {
             return if plus {
                 Err(ConfigError::new(

@@ -9,7 +9,7 @@ use guichet_protocols::{Callback, FinishContext, ProviderError};
 use pingora::proxy::Session;
 
 use super::login::{callback_url, sign_in};
-use super::{cas_logout, login_cookie, read_form, transaction};
+use super::{cas_logout, login_cookie, read_form, transaction, transaction_cookie};
 use crate::audit;
 use crate::pages::text;
 use crate::proxy::RequestCtx;
@@ -19,6 +19,9 @@ use crate::state::Gateway;
 
 /// Longest callback query accepted (codes, states and error descriptions are far shorter).
 const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+/// The field marking a callback POST that Guichet's relay page sent (see [`relay`]).
+const RELAY_FIELD: &str = "guichet_relay";
 
 pub async fn finish(
     gateway: &Gateway,
@@ -61,6 +64,8 @@ pub async fn finish(
     } else {
         Vec::new()
     };
+    let relayed = form.iter().any(|(k, _)| k == RELAY_FIELD);
+    let form: Vec<(String, String)> = form.into_iter().filter(|(k, _)| k != RELAY_FIELD).collect();
 
     // CAS single logout comes to the callback URL too, without a login transaction.
     let cas = gateway
@@ -94,6 +99,15 @@ pub async fn finish(
                 &request,
             )
             .await;
+        }
+    }
+
+    // A provider's answer by cross-site POST carries no SameSite=Lax cookie: the browser's
+    // transaction cannot be found yet. Post it again from this site, once.
+    let post = session.req_header().method == http::Method::POST;
+    if post && !relayed && transaction_cookie(gateway, session).is_none() {
+        if let Some(app) = ctx.app.map(|i| &gateway.apps[i]) {
+            return Ok(relay(app, provider_id, session, &form, &id));
         }
     }
 
@@ -188,4 +202,30 @@ pub async fn finish(
             )
         }
     }
+}
+
+/// The relay of a callback POST that arrived without the login cookie: a page on this site that
+/// posts the same fields back to the same URL at once. A cross-site top-level POST carries no
+/// `SameSite=Lax` cookie, but this second POST comes from Guichet's own page, so the browser
+/// sends the login cookie with it; the transaction is then found and checked as for any
+/// callback (its `state` or `RelayState` must be the one this browser's transaction holds).
+/// Another browser's POST finds no cookie on the second pass either and is refused. See
+/// docs/architecture.md, "Callbacks by cross-site POST".
+fn relay(
+    app: &crate::state::App,
+    provider_id: &str,
+    session: &Session,
+    form: &[(String, String)],
+    correlation_id: &str,
+) -> Reply {
+    let mut action = callback_url(app, provider_id);
+    action.set_query(session.req_header().uri.query());
+    let mut fields = form.to_vec();
+    fields.push((RELAY_FIELD.to_owned(), "1".to_owned()));
+    tracing::debug!(
+        correlation_id,
+        provider = provider_id,
+        "callback POST relayed from this site"
+    );
+    Reply::auto_post(&action, &fields, correlation_id)
 }

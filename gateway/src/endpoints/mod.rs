@@ -136,7 +136,7 @@ async fn save_transaction(
 
 /// The store key named by the browser's login cookie. Several values (a cookie tossed in by a
 /// sibling domain) are no transaction at all.
-fn transaction_cookie(gateway: &Gateway, session: &Session) -> Option<String> {
+pub(crate) fn transaction_cookie(gateway: &Gateway, session: &Session) -> Option<String> {
     let mut values = cookies::values(
         &session.req_header().headers,
         &gateway.sessions.login_cookie_name,

@@ -572,6 +572,23 @@ fn franceconnect_plus_settings_the_platform_refuses_are_config_errors() {
             "expected {expected:?}, got {error:?}"
         );
     }
+    let error = error_of(&with_franceconnect_plus(
+        &key,
+        "scopes: [identite_pivot, idp_birthdate]",
+    ));
+    assert!(
+        error.starts_with("providers[0].scopes: \"idp_birthdate\": FranceConnect (v2) only"),
+        "{error}"
+    );
+    let error = error_of(
+        &plus
+            .replace("kind: franceconnect_plus", "kind: franceconnect")
+            .replace("environment: production", "environment: sandbox"),
+    );
+    assert!(
+        error.starts_with("providers[0].encryption_keys: FranceConnect v2 encrypts nothing"),
+        "{error}"
+    );
     // A generic OpenID Connect provider may have keys too; then it must encrypt.
     let yaml = VALID.replace(
         "providers:\n",

@@ -5,6 +5,7 @@ mod access;
 mod admin;
 mod audit;
 mod binary;
+mod browser_form_post;
 mod cas;
 mod config;
 mod demo;
