@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use guichet_directory_client::AccountState;
-use guichet_policies::{Decision, Subject};
-use guichet_protocols::{LogoutHandle, Principal};
+use guichet_protocols::{AuthLevel, LogoutHandle, Principal};
 
-use crate::config::UnknownPerson;
+use crate::decision::{decide, Verdict};
 use crate::identity::{now, person, Identity, Person};
 use crate::routing::{parse_target, request_host};
 use crate::session::{Pivot, SessionId, SessionRecord};
@@ -129,41 +127,40 @@ pub async fn explain(
     let view = identity.view(app_index, app, &found);
     out.push_str(&format!("roles for {}: {:?}\n", app.id, view.roles));
 
-    let public = app.policy.is_public(&method, &path);
-    let blocked = match &found {
-        _ if public => None,
-        Person::Unavailable(_) => Some("503: the directory cannot answer"),
-        Person::Ambiguous(_) => Some("403: the pivot matches several directory people"),
-        Person::Unknown if app.unknown_person == UnknownPerson::Deny => {
-            Some("403: unknown to the directory")
-        }
-        Person::Known(user) => match user.state_at(now()) {
-            AccountState::Active => None,
-            AccountState::Locked => Some("403: account locked"),
-            AccountState::NotYetValid => Some("403: account not yet valid"),
-            AccountState::Expired => Some("403: account expired"),
-        },
-        _ => None,
-    };
-    if let Some(blocked) = blocked {
-        out.push_str(&format!("decision: deny ({blocked}), before any rule\n"));
-        return Ok(out);
+    // The request path's own decision (auth level: what the provider would assert,
+    // `--auth-level`, for `min_auth_level` rules).
+    let mut identity = identity;
+    if let Some(level) = auth_level {
+        let mut record = (*identity.record).clone();
+        record.principal.auth_level = Some(AuthLevel(level.to_owned()));
+        identity.record = Arc::new(record);
     }
-    // The level the provider would assert (`--auth-level`), for `min_auth_level` rules.
-    let subject = Subject {
-        roles: &view.roles,
-        attributes: &view.attributes,
-        auth_level,
-    };
-    let outcome = app.policy.evaluate(&method, &path, Some(&subject));
-    let decision = match outcome.decision {
-        Decision::Allow => "allow",
-        Decision::Deny => "deny (403)",
-        Decision::LoginRequired => "login required",
-    };
-    out.push_str(&format!(
-        "decision: {decision} for {method} {path}\nrule: {}\n",
-        app.policy.describe(outcome.rule)
-    ));
+    let decided = decide(
+        app_index,
+        app,
+        &method,
+        &path,
+        Some(&identity),
+        Some(&found),
+    );
+    match &decided.verdict {
+        Verdict::Blocked(block) => {
+            let (status, reason) = block.status_and_reason();
+            out.push_str(&format!(
+                "decision: deny ({status}: {reason}), before any rule\n"
+            ));
+        }
+        verdict => {
+            let decision = match verdict {
+                Verdict::Allow => "allow",
+                Verdict::Deny => "deny (403)",
+                _ => "login required",
+            };
+            out.push_str(&format!(
+                "decision: {decision} for {method} {path}\nrule: {}\n",
+                decided.rule
+            ));
+        }
+    }
     Ok(out)
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod background;
 pub mod config;
 pub mod cookies;
+pub mod decision;
 pub mod demo;
 pub mod directory;
 pub mod directory_cli;

@@ -47,7 +47,7 @@ button{{margin-top:1.5rem;padding:.7rem 1.2rem;font-size:1rem;background:#000091
 }
 
 /// A message in both languages.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bilingual {
     pub fr: &'static str,
     pub en: &'static str,

@@ -13,18 +13,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use guichet_directory_client::AccountState;
-use guichet_policies::{Decision, Subject};
 use http::header::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::audit::{self, AuditContext};
-use crate::config::UnknownPerson;
 use crate::cookies;
+use crate::decision::{self, Block, Verdict};
 use crate::endpoints;
-use crate::identity::{AppView, Identity, Person};
+use crate::identity::{AppView, Identity};
 use crate::pages::{self, text};
 use crate::respond::Reply;
 use crate::routing::{parse_target, request_host};
@@ -162,16 +160,15 @@ impl GuichetProxy {
 /// The page for a signed-in person the directory says may not go on, whatever the rules: a
 /// directory that cannot answer (503), an account locked, not yet valid or expired, or a
 /// person it does not know when the app does not admit guests (403).
-fn person_refusal(
+fn blocked_reply(
     gateway: &Gateway,
     ctx: &RequestCtx,
     app: &App,
-    identity: &Identity,
-    person: &Person,
-) -> Option<Reply> {
+    subject: &str,
+    block: Block<'_>,
+) -> Reply {
     let id = &ctx.correlation_id;
-    let subject = identity.record.principal.subject.as_str();
-    let (status, reason, message) = match person_block(app, person)? {
+    let (status, reason, message) = match block {
         Block::DirectoryDown(reason) => {
             gateway
                 .metrics
@@ -179,47 +176,15 @@ fn person_refusal(
                 .with_label_values(&["directory"])
                 .inc();
             tracing::error!(correlation_id = %id, error = %reason, "directory lookup failed");
-            return Some(Reply::error(
-                503,
-                text::UNAVAILABLE,
-                text::DIRECTORY_DOWN,
-                id,
-            ));
+            return Reply::error(503, text::UNAVAILABLE, text::DIRECTORY_DOWN, id);
         }
         Block::Account(status, reason, message) => (status, reason, message),
     };
     audit::access_denied(&ctx.audit(gateway), Some(subject), reason);
-    Some(Reply::html(
+    Reply::html(
         status,
         pages::account_page(&app.id, message, app.contact.as_deref(), id),
-    ))
-}
-
-/// Why the directory's answer stops a person on this app, if it does.
-enum Block<'a> {
-    DirectoryDown(&'a str),
-    Account(u16, &'static str, crate::pages::Bilingual),
-}
-
-fn person_block<'a>(app: &App, person: &'a Person) -> Option<Block<'a>> {
-    let (status, reason, message) = match person {
-        Person::NotLinked => return None,
-        Person::Unavailable(reason) => return Some(Block::DirectoryDown(reason)),
-        Person::Unknown if app.unknown_person == UnknownPerson::Guest => return None,
-        Person::Unknown => (403, "unknown to the directory", text::ACCOUNT_UNKNOWN),
-        Person::Ambiguous(_) => (
-            403,
-            "pivot matches several directory people",
-            text::ACCOUNT_AMBIGUOUS,
-        ),
-        Person::Known(user) => match user.state_at(crate::identity::now()) {
-            AccountState::Active => return None,
-            AccountState::Locked => (403, "account locked", text::ACCOUNT_LOCKED),
-            AccountState::NotYetValid => (403, "account not yet valid", text::ACCOUNT_NOT_YET),
-            AccountState::Expired => (403, "account expired", text::ACCOUNT_EXPIRED),
-        },
-    };
-    Some(Block::Account(status, reason, message))
+    )
 }
 
 /// True for requests a browser makes when navigating, as opposed to scripts and API clients,
@@ -376,68 +341,49 @@ impl ProxyHttp for GuichetProxy {
                 }
             }
         };
-        // A session only counts for apps that accept the provider it came from: a guest
-        // account must not open an agents' application that shares the host or cookie domain.
-        ctx.identity =
-            identity.filter(|identity| app.providers.contains(&identity.record.principal.provider));
-        let person = match &ctx.identity {
+        // A session only counts for apps that accept the provider it came from (the
+        // decision checks it too; done here first to spare a directory lookup).
+        let identity = identity.filter(|identity| decision::accepts(app, identity));
+        let person = match &identity {
             Some(identity) => Some(crate::identity::person(gateway, &identity.record).await),
             None => None,
         };
-        if public
-            && person
-                .as_ref()
-                .is_some_and(|p| person_block(app, p).is_some())
-        {
-            // A public page for someone the directory stops (locked, expired, unknown, or
-            // unverifiable right now): served, but anonymously, never as them.
-            ctx.identity = None;
-        }
-        if let (Some(identity), Some(person)) = (&ctx.identity, person) {
-            if !public {
-                if let Some(refusal) = person_refusal(gateway, ctx, app, identity, &person) {
-                    let reply = if is_navigation(session.req_header()) {
-                        refusal
-                    } else {
-                        Reply::json(
-                            refusal.status,
-                            &serde_json::json!({"error": "forbidden", "correlation_id": id}),
-                        )
-                    };
-                    reply.send(session, &id).await?;
-                    return Ok(true);
-                }
-            }
-            ctx.view = Some(identity.view(app_index, app, &person));
-        }
-        let subject = match (&ctx.identity, &ctx.view) {
-            (Some(identity), Some(view)) => Some(Subject {
-                roles: &view.roles,
-                attributes: &view.attributes,
-                auth_level: identity
-                    .record
-                    .principal
-                    .auth_level
+        let decided = decision::decide(
+            app_index,
+            app,
+            method.as_str(),
+            &path,
+            identity.as_ref(),
+            person.as_ref(),
+        );
+        ctx.identity = identity.filter(|_| decided.as_signed_in);
+        ctx.view = decided.view.clone();
+        match decided.verdict {
+            Verdict::Allow => Ok(false),
+            Verdict::Blocked(block) => {
+                let subject = ctx
+                    .identity
                     .as_ref()
-                    .map(|level| level.0.as_str()),
-            }),
-            _ => None,
-        };
-        let outcome = app
-            .policy
-            .evaluate(method.as_str(), &path, subject.as_ref());
-        match outcome.decision {
-            Decision::Allow => Ok(false),
-            Decision::Deny => {
+                    .map(|identity| identity.record.principal.subject.clone())
+                    .unwrap_or_default();
+                let refusal = blocked_reply(gateway, ctx, app, &subject, block);
+                let reply = if is_navigation(session.req_header()) {
+                    refusal
+                } else {
+                    Reply::json(
+                        refusal.status,
+                        &serde_json::json!({"error": "forbidden", "correlation_id": id}),
+                    )
+                };
+                reply.send(session, &id).await?;
+                Ok(true)
+            }
+            Verdict::Deny => {
                 let who = ctx
                     .identity
                     .as_ref()
                     .map(|identity| identity.record.principal.subject.clone());
-                audit::access_denied(
-                    &ctx.audit(gateway),
-                    who.as_deref(),
-                    &app.policy.describe(outcome.rule),
-                );
+                audit::access_denied(&ctx.audit(gateway), who.as_deref(), &decided.rule);
                 let reply = if is_navigation(session.req_header()) {
                     Reply::html(
                         403,
@@ -452,7 +398,7 @@ impl ProxyHttp for GuichetProxy {
                 reply.send(session, &id).await?;
                 Ok(true)
             }
-            Decision::LoginRequired => {
+            Verdict::LoginRequired => {
                 let reply = if is_navigation(session.req_header()) {
                     match endpoints::start_login(gateway, session, ctx, app, &ctx.origin_form).await
                     {

@@ -930,3 +930,64 @@ fn invalidate_command(config: &std::path::Path, email: &str) -> std::process::Ou
     );
     output
 }
+
+/// `policy explain` and the request path make one decision: the same cases fed to both (every
+/// kind of directory answer, public, rule-allowed, rule-denied and guest paths) agree, the
+/// request's status being what the explanation announces.
+#[tokio::test]
+async fn policy_explain_and_the_request_path_decide_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("people.yaml");
+    std::fs::write(&path, PEOPLE).unwrap();
+    let gw = TestGateway::start(options(file_directory(&path, "30s"), Store::Memory));
+    let gateway = gw.running.as_ref().unwrap().gateway.clone();
+    let paths = [
+        "/bip/public/news",
+        "/bip/documents",
+        "/bip/admin/users",
+        "/cdi/catalogue/books",
+        "/cdi/loans",
+    ];
+    let mut compared = 0;
+    for user in [
+        "dave", "erin", "frank", "gina", "hank", "ivy", "jules", "kim",
+    ] {
+        let mut browser = signed_in(&gw, user).await;
+        for path in paths {
+            let explained =
+                guichet_gateway::explain::explain(&gateway, user, &gw.url(path), "GET", None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{user} {path}: {e}"));
+            let decision = explained
+                .lines()
+                .find_map(|line| line.strip_prefix("decision: "))
+                .unwrap_or_else(|| panic!("{explained}"));
+            let expected = if decision.starts_with("allow") {
+                200
+            } else if decision.starts_with("deny (403") {
+                403
+            } else if decision.starts_with("deny (503") {
+                503
+            } else {
+                panic!("{user} {path}: a signed-in person needs no login: {explained}")
+            };
+            let page = browser.send(browser.get_json(&gw.url(path))).await;
+            assert_eq!(
+                page.status, expected,
+                "{user} GET {path}: the request path answered {}, explain said:\n{explained}",
+                page.status
+            );
+            compared += 1;
+        }
+    }
+    // Nobody signed in: the request asks for a login where explain's rules need someone.
+    let mut anonymous = gw.browser();
+    assert_eq!(
+        anonymous
+            .send(anonymous.get_json(&gw.url("/bip/documents")))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(compared, 40);
+}
