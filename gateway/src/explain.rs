@@ -39,9 +39,9 @@ pub async fn explain(
     // of the app's first provider that has one.
     let local = app.providers.iter().find_map(|pid| {
         gateway.providers[pid]
-            .local
-            .as_ref()
-            .and_then(|local| local.principal_for(user))
+            .provider
+            .password_verifier()
+            .and_then(|verifier| verifier.lookup(user))
     });
     let (principal, pivot) = match local {
         Some(principal) => {
@@ -80,11 +80,9 @@ pub async fn explain(
             (principal, Some(pivot))
         }
     };
-    let own_roles = if gateway.providers[&principal.provider].local.is_some() {
-        principal.attribute_values("roles").to_vec()
-    } else {
-        Vec::new()
-    };
+    let own_roles = gateway.providers[&principal.provider]
+        .provider
+        .own_roles(&principal);
     let record = SessionRecord {
         pivot,
         roles: own_roles,

@@ -44,6 +44,17 @@ impl Reply {
         }
     }
 
+    /// A body of the given type, as a provider endpoint answered it.
+    pub fn raw(status: u16, content_type: &'static str, body: String) -> Self {
+        Self {
+            status,
+            content_type,
+            body: Bytes::from(body),
+            headers: Vec::new(),
+            csp: None,
+        }
+    }
+
     pub fn text(status: u16, body: &'static str) -> Self {
         Self {
             status,

@@ -15,8 +15,8 @@ use guichet_protocols::IdentityProvider;
 use ipnet::IpNet;
 
 use crate::config::{
-    app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, SingleLogoutConfig,
-    StoreConfig, UnknownPerson,
+    app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, StoreConfig,
+    UnknownPerson,
 };
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
@@ -49,15 +49,34 @@ pub struct App {
     pub requests: crate::metrics::StatusCounters,
 }
 
+/// One provider and the gateway's settings around it. Nothing here depends on its protocol:
+/// what differs is behind [`IdentityProvider`].
 pub struct ProviderEntry {
     pub provider: Arc<dyn IdentityProvider>,
-    /// Set for the local provider, whose form and rate limits the gateway handles.
-    pub local: Option<Arc<LocalProvider>>,
-    /// Set for OpenID Connect providers, which also receive back-channel logouts.
-    pub oidc: Option<Arc<OidcProvider>>,
-    /// Set for CAS providers: whose logout requests are honoured, and from where.
-    pub cas: Option<SingleLogoutConfig>,
+    /// Login limits of a password provider's form.
     pub rate_limit: RateLimitConfig,
+    /// What is checked before a server-to-server provider endpoint is handed a request.
+    pub server_endpoints: ServerEndpointLimits,
+}
+
+/// The generic guard of provider endpoints called by servers (single logout).
+#[derive(Clone, Debug, Default)]
+pub struct ServerEndpointLimits {
+    /// When not empty, only these networks may call them.
+    pub allowed_sources: Vec<ipnet::IpNet>,
+    /// Requests one address (IPv4, IPv6 /64) may send per minute to any of the provider's
+    /// endpoints; beyond, 429. Each costs a store lookup.
+    pub max_per_minute: Option<u64>,
+}
+
+impl ProviderEntry {
+    fn new(provider: Arc<dyn IdentityProvider>) -> Self {
+        Self {
+            provider,
+            rate_limit: RateLimitConfig::default(),
+            server_endpoints: ServerEndpointLimits::default(),
+        }
+    }
 }
 
 pub struct SessionSettings {
@@ -152,11 +171,8 @@ impl Gateway {
                     providers.insert(
                         local.id.clone(),
                         ProviderEntry {
-                            provider: provider.clone(),
-                            local: Some(provider),
-                            oidc: None,
-                            cas: None,
                             rate_limit: local.rate_limit.clone(),
+                            ..ProviderEntry::new(provider)
                         },
                     );
                 }
@@ -171,11 +187,11 @@ impl Gateway {
                     providers.insert(
                         cas.id.clone(),
                         ProviderEntry {
-                            provider,
-                            local: None,
-                            oidc: None,
-                            cas: Some(cas.single_logout.clone()),
-                            rate_limit: RateLimitConfig::default(),
+                            server_endpoints: ServerEndpointLimits {
+                                allowed_sources: cas.single_logout.allowed_sources.clone(),
+                                max_per_minute: Some(cas.single_logout.max_per_minute),
+                            },
+                            ..ProviderEntry::new(provider)
                         },
                     );
                 }
@@ -189,16 +205,7 @@ impl Gateway {
                         OidcProvider::new(settings)
                             .map_err(|e| format!("providers: {:?}: {e}", oidc.id))?,
                     );
-                    providers.insert(
-                        oidc.id.clone(),
-                        ProviderEntry {
-                            provider: provider.clone(),
-                            local: None,
-                            oidc: Some(provider),
-                            cas: None,
-                            rate_limit: RateLimitConfig::default(),
-                        },
-                    );
+                    providers.insert(oidc.id.clone(), ProviderEntry::new(provider));
                 }
             }
         }

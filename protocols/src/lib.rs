@@ -15,5 +15,7 @@ mod provider;
 
 pub use principal::{AuthLevel, LogoutHandle, Principal};
 pub use provider::{
-    Callback, FinishContext, IdentityProvider, LoginStart, ProviderError, ProviderState,
+    logout_tag, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
+    EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart, PasswordVerifier,
+    ProviderError, ProviderState, DEFAULT_CALLBACK_BODY_BYTES,
 };

@@ -10,15 +10,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
-use argon2::{Argon2, PasswordVerifier};
+use argon2::Argon2;
+use argon2::PasswordVerifier as _;
 use async_trait::async_trait;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use url::Url;
 
 use crate::{
-    Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, Principal, ProviderError,
-    ProviderState,
+    Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, PasswordVerifier,
+    Principal, ProviderError, ProviderState,
 };
 
 /// Longest login or password accepted; longer input is refused before any hashing.
@@ -240,6 +241,16 @@ impl LocalProvider {
     }
 }
 
+impl PasswordVerifier for LocalProvider {
+    fn canonical_login(&self, login: &str) -> Option<String> {
+        LocalProvider::canonical_login(self, login).map(str::to_owned)
+    }
+
+    fn lookup(&self, login: &str) -> Option<Principal> {
+        self.principal_for(login)
+    }
+}
+
 #[async_trait]
 impl IdentityProvider for LocalProvider {
     fn id(&self) -> &str {
@@ -252,6 +263,15 @@ impl IdentityProvider for LocalProvider {
 
     async fn begin(&self, _callback: &Url) -> Result<(LoginStart, ProviderState), ProviderError> {
         Ok((LoginStart::CredentialsForm, ProviderState::default()))
+    }
+
+    fn password_verifier(&self) -> Option<&dyn PasswordVerifier> {
+        Some(self)
+    }
+
+    /// Guichet's own users file is the authority for the roles it lists.
+    fn own_roles(&self, principal: &Principal) -> Vec<String> {
+        principal.attribute_values("roles").to_vec()
     }
 
     async fn finish(

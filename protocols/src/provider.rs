@@ -4,6 +4,133 @@ use url::Url;
 
 use crate::Principal;
 
+/// Largest callback body a provider takes unless it says otherwise (OpenID Connect and CAS
+/// answers are a few hundred bytes; SAML responses state their own, larger, limit).
+pub const DEFAULT_CALLBACK_BODY_BYTES: usize = 8 * 1024;
+
+/// The store tag under which sessions opened through `provider` are filed for single logout:
+/// `kind` names what the provider identifies them by (`st` a CAS service ticket, `sid` an
+/// OpenID Connect session, `sub` a subject).
+pub fn logout_tag(provider: &str, kind: &str, value: &str) -> String {
+    format!("slo:{provider}:{kind}:{value}")
+}
+
+/// Who calls a provider endpoint, which decides what the gateway checks before handing it over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A user's browser (a front-channel logout, a public document): from anywhere.
+    Browser,
+    /// The provider's servers (a back-channel logout): the provider's `allowed_sources` and
+    /// per-address limit apply.
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointMethod {
+    Get,
+    Post,
+}
+
+/// Where the gateway routes a provider endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointRoute {
+    /// `/.guichet/{name}/{provider}` (e.g. `/.guichet/backchannel-logout/op`).
+    Path(&'static str),
+    /// The provider's callback URL, when the request carries this field (in the form for a
+    /// POST, in the query for a GET): CAS single logout comes there.
+    OnCallback(&'static str),
+}
+
+/// An endpoint a provider owns, which the gateway routes to [`IdentityProvider::endpoint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// The provider's own name for it, handed back to [`IdentityProvider::endpoint`].
+    pub name: &'static str,
+    pub route: EndpointRoute,
+    pub method: EndpointMethod,
+    pub caller: Caller,
+}
+
+/// A request to a provider endpoint: its query and form fields, already bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointRequest<'a> {
+    pub query: &'a [(String, String)],
+    pub form: &'a [(String, String)],
+}
+
+impl EndpointRequest<'_> {
+    /// Every value of a field, from the form for a POST or the query for a GET.
+    pub fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v str> + 'v {
+        self.form
+            .iter()
+            .chain(self.query.iter())
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a provider endpoint answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    /// `Cache-Control` when the answer may be cached (public documents); `no-store` otherwise.
+    pub cache_control: Option<&'static str>,
+}
+
+impl EndpointReply {
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_owned(),
+            cache_control: None,
+        }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: value.to_string(),
+            cache_control: None,
+        }
+    }
+}
+
+/// What the gateway does with a provider endpoint's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointOutcome {
+    /// Single logout: end every session filed under these tags (on every replica), audit it
+    /// (with the provider's subject when it names one), answer.
+    EndSessions {
+        tags: Vec<String>,
+        subject: Option<String>,
+        reply: EndpointReply,
+    },
+    /// Just answer (a public document).
+    Reply(EndpointReply),
+    /// Refused: the precise reason goes to the audit log, the answer to the caller.
+    Refused {
+        reason: String,
+        reply: EndpointReply,
+    },
+}
+
+/// A provider that checks a user name and password typed into Guichet's own form (local
+/// users; an LDAP bind next). The password itself goes through [`IdentityProvider::finish`]
+/// with the form as the callback; this says what the gateway needs around it.
+pub trait PasswordVerifier: Send + Sync {
+    /// The account a typed login names, as rate limits count it (`Alice` and
+    /// `alice@example.org` are one account), when the provider knows it.
+    fn canonical_login(&self, login: &str) -> Option<String>;
+
+    /// The principal an account would sign in as, without its password (`policy explain`),
+    /// when the provider can tell.
+    fn lookup(&self, login: &str) -> Option<Principal>;
+}
+
 /// What the gateway must do to start a login at a provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginStart {
@@ -82,10 +209,11 @@ pub enum ProviderError {
     Rejected(String),
     #[error("provider unreachable: {0}")]
     Unavailable(String),
-    /// The provider says the one-time proof the browser brought (a CAS ticket) is not valid
-    /// for this service: expired, already used, or issued for another service.
-    #[error("provider refused the ticket: {0}")]
-    InvalidTicket(String),
+    /// The provider says the one-time proof the browser brought (a CAS ticket, a SAML
+    /// assertion) is not valid for this service: expired, already used, or issued for another
+    /// service. The user is told to sign in again rather than that something is wrong.
+    #[error("provider refused the proof of login: {0}")]
+    InvalidProof(String),
     /// The provider answered the login with an error (`error=access_denied`...): the user
     /// cancelled, or the provider refused them. Shown as such, not as an attack.
     #[error("provider returned error {error:?} ({description:?})")]
@@ -128,5 +256,42 @@ pub trait IdentityProvider: Send + Sync {
         _state: &str,
     ) -> Result<Option<Url>, ProviderError> {
         Ok(None)
+    }
+
+    /// The largest callback body this provider's answers need (SAML responses: far more than
+    /// the default).
+    fn callback_body_limit(&self) -> usize {
+        DEFAULT_CALLBACK_BODY_BYTES
+    }
+
+    /// The tags a session opened by `principal` is filed under, for the provider's single
+    /// logout to find it (see [`logout_tag`]).
+    fn session_tags(&self, _principal: &Principal) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The endpoints this provider owns (single logout, public keys, metadata).
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        Vec::new()
+    }
+
+    /// Handles a request to the endpoint `name` of [`Self::endpoints`].
+    async fn endpoint(&self, name: &str, _request: &EndpointRequest<'_>) -> EndpointOutcome {
+        EndpointOutcome::Refused {
+            reason: format!("no endpoint {name:?}"),
+            reply: EndpointReply::text(404, "not found\n"),
+        }
+    }
+
+    /// Set for providers that take a password in Guichet's own form.
+    fn password_verifier(&self) -> Option<&dyn PasswordVerifier> {
+        None
+    }
+
+    /// Roles the provider itself vouches for (Guichet's own local users file): they count as
+    /// the person's own. Roles claimed by an external provider only count through an app's
+    /// explicit `roles` mapping.
+    fn own_roles(&self, _principal: &Principal) -> Vec<String> {
+        Vec::new()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use guichet_protocols::cas::{CasSettings, CasVersion};
+use guichet_protocols::cas::{CasSettings, CasVersion, SingleLogout};
 use ipnet::IpNet;
 use serde::Deserialize;
 use url::Url;
@@ -142,6 +142,10 @@ impl CasProviderConfig {
             gateway: self.gateway,
             timeout: self.timeout,
             logout_at_server: self.logout_at_server,
+            single_logout: SingleLogout {
+                enabled: self.single_logout.enabled,
+                front_channel: self.single_logout.accepts_front_channel(),
+            },
         })
     }
 }

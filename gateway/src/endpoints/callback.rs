@@ -5,11 +5,14 @@
 //! the user was going and the provider chosen; a callback on another provider's path is refused
 //! whatever it carries.
 
-use guichet_protocols::{Callback, FinishContext, ProviderError};
+use guichet_protocols::{
+    Callback, EndpointRequest, EndpointRoute, FinishContext, ProviderError,
+    DEFAULT_CALLBACK_BODY_BYTES,
+};
 use pingora::proxy::Session;
 
 use super::login::{callback_url, sign_in};
-use super::{cas_logout, login_cookie, read_form, transaction, transaction_cookie};
+use super::{login_cookie, provider_endpoints, read_form, transaction, transaction_cookie};
 use crate::audit;
 use crate::pages::text;
 use crate::proxy::RequestCtx;
@@ -48,8 +51,15 @@ pub async fn finish(
     let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
+    // Each provider states how large its answers may be (SAML responses are large).
+    let body_limit = gateway
+        .providers
+        .get(provider_id)
+        .map_or(DEFAULT_CALLBACK_BODY_BYTES, |entry| {
+            entry.provider.callback_body_limit()
+        });
     let form = if session.req_header().method == http::Method::POST {
-        match read_form(session).await {
+        match read_form(session, body_limit).await {
             Ok(Some(form)) => form,
             _ => {
                 fail(
@@ -67,38 +77,28 @@ pub async fn finish(
     let relayed = form.iter().any(|(k, _)| k == RELAY_FIELD);
     let form: Vec<(String, String)> = form.into_iter().filter(|(k, _)| k != RELAY_FIELD).collect();
 
-    // CAS single logout comes to the callback URL too, without a login transaction.
-    let cas = gateway
-        .providers
-        .get(provider_id)
-        .is_some_and(|entry| entry.cas.is_some());
-    if cas {
-        let field = |fields: &[(String, String)]| {
-            fields
-                .iter()
-                .find(|(k, _)| k == "logoutRequest")
-                .map(|(_, v)| v.clone())
+    // Some providers' own endpoints ride the callback URL, recognised by a field (CAS single
+    // logout: `logoutRequest`), without a login transaction.
+    let method = session.req_header().method.clone();
+    if let Some(entry) = gateway.providers.get(provider_id) {
+        let fields = if method == http::Method::POST {
+            &form
+        } else {
+            &query
         };
-        if let Some(request) = field(&form) {
-            return cas_logout::handle(
-                gateway,
-                ctx,
-                provider_id,
-                cas_logout::Channel::Back,
-                &request,
-            )
-            .await;
-        }
-        let get = session.req_header().method == http::Method::GET;
-        if let (true, Some(request)) = (get, field(&query)) {
-            return cas_logout::handle(
-                gateway,
-                ctx,
-                provider_id,
-                cas_logout::Channel::Front,
-                &request,
-            )
-            .await;
+        let wanted = provider_endpoints::method_of(&method);
+        let on_callback = entry.provider.endpoints().into_iter().find(|spec| {
+            Some(spec.method) == wanted
+                && matches!(spec.route, EndpointRoute::OnCallback(field)
+                    if fields.iter().any(|(k, _)| k == field))
+        });
+        if let Some(spec) = on_callback {
+            let request = EndpointRequest {
+                query: &query,
+                form: &form,
+            };
+            return provider_endpoints::handle(gateway, ctx, provider_id, entry, spec, request)
+                .await;
         }
     }
 
@@ -182,7 +182,7 @@ pub async fn finish(
                     .with_header("set-cookie", clear_login),
             )
         }
-        Err(ProviderError::InvalidTicket(reason)) => {
+        Err(ProviderError::InvalidProof(reason)) => {
             fail(ctx, provider_id, &reason, "rejected");
             Ok(
                 Reply::error(403, text::LOGIN_FAILED, text::TICKET_INVALID, &id)

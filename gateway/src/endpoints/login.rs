@@ -2,16 +2,14 @@
 
 use std::time::Duration;
 
-use guichet_protocols::{
-    Callback, FinishContext, LoginStart, LogoutHandle, Principal, ProviderError,
-};
+use guichet_protocols::{Callback, FinishContext, LoginStart, Principal, ProviderError};
 use pingora::proxy::Session;
 use subtle::ConstantTimeEq;
 
 use super::login_limits::{self, Admission};
 use super::{
     client_bucket, device_cookie, login_cookie, new_transaction, query_param, read_form,
-    same_origin_post, save_transaction, session_cookie, transaction,
+    same_origin_post, save_transaction, session_cookie, transaction, MAX_FORM_BYTES,
 };
 use crate::audit;
 use crate::identity::{self, now};
@@ -199,17 +197,16 @@ pub async fn sign_in(
         gateway.store.delete_session(&old).await?;
     }
     let now = now();
-    // Roles a provider asserts count as the person's own only for Guichet's local users file;
-    // an external provider's claims become roles through an app's explicit `roles` mapping.
-    let own_roles = if gateway
-        .providers
-        .get(&principal.provider)
-        .is_some_and(|entry| entry.local.is_some())
-    {
-        principal.attribute_values("roles").to_vec()
-    } else {
-        Vec::new()
-    };
+    // Roles count as the person's own only where the provider vouches for them (Guichet's
+    // local users file); an external provider's claims become roles through an app's explicit
+    // `roles` mapping.
+    let provider = gateway.providers.get(&principal.provider);
+    let own_roles = provider
+        .map(|entry| entry.provider.own_roles(&principal))
+        .unwrap_or_default();
+    let tags = provider
+        .map(|entry| entry.provider.session_tags(&principal))
+        .unwrap_or_default();
     let pivot = match gateway.pivots.get(&principal.provider) {
         None => None,
         Some(config) => match crate::directory::pivot_of(&principal, config) {
@@ -253,7 +250,7 @@ pub async fn sign_in(
         .store
         .save_session(&session_id, &record, ttl)
         .await?;
-    for tag in logout_tags(&record.principal) {
+    for tag in tags {
         gateway
             .store
             .tag_session(&tag, &session_id, gateway.sessions.absolute_timeout)
@@ -272,37 +269,6 @@ pub async fn sign_in(
             session_cookie(gateway, app).set(session_id.as_cookie_value()),
         )
         .with_header("set-cookie", login_cookie(gateway, app).clear()))
-}
-
-/// The single-logout tags a session is filed under: its upstream session id and its subject at
-/// that provider.
-pub fn logout_tags(principal: &Principal) -> Vec<String> {
-    match &principal.logout {
-        LogoutHandle::Oidc { sid, .. } => {
-            let mut tags = vec![subject_tag(&principal.provider, &principal.subject)];
-            if let Some(sid) = sid {
-                tags.push(sid_tag(&principal.provider, sid));
-            }
-            tags
-        }
-        LogoutHandle::Cas { service_ticket } => {
-            vec![ticket_tag(&principal.provider, service_ticket)]
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// CAS single logout names the service ticket that opened the session.
-pub fn ticket_tag(provider: &str, ticket: &str) -> String {
-    format!("slo:{provider}:st:{ticket}")
-}
-
-pub fn sid_tag(provider: &str, sid: &str) -> String {
-    format!("slo:{provider}:sid:{sid}")
-}
-
-pub fn subject_tag(provider: &str, subject: &str) -> String {
-    format!("slo:{provider}:sub:{subject}")
 }
 
 /// The minimal provider chooser (a polished one is its own piece of work).
@@ -327,7 +293,7 @@ pub async fn submit(
     ctx: &mut RequestCtx,
 ) -> Result<Reply, StoreError> {
     let id = ctx.correlation_id.clone();
-    let form = match read_form(session).await {
+    let form = match read_form(session, MAX_FORM_BYTES).await {
         Ok(Some(form)) => form,
         Ok(None) => {
             audit::request_refused(&ctx.audit(gateway), "login form too large");
@@ -381,7 +347,7 @@ pub async fn submit(
         .as_deref()
         .filter(|pid| app.providers.iter().any(|p| p == pid))
         .and_then(|pid| gateway.providers.get_key_value(pid))
-        .filter(|(_, entry)| entry.local.is_some());
+        .filter(|(_, entry)| entry.provider.password_verifier().is_some());
     let Some((provider_id, entry)) = provider else {
         audit::login_failed(
             &ctx.audit(gateway),
@@ -427,10 +393,10 @@ pub async fn submit(
 
     // Rate limits (see login_limits), charged before the password is checked, per account
     // by its canonical name so that `Alice` and `alice@...` count together.
-    let local = entry.local.as_ref().expect("filtered on local");
-    let account = local
-        .canonical_login(typed_login)
-        .map(str::to_owned)
+    let account = entry
+        .provider
+        .password_verifier()
+        .and_then(|verifier| verifier.canonical_login(typed_login))
         .unwrap_or_else(|| typed_login.to_lowercase());
     // One device cookie or none: several (one planted by a sibling host) prove nothing.
     let headers = &session.req_header().headers;

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::login::{sid_tag, subject_tag};
-use super::{query_param, read_form, same_origin_post, session_cookie};
+use super::{query_param, read_form, same_origin_post, session_cookie, MAX_FORM_BYTES};
 use crate::audit;
 use crate::identity;
 use crate::login::safe_return_path;
@@ -58,7 +57,11 @@ pub async fn on_post(
             &ctx.correlation_id,
         ));
     }
-    let form = read_form(session).await.ok().flatten().unwrap_or_default();
+    let form = read_form(session, MAX_FORM_BYTES)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let return_to = form
         .into_iter()
         .find(|(k, _)| k == "return_to")
@@ -197,58 +200,6 @@ pub async fn done(
             ))
         }
     }
-}
-
-/// POST /.guichet/backchannel-logout/{provider}: OpenID Connect Back-Channel Logout. A valid
-/// `logout_token` ends every session of its `sid` (or, without one, of its `sub`) on every
-/// replica; anything else is a 400 and changes nothing.
-pub async fn backchannel(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    provider_id: &str,
-) -> Result<Reply, StoreError> {
-    let refuse = |ctx: &RequestCtx, reason: &str| {
-        audit::backchannel_logout_refused(&ctx.audit(gateway), provider_id, reason);
-        Reply::json(400, &serde_json::json!({"error": "invalid_request"}))
-    };
-    let Some(provider) = gateway
-        .providers
-        .get(provider_id)
-        .and_then(|entry| entry.oidc.as_ref())
-    else {
-        return Ok(refuse(ctx, "not an OpenID Connect provider"));
-    };
-    let form = match read_form(session).await {
-        Ok(Some(form)) => form,
-        _ => return Ok(refuse(ctx, "body unreadable or too large")),
-    };
-    let mut tokens = form.iter().filter(|(k, _)| k == "logout_token");
-    let (Some((_, token)), None) = (tokens.next(), tokens.next()) else {
-        return Ok(refuse(ctx, "exactly one logout_token is required"));
-    };
-    let subject = match provider.verify_logout_token(token).await {
-        Ok(subject) => subject,
-        Err(e) => return Ok(refuse(ctx, &e.to_string())),
-    };
-    let tag = match (&subject.sid, &subject.sub) {
-        (Some(sid), _) => sid_tag(provider_id, sid),
-        (None, Some(sub)) => subject_tag(provider_id, sub),
-        (None, None) => unreachable!("checked by verify_logout_token"),
-    };
-    let ended = gateway.store.end_tagged_sessions(&tag).await?;
-    audit::backchannel_logout(
-        &ctx.audit(gateway),
-        provider_id,
-        subject.sub.as_deref(),
-        ended,
-    );
-    gateway
-        .metrics
-        .logouts
-        .with_label_values(&[provider_id])
-        .inc_by(ended as u64);
-    Ok(Reply::json(200, &serde_json::json!({})))
 }
 
 /// Where logout may send the browser: a same-host path, or an http(s) URL on a host that one

@@ -2,25 +2,22 @@
 //! They are answered here and never forwarded to an application.
 
 mod callback;
-mod cas_logout;
-mod jwks;
 mod login;
 pub mod login_limits;
 mod logout;
+mod provider_endpoints;
 
 /// `/.guichet/callback/{provider}`: where external providers send the browser back.
 const CALLBACK_PREFIX: &str = "/.guichet/callback/";
-/// `/.guichet/backchannel-logout/{provider}`: OpenID Connect back-channel logout receiver.
-const BACKCHANNEL_PREFIX: &str = "/.guichet/backchannel-logout/";
-/// `/.guichet/jwks/{provider}`: the public keys registered with a provider (FranceConnect+).
-pub const JWKS_PREFIX: &str = "/.guichet/jwks/";
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use guichet_protocols::{EndpointRequest, EndpointRoute};
 use pingora::proxy::Session;
 use pingora::Result;
 
+use crate::audit;
 use crate::cookies::{self, CookieSpec};
 use crate::login::{random_token, transaction_key, LoginTransaction, TRANSACTION_TTL_SECS};
 use crate::pages::text;
@@ -53,17 +50,10 @@ pub async fn handle(
             let provider = &path[CALLBACK_PREFIX.len()..];
             callback::finish(gateway, session, ctx, provider).await
         }
-        (path, &Method::POST) if path.starts_with(BACKCHANNEL_PREFIX) => {
-            let provider = &path[BACKCHANNEL_PREFIX.len()..];
-            logout::backchannel(gateway, session, ctx, provider).await
-        }
-        (path, &Method::GET | &Method::HEAD) if path.starts_with(JWKS_PREFIX) => {
-            Ok(jwks::publish(gateway, &path[JWKS_PREFIX.len()..], &id))
-        }
         ("/.guichet/login" | "/.guichet/logout" | "/.guichet/whoami", _) => {
             Ok(Reply::error(405, text::METHOD, text::METHOD_TEXT, &id))
         }
-        _ => Ok(Reply::error(404, text::NOT_FOUND, text::NO_APP, &id)),
+        (path, method) => provider_endpoint(gateway, session, ctx, path, method).await,
     };
     let reply = reply.unwrap_or_else(|e: StoreError| {
         gateway
@@ -75,6 +65,69 @@ pub async fn handle(
         Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
     });
     reply.send(session, &id).await
+}
+
+/// `/.guichet/{name}/{provider}`: an endpoint the provider declared
+/// ([`EndpointRoute::Path`]), e.g. `/.guichet/backchannel-logout/op` or `/.guichet/jwks/fcplus`.
+/// Anything else under `/.guichet/` is the generic 404 page, the reason in the audit log.
+async fn provider_endpoint(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    path: &str,
+    method: &http::Method,
+) -> Result<Reply, StoreError> {
+    let id = ctx.correlation_id.clone();
+    let found = path
+        .strip_prefix("/.guichet/")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(name, provider_id)| {
+            let entry = gateway.providers.get(provider_id)?;
+            let route =
+                entry
+                    .provider
+                    .endpoints()
+                    .into_iter()
+                    .find_map(|spec| match spec.route {
+                        EndpointRoute::Path(declared) if declared == name => Some(spec.route),
+                        _ => None,
+                    })?;
+            let spec = provider_endpoints::find(entry, route, method)?;
+            Some((provider_id, entry, spec))
+        });
+    let Some((provider_id, entry, spec)) = found else {
+        audit::request_refused(&ctx.audit(gateway), "no such gateway or provider endpoint");
+        return Ok(Reply::error(404, text::NOT_FOUND, text::NO_APP, &id));
+    };
+    let query: Vec<(String, String)> = session
+        .req_header()
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let form = if *method == http::Method::POST {
+        match read_form(session, entry.provider.callback_body_limit()).await {
+            Ok(Some(form)) => form,
+            _ => {
+                audit::backchannel_logout_refused(
+                    &ctx.audit(gateway),
+                    provider_id,
+                    "body unreadable or too large",
+                );
+                return Ok(Reply::json(
+                    400,
+                    &serde_json::json!({"error": "invalid_request"}),
+                ));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let request = EndpointRequest {
+        query: &query,
+        form: &form,
+    };
+    provider_endpoints::handle(gateway, ctx, provider_id, entry, spec, request).await
 }
 
 /// The cookie binding a login transaction to the browser: short-lived, only sent to
@@ -175,12 +228,13 @@ fn query_param(session: &Session, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// Largest form body accepted on the gateway's endpoints.
+/// Largest form body accepted on the gateway's own forms (login, logout).
 pub const MAX_FORM_BYTES: usize = 8 * 1024;
 
-/// Reads a urlencoded form, or `None` when it is larger than [`MAX_FORM_BYTES`].
+/// Reads a urlencoded form, or `None` when it is larger than `limit` bytes.
 async fn read_form(
     session: &mut Session,
+    limit: usize,
 ) -> Result<Option<Vec<(String, String)>>, pingora::BError> {
     let declared = session
         .req_header()
@@ -188,12 +242,12 @@ async fn read_form(
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_FORM_BYTES) {
+    if declared.is_some_and(|len| len > limit) {
         return Ok(None);
     }
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > MAX_FORM_BYTES {
+        if body.len() + chunk.len() > limit {
             return Ok(None);
         }
         body.extend_from_slice(&chunk);

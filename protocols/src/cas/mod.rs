@@ -22,8 +22,9 @@ use url::Url;
 
 use crate::http::BoundedHttp;
 use crate::{
-    Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, Principal, ProviderError,
-    ProviderState,
+    logout_tag, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
+    EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart, LogoutHandle,
+    Principal, ProviderError, ProviderState,
 };
 
 /// Longest service ticket accepted (the CAS protocol asks clients to accept up to 256).
@@ -51,7 +52,32 @@ pub struct CasSettings {
     pub timeout: Duration,
     /// At logout, continue to the server's `/logout`.
     pub logout_at_server: bool,
+    pub single_logout: SingleLogout,
 }
+
+/// What of the server's single logout requests is honoured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SingleLogout {
+    /// Honour them at all.
+    pub enabled: bool,
+    /// Also those relayed by browsers (front channel, GET), which come from anywhere.
+    pub front_channel: bool,
+}
+
+impl Default for SingleLogout {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            front_channel: true,
+        }
+    }
+}
+
+/// The field carrying a logout request, on the callback URL.
+const LOGOUT_REQUEST_FIELD: &str = "logoutRequest";
+/// Endpoint names (see [`IdentityProvider::endpoints`]).
+const SLO_BACK: &str = "single-logout";
+const SLO_FRONT: &str = "single-logout-front";
 
 pub struct CasProvider {
     settings: CasSettings,
@@ -74,7 +100,7 @@ impl CasProvider {
     }
 
     /// `{server}/{path}`, keeping the server's own path (`/cas`).
-    fn endpoint(&self, path: &str) -> Url {
+    fn server_url(&self, path: &str) -> Url {
         let mut url = self.settings.server.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}/{path}"));
@@ -88,7 +114,7 @@ impl CasProvider {
             CasVersion::V3 => "p3/serviceValidate",
             CasVersion::V2 => "serviceValidate",
         };
-        let mut url = self.endpoint(path);
+        let mut url = self.server_url(path);
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("service", service.as_str());
@@ -135,7 +161,7 @@ impl IdentityProvider for CasProvider {
         &self,
         callback_url: &Url,
     ) -> Result<(LoginStart, ProviderState), ProviderError> {
-        let mut location = self.endpoint("login");
+        let mut location = self.server_url("login");
         {
             let mut query = location.query_pairs_mut();
             query.append_pair("service", callback_url.as_str());
@@ -186,7 +212,7 @@ impl IdentityProvider for CasProvider {
                 let message = failure.message.replace(ticket, "<ticket>");
                 let reason = format!("CAS {}: {message}", failure.code);
                 return Err(match failure.code.as_str() {
-                    "INVALID_TICKET" | "INVALID_SERVICE" => ProviderError::InvalidTicket(reason),
+                    "INVALID_TICKET" | "INVALID_SERVICE" => ProviderError::InvalidProof(reason),
                     _ => ProviderError::Rejected(reason),
                 });
             }
@@ -217,6 +243,74 @@ impl IdentityProvider for CasProvider {
         })
     }
 
+    /// Single logout requests name the service ticket that opened the session.
+    fn session_tags(&self, principal: &Principal) -> Vec<String> {
+        match &principal.logout {
+            LogoutHandle::Cas { service_ticket } => {
+                vec![logout_tag(&self.settings.id, "st", service_ticket)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The server's logout requests come to the callback URL: POSTed by the server
+    /// (back channel) or relayed by browsers in a GET (front channel).
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        vec![
+            EndpointSpec {
+                name: SLO_BACK,
+                route: EndpointRoute::OnCallback(LOGOUT_REQUEST_FIELD),
+                method: EndpointMethod::Post,
+                caller: Caller::Server,
+            },
+            EndpointSpec {
+                name: SLO_FRONT,
+                route: EndpointRoute::OnCallback(LOGOUT_REQUEST_FIELD),
+                method: EndpointMethod::Get,
+                caller: Caller::Browser,
+            },
+        ]
+    }
+
+    /// Logout requests are not signed: the answer is the same `200` whether the ticket was
+    /// known or not (nothing to learn by probing), and a malformed request changes nothing.
+    async fn endpoint(&self, name: &str, request: &EndpointRequest<'_>) -> EndpointOutcome {
+        let ok = || EndpointReply::text(200, "ok\n");
+        let refused = |reason: &str, reply: EndpointReply| EndpointOutcome::Refused {
+            reason: reason.to_owned(),
+            reply,
+        };
+        let slo = self.settings.single_logout;
+        if !slo.enabled {
+            return refused("single logout disabled for this provider", ok());
+        }
+        let front = name == SLO_FRONT;
+        if front && !slo.front_channel {
+            return refused(
+                "front-channel logout request refused (single_logout.front_channel)",
+                EndpointReply::text(403, "forbidden\n"),
+            );
+        }
+        let mut values = request.values(LOGOUT_REQUEST_FIELD);
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return refused("exactly one logoutRequest is required", ok());
+        };
+        let xml = if front {
+            logout_request::decode_front_channel(value)
+        } else {
+            Ok(value.to_owned())
+        };
+        match xml.and_then(|xml| logout_request::session_index(&xml)) {
+            Ok(ticket) => EndpointOutcome::EndSessions {
+                tags: vec![logout_tag(&self.settings.id, "st", &ticket)],
+                subject: None,
+                reply: ok(),
+            },
+            // The same answer as for a known ticket: nothing to learn, nothing changed.
+            Err(reason) => refused(&reason, ok()),
+        }
+    }
+
     async fn logout_redirect(
         &self,
         _principal: &Principal,
@@ -229,7 +323,7 @@ impl IdentityProvider for CasProvider {
         // CAS has no state parameter: it goes in the service URL the server sends users back to.
         let mut service = post_logout_redirect_uri.clone();
         service.query_pairs_mut().append_pair("state", state);
-        let mut url = self.endpoint("logout");
+        let mut url = self.server_url("logout");
         url.query_pairs_mut()
             .append_pair("service", service.as_str());
         Ok(Some(url))
@@ -250,6 +344,7 @@ mod tests {
             gateway: false,
             timeout: Duration::from_secs(5),
             logout_at_server: true,
+            single_logout: SingleLogout::default(),
         })
         .unwrap()
     }

@@ -55,9 +55,17 @@ use self::discovery::{Discovered, ProviderKeys};
 use self::encrypted::{DecryptingHttp, ExchangeError};
 use crate::http::BoundedHttp;
 use crate::{
-    AuthLevel, Callback, FinishContext, IdentityProvider, LoginStart, LogoutHandle, Principal,
-    ProviderError, ProviderState,
+    logout_tag, AuthLevel, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply,
+    EndpointRequest, EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart,
+    LogoutHandle, Principal, ProviderError, ProviderState,
 };
+
+/// Endpoint names (see [`IdentityProvider::endpoints`]); also their paths under `/.guichet/`.
+const BACKCHANNEL_LOGOUT: &str = "backchannel-logout";
+const JWKS: &str = "jwks";
+/// How long the published JWKS may be cached: it bounds how long a key rotation takes to be
+/// seen by the provider.
+const JWKS_MAX_AGE: &str = "public, max-age=300";
 
 /// A client built from discovered metadata: authorization endpoint known, token and userinfo
 /// endpoints possibly absent.
@@ -398,6 +406,33 @@ impl OidcProvider {
         }
     }
 
+    /// OpenID Connect Back-Channel Logout: a valid `logout_token` ends every session of its
+    /// `sid` (or, without one, of its `sub`); anything else is a 400 and changes nothing.
+    async fn backchannel_logout(&self, request: &EndpointRequest<'_>) -> EndpointOutcome {
+        let refused = |reason: String| EndpointOutcome::Refused {
+            reason,
+            reply: EndpointReply::json(400, &serde_json::json!({"error": "invalid_request"})),
+        };
+        let mut tokens = request.form.iter().filter(|(k, _)| k == "logout_token");
+        let (Some((_, token)), None) = (tokens.next(), tokens.next()) else {
+            return refused("exactly one logout_token is required".into());
+        };
+        let subject = match self.verify_logout_token(token).await {
+            Ok(subject) => subject,
+            Err(e) => return refused(e.to_string()),
+        };
+        let tag = match (&subject.sid, &subject.sub) {
+            (Some(sid), _) => logout_tag(&self.settings.id, "sid", sid),
+            (None, Some(sub)) => logout_tag(&self.settings.id, "sub", sub),
+            (None, None) => return refused("logout_token names neither sid nor sub".into()),
+        };
+        EndpointOutcome::EndSessions {
+            tags: vec![tag],
+            subject: subject.sub,
+            reply: EndpointReply::json(200, &serde_json::json!({})),
+        }
+    }
+
     /// Checks a back-channel `logout_token` (signature, `iss`, `aud`, `iat`, `jti`, event, no
     /// `nonce`) and says which sessions it ends.
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutSubject, ProviderError> {
@@ -693,6 +728,56 @@ impl IdentityProvider for OidcProvider {
                     .map(str::to_owned),
             },
         })
+    }
+
+    /// Back-channel logout names a session (`sid`) or, without one, a subject.
+    fn session_tags(&self, principal: &Principal) -> Vec<String> {
+        let LogoutHandle::Oidc { sid, .. } = &principal.logout else {
+            return Vec::new();
+        };
+        let mut tags = vec![logout_tag(&self.settings.id, "sub", &principal.subject)];
+        if let Some(sid) = sid {
+            tags.push(logout_tag(&self.settings.id, "sid", sid));
+        }
+        tags
+    }
+
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        let mut endpoints = vec![EndpointSpec {
+            name: BACKCHANNEL_LOGOUT,
+            route: EndpointRoute::Path(BACKCHANNEL_LOGOUT),
+            method: EndpointMethod::Post,
+            caller: Caller::Server,
+        }];
+        if self.published_jwks().is_some() {
+            endpoints.push(EndpointSpec {
+                name: JWKS,
+                route: EndpointRoute::Path(JWKS),
+                method: EndpointMethod::Get,
+                caller: Caller::Browser,
+            });
+        }
+        endpoints
+    }
+
+    async fn endpoint(&self, name: &str, request: &EndpointRequest<'_>) -> EndpointOutcome {
+        match name {
+            JWKS => match self.published_jwks() {
+                Some(jwks) => EndpointOutcome::Reply(EndpointReply {
+                    cache_control: Some(JWKS_MAX_AGE),
+                    ..EndpointReply::json(200, &jwks)
+                }),
+                None => EndpointOutcome::Refused {
+                    reason: "no keys to publish".into(),
+                    reply: EndpointReply::text(404, "not found\n"),
+                },
+            },
+            BACKCHANNEL_LOGOUT => self.backchannel_logout(request).await,
+            other => EndpointOutcome::Refused {
+                reason: format!("no endpoint {other:?}"),
+                reply: EndpointReply::text(404, "not found\n"),
+            },
+        }
     }
 
     async fn logout_redirect(

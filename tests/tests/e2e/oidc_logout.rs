@@ -244,7 +244,8 @@ async fn backchannel_logout_malformed_tokens_are_400_and_change_nothing() {
         .send(client.post_form(&gw.url("/.guichet/backchannel-logout/op"), &[]))
         .await;
     assert_eq!(page.status, 400);
-    // A provider that is not OpenID Connect has no back-channel.
+    // A provider that declares no back-channel endpoint (the local one): the generic 404 page
+    // of unknown endpoints, with its correlation id.
     let token = op.logout_token(&sid, Map::new(), Alg::Rs256);
     let page = client
         .send(client.post_form(
@@ -252,7 +253,9 @@ async fn backchannel_logout_malformed_tokens_are_400_and_change_nothing() {
             &[("logout_token", &token)],
         ))
         .await;
-    assert_eq!(page.status, 400);
+    assert_eq!(page.status, 404);
+    let correlation_id = page.headers["x-request-id"].to_str().unwrap();
+    assert!(page.body.contains(correlation_id), "{}", page.body);
     assert!(
         is_signed_in(&mut browser, &gw).await,
         "still signed in after all that"
