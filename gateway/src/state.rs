@@ -207,6 +207,25 @@ impl Gateway {
                     );
                     providers.insert(oidc.id.clone(), ProviderEntry::new(provider));
                 }
+                ProviderConfig::External(external) => {
+                    let provider = config.external.get(&external.id).cloned().ok_or_else(|| {
+                        format!(
+                            "providers: {:?} is kind external, and no implementation was supplied \
+                             (only a program embedding Guichet supplies one)",
+                            external.id
+                        )
+                    })?;
+                    providers.insert(
+                        external.id.clone(),
+                        ProviderEntry {
+                            server_endpoints: ServerEndpointLimits {
+                                allowed_sources: external.allowed_sources.clone(),
+                                max_per_minute: external.max_per_minute,
+                            },
+                            ..ProviderEntry::new(provider)
+                        },
+                    );
+                }
             }
         }
 

@@ -512,6 +512,24 @@ impl TestGateway {
 
     /// Starts another gateway in front of the same echo app (two replicas, or a restart).
     pub fn start_with_echo(options: GatewayOptions, echo: Arc<EchoServer>) -> TestGateway {
+        Self::start_supplied(options, echo, Vec::new())
+    }
+
+    /// A gateway whose `kind: external` providers are these implementations (a protocol
+    /// defined in a test, plugged in as an embedding program would).
+    pub fn start_with_providers(
+        options: GatewayOptions,
+        providers: Vec<Arc<dyn guichet_protocols::IdentityProvider>>,
+    ) -> TestGateway {
+        let echo = Arc::new(guichet_gateway::echo::start_on_loopback().expect("echo app"));
+        Self::start_supplied(options, echo, providers)
+    }
+
+    fn start_supplied(
+        options: GatewayOptions,
+        echo: Arc<EchoServer>,
+        providers: Vec<Arc<dyn guichet_protocols::IdentityProvider>>,
+    ) -> TestGateway {
         let port = if options.port == 0 {
             free_port()
         } else {
@@ -519,8 +537,11 @@ impl TestGateway {
         };
         let admin_port = free_port();
         let yaml = config_yaml(&options, port, admin_port, echo.address);
-        let config =
+        let mut config =
             Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
+        for provider in providers {
+            config.supply_provider(provider);
+        }
         logs::capture();
         let running = server::spawn(&config).expect("gateway starts");
         assert!(

@@ -18,6 +18,8 @@ use std::time::Duration;
 use base64::Engine;
 use guichet_protocols::local::{LocalUser, LocalUsers};
 use guichet_protocols::oidc::OidcSettings;
+use guichet_protocols::IdentityProvider;
+use std::sync::Arc;
 
 pub use cas::{CasProtocol, CasProviderConfig, SingleLogoutConfig};
 pub use directory::{
@@ -52,7 +54,7 @@ impl ConfigError {
 }
 
 /// A validated configuration with its secrets and user files resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     pub file: ConfigFile,
     pub redis: Option<ResolvedRedis>,
@@ -64,6 +66,29 @@ pub struct Config {
     pub cas: HashMap<String, guichet_protocols::cas::CasSettings>,
     /// The directory's backend and cache settings, when one is configured.
     pub directory: Option<ResolvedDirectory>,
+    /// Implementations of `kind: external` providers, by id, supplied by the embedding program.
+    pub external: HashMap<String, Arc<dyn IdentityProvider>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("file", &self.file)
+            .field("local_users", &self.local_users)
+            .field("oidc", &self.oidc)
+            .field("cas", &self.cas)
+            .field("directory", &self.directory.is_some())
+            .field("external", &self.external.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Supplies the implementation of the `kind: external` provider `id` (for programs that
+    /// embed Guichet: a protocol of their own). Without it the gateway refuses to start.
+    pub fn supply_provider(&mut self, provider: Arc<dyn IdentityProvider>) {
+        self.external.insert(provider.id().to_owned(), provider);
+    }
 }
 
 #[derive(Clone)]
@@ -165,6 +190,9 @@ impl Config {
                     let settings = cas.resolve(&format!("providers[{i}]"))?;
                     cas_settings.insert(cas.id.clone(), settings);
                 }
+                // Supplied by the embedding program after loading; checked when the gateway
+                // is built.
+                ProviderConfig::External(_) => {}
             }
         }
         let directory = file
@@ -179,6 +207,7 @@ impl Config {
             oidc: oidc_settings,
             cas: cas_settings,
             directory,
+            external: HashMap::new(),
         })
     }
 }

@@ -196,6 +196,23 @@ pub enum ProviderConfig {
     FranceconnectPlus(OidcProviderConfig),
     /// A CAS server (CAS protocol 2.0 or 3.0), e.g. a school ENT portal.
     Cas(CasProviderConfig),
+    /// A provider implemented by a program that embeds Guichet as a library and supplies it
+    /// ([`super::Config::supply_provider`]); the `guichet` binary supplies none.
+    External(ExternalProviderConfig),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalProviderConfig {
+    pub id: String,
+    #[serde(default)]
+    pub pivot: Option<PivotConfig>,
+    /// When not empty, its server-to-server endpoints take requests only from these networks.
+    #[serde(default)]
+    pub allowed_sources: Vec<ipnet::IpNet>,
+    /// Requests one address may send its endpoints per minute.
+    #[serde(default)]
+    pub max_per_minute: Option<u64>,
 }
 
 impl ProviderConfig {
@@ -206,6 +223,7 @@ impl ProviderConfig {
             | ProviderConfig::Franceconnect(oidc)
             | ProviderConfig::FranceconnectPlus(oidc) => &oidc.id,
             ProviderConfig::Cas(cas) => &cas.id,
+            ProviderConfig::External(external) => &external.id,
         }
     }
 
@@ -216,6 +234,7 @@ impl ProviderConfig {
             | ProviderConfig::Franceconnect(oidc)
             | ProviderConfig::FranceconnectPlus(oidc) => oidc.pivot.as_ref(),
             ProviderConfig::Cas(cas) => cas.pivot.as_ref(),
+            ProviderConfig::External(external) => external.pivot.as_ref(),
         }
     }
 }

@@ -26,6 +26,7 @@ mod oidc_logout;
 mod oidc_providers;
 mod policies;
 mod provider_logout;
+mod provider_seam;
 mod proxy;
 mod redirects;
 mod redis_store;
