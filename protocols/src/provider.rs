@@ -146,6 +146,18 @@ pub enum LoginStart {
     CredentialsForm,
 }
 
+/// How the browser goes to the provider to sign out there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignOut {
+    /// A redirect (OpenID Connect end-session, CAS `/logout`, SAML HTTP-Redirect binding).
+    Redirect { location: Url },
+    /// An auto-submitting form (SAML HTTP-POST binding); `fields` are raw values.
+    AutoPost {
+        action: Url,
+        fields: Vec<(String, String)>,
+    },
+}
+
 /// Opaque per-login data a provider needs again at the callback (PKCE verifier, nonce, SAML
 /// request id...). The gateway keeps it server-side in the login transaction, single use.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,17 +256,18 @@ pub trait IdentityProvider: Send + Sync {
         state: &ProviderState,
     ) -> Result<Principal, ProviderError>;
 
-    /// Where to send the browser after the local session ended so that the provider ends its
-    /// own session too (OpenID Connect RP-initiated logout, CAS `/logout`), or `None` when the
-    /// provider has no such step. The provider comes back to `post_logout_redirect_uri` with
-    /// `state`. An error means the step is due but cannot be taken (the provider cannot be
-    /// reached): the local session is over, and the user must be told the provider's is not.
-    async fn logout_redirect(
+    /// How to send the browser to the provider after the local session ended, so that the
+    /// provider ends its own session too (OpenID Connect RP-initiated logout, CAS `/logout`,
+    /// SAML `LogoutRequest`), or `None` when the provider has no such step. The provider comes
+    /// back to `post_logout_redirect_uri` with `state`. An error means the step is due but
+    /// cannot be taken (the provider cannot be reached): the local session is over, and the
+    /// user must be told the provider's is not.
+    async fn sign_out(
         &self,
         _principal: &Principal,
         _post_logout_redirect_uri: &Url,
         _state: &str,
-    ) -> Result<Option<Url>, ProviderError> {
+    ) -> Result<Option<SignOut>, ProviderError> {
         Ok(None)
     }
 

@@ -1,5 +1,6 @@
 //! Signing out, and the session's own view of itself.
 
+use guichet_protocols::SignOut;
 use pingora::proxy::Session;
 
 use std::time::Duration;
@@ -103,15 +104,15 @@ async fn sign_out(
     // comes back to /.guichet/logout/done with a single-use state naming where to land.
     if let Some(record) = ended {
         if let Some(entry) = gateway.providers.get(&record.principal.provider) {
-            let state = guichet_protocols::oidc::random_param();
+            let state = crate::login::random_token();
             let done =
                 url::Url::parse(&format!("{}{LOGOUT_DONE}", app.origin)).expect("origin is a URL");
             let at_provider = entry
                 .provider
-                .logout_redirect(&record.principal, &done, &state)
+                .sign_out(&record.principal, &done, &state)
                 .await;
-            let location = match at_provider {
-                Ok(location) => location,
+            let sign_out = match at_provider {
+                Ok(sign_out) => sign_out,
                 Err(error) => {
                     // Signed out here; the provider's own session may still be open, and on a
                     // shared computer the next person could get it: say so plainly.
@@ -127,7 +128,7 @@ async fn sign_out(
                     return Ok(Reply::html(502, page).with_header("set-cookie", clear));
                 }
             };
-            if let Some(location) = location {
+            if let Some(sign_out) = sign_out {
                 let pending = PendingLogout {
                     target: target.clone(),
                 };
@@ -139,7 +140,13 @@ async fn sign_out(
                         LOGOUT_STATE_TTL,
                     )
                     .await?;
-                return Ok(Reply::redirect(location.as_str()).with_header("set-cookie", clear));
+                let reply = match sign_out {
+                    SignOut::Redirect { location } => Reply::redirect(location.as_str()),
+                    SignOut::AutoPost { action, fields } => {
+                        Reply::auto_post(&action, &fields, &ctx.correlation_id)
+                    }
+                };
+                return Ok(reply.with_header("set-cookie", clear));
             }
         }
     }

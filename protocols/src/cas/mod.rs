@@ -24,7 +24,7 @@ use crate::http::BoundedHttp;
 use crate::{
     logout_tag, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
     EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart, LogoutHandle,
-    Principal, ProviderError, ProviderState,
+    Principal, ProviderError, ProviderState, SignOut,
 };
 
 /// Longest service ticket accepted (the CAS protocol asks clients to accept up to 256).
@@ -311,12 +311,12 @@ impl IdentityProvider for CasProvider {
         }
     }
 
-    async fn logout_redirect(
+    async fn sign_out(
         &self,
         _principal: &Principal,
         post_logout_redirect_uri: &Url,
         state: &str,
-    ) -> Result<Option<Url>, ProviderError> {
+    ) -> Result<Option<SignOut>, ProviderError> {
         if !self.settings.logout_at_server {
             return Ok(None);
         }
@@ -326,7 +326,7 @@ impl IdentityProvider for CasProvider {
         let mut url = self.server_url("logout");
         url.query_pairs_mut()
             .append_pair("service", service.as_str());
-        Ok(Some(url))
+        Ok(Some(SignOut::Redirect { location: url }))
     }
 }
 

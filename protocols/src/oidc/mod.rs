@@ -57,7 +57,7 @@ use crate::http::BoundedHttp;
 use crate::{
     logout_tag, AuthLevel, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply,
     EndpointRequest, EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart,
-    LogoutHandle, Principal, ProviderError, ProviderState,
+    LogoutHandle, Principal, ProviderError, ProviderState, SignOut,
 };
 
 /// Endpoint names (see [`IdentityProvider::endpoints`]); also their paths under `/.guichet/`.
@@ -780,12 +780,12 @@ impl IdentityProvider for OidcProvider {
         }
     }
 
-    async fn logout_redirect(
+    async fn sign_out(
         &self,
         principal: &Principal,
         post_logout_redirect_uri: &Url,
         state: &str,
-    ) -> Result<Option<Url>, ProviderError> {
+    ) -> Result<Option<SignOut>, ProviderError> {
         if !self.settings.end_session {
             return Ok(None);
         }
@@ -813,12 +813,14 @@ impl IdentityProvider for OidcProvider {
                 Ok(None)
             };
         };
-        Ok(Some(logout::end_session_url(
-            endpoint.url(),
-            id_token,
-            &self.settings.client_id,
-            post_logout_redirect_uri,
-            state,
-        )))
+        Ok(Some(SignOut::Redirect {
+            location: logout::end_session_url(
+                endpoint.url(),
+                id_token,
+                &self.settings.client_id,
+                post_logout_redirect_uri,
+                state,
+            ),
+        }))
     }
 }

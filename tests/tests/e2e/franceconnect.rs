@@ -354,7 +354,7 @@ async fn logout_redirect_carries_id_token_hint_state_and_post_logout_redirect_ur
     let end = url::Url::parse(out.location().unwrap()).unwrap();
     assert_eq!(end.path(), "/api/v2/session/end");
     let q = query(&end);
-    assert_eq!(q["state"].len(), 64);
+    assert!(q["state"].len() >= 32, "a random state: {}", q["state"]);
     assert_eq!(
         q["post_logout_redirect_uri"],
         format!("http://app.test:{}/.guichet/logout/done", gw.port)

@@ -74,7 +74,7 @@ async fn rp_initiated_logout_goes_to_the_provider_and_back() {
         q["post_logout_redirect_uri"],
         format!("http://app.test:{}/.guichet/logout/done", gw.port)
     );
-    assert_eq!(q["state"].len(), 64);
+    assert!(q["state"].len() >= 32, "a random state: {}", q["state"]);
 
     let back = browser.send(browser.get(end.as_str())).await;
     let done = back
@@ -117,8 +117,8 @@ async fn rp_init_logout_other_or_no_state() {
         "?state=forged".to_owned(),
         String::new(),
         "?state=&return_to=https://evil.example".to_owned(),
-        format!("?state={}", "A".repeat(64)),
-        format!("?state={}", &state[..63]),
+        format!("?state={}", "A".repeat(state.len())),
+        format!("?state={}", &state[..state.len() - 1]),
         format!("?state={}x", state),
     ] {
         let page = browser
