@@ -8,7 +8,6 @@ use std::time::Duration;
 use guichet_directory_client::{DirectoryError, DirectoryUser};
 use guichet_policies::roles::RoleSources;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
 
 use crate::cookies;
 use crate::headers::{encode, ValueSource};
@@ -205,9 +204,9 @@ pub fn session_id(gateway: &Gateway, app: &App, headers: &HeaderMap) -> Option<S
 pub async fn current(
     gateway: &Gateway,
     app: &App,
-    request: &RequestHeader,
+    headers: &HeaderMap,
 ) -> Result<Option<Identity>, StoreError> {
-    let Some(id) = session_id(gateway, app, &request.headers) else {
+    let Some(id) = session_id(gateway, app, headers) else {
         return Ok(None);
     };
     let Some(record) = gateway.store.load_session(&id).await? else {

@@ -187,6 +187,98 @@ fn blocked_reply(
     )
 }
 
+/// The gateway's endpoints' view of a request (see [`endpoints::Request`]): the body, when the
+/// route takes one, read here and bounded by `limit`.
+async fn endpoint_request(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    path: &str,
+    limit: Option<usize>,
+) -> endpoints::Request {
+    let body = match limit {
+        None => endpoints::Body::None,
+        Some(limit) => read_body(session, limit).await,
+    };
+    let header = session.req_header();
+    endpoints::Request {
+        method: header.method.clone(),
+        path: path.to_owned(),
+        query: header.uri.query().map(str::to_owned),
+        headers: header.headers.clone(),
+        body,
+        client_ip: ctx.client_ip,
+        forwarded_proto: ctx.forwarded_proto,
+        app: ctx.app,
+        correlation_id: ctx.correlation_id.clone(),
+    }
+}
+
+/// A urlencoded form body, refused past `limit` bytes (declared or sent).
+async fn read_body(session: &mut Session, limit: usize) -> endpoints::Body {
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return endpoints::Body::TooLarge;
+    }
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return endpoints::Body::TooLarge;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return endpoints::Body::Unreadable,
+        }
+    }
+    endpoints::Body::Form(form_urlencoded::parse(&body).into_owned().collect())
+}
+
+/// Writes the gateway's own replies (pages, redirects, JSON) to pingora: the only place a
+/// [`Reply`] meets a socket.
+trait SendReply {
+    async fn send(self, session: &mut Session, correlation_id: &str) -> Result<()>;
+}
+
+impl SendReply for Reply {
+    async fn send(self, session: &mut Session, correlation_id: &str) -> Result<()> {
+        let mut header = ResponseHeader::build(self.status, Some(10))?;
+        header.insert_header("content-type", self.content_type)?;
+        header.insert_header("content-length", self.body.len().to_string())?;
+        header.insert_header("cache-control", "no-store")?;
+        header.insert_header("x-content-type-options", "nosniff")?;
+        header.insert_header("x-frame-options", "DENY")?;
+        header.insert_header("referrer-policy", "no-referrer")?;
+        header.insert_header(
+            "content-security-policy",
+            self.csp.as_deref().unwrap_or(crate::respond::STRICT_CSP),
+        )?;
+        header.insert_header("x-request-id", correlation_id)?;
+        for (name, value) in self.headers {
+            // A reply may relax the default no-store (public keys are cacheable).
+            if name == "cache-control" {
+                header.insert_header(name, value)?;
+            } else {
+                header.append_header(name, value)?;
+            }
+        }
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(header), head_only || self.body.is_empty())
+            .await?;
+        if !head_only && !self.body.is_empty() {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
 /// True for requests a browser makes when navigating, as opposed to scripts and API clients,
 /// which get a 401 they can handle instead of a redirect to an HTML login page.
 fn is_navigation(request: &RequestHeader) -> bool {
@@ -315,32 +407,38 @@ impl ProxyHttp for GuichetProxy {
         }
 
         if is_endpoint {
-            endpoints::handle(gateway, session, ctx, &path).await?;
+            let limit = endpoints::body_limit(gateway, &session.req_header().method, &path);
+            let mut request = endpoint_request(session, ctx, &path, limit).await;
+            let reply = endpoints::handle(gateway, &mut request).await;
+            // The login transaction may have named another app than the Host's.
+            ctx.app = request.app;
+            reply.send(session, &id).await?;
             return Ok(true);
         }
 
         let method = session.req_header().method.clone();
         let public = app.policy.is_public(method.as_str(), &path);
-        let identity = match crate::identity::current(gateway, app, session.req_header()).await {
-            Ok(identity) => identity,
-            Err(e) => {
-                gateway
-                    .metrics
-                    .store_errors
-                    .with_label_values(&["load"])
-                    .inc();
-                tracing::error!(correlation_id = %id, error = %e, "session lookup failed");
-                if public {
-                    // A public page needs no session: serve it anonymously.
-                    None
-                } else {
-                    Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
-                        .send(session, &id)
-                        .await?;
-                    return Ok(true);
+        let identity =
+            match crate::identity::current(gateway, app, &session.req_header().headers).await {
+                Ok(identity) => identity,
+                Err(e) => {
+                    gateway
+                        .metrics
+                        .store_errors
+                        .with_label_values(&["load"])
+                        .inc();
+                    tracing::error!(correlation_id = %id, error = %e, "session lookup failed");
+                    if public {
+                        // A public page needs no session: serve it anonymously.
+                        None
+                    } else {
+                        Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
+                            .send(session, &id)
+                            .await?;
+                        return Ok(true);
+                    }
                 }
-            }
-        };
+            };
         // A session only counts for apps that accept the provider it came from (the
         // decision checks it too; done here first to spare a directory lookup).
         let identity = identity.filter(|identity| decision::accepts(app, identity));
@@ -400,8 +498,8 @@ impl ProxyHttp for GuichetProxy {
             }
             Verdict::LoginRequired => {
                 let reply = if is_navigation(session.req_header()) {
-                    match endpoints::start_login(gateway, session, ctx, app, &ctx.origin_form).await
-                    {
+                    let request = endpoint_request(session, ctx, &path, None).await;
+                    match endpoints::start_login(gateway, &request, app, &ctx.origin_form).await {
                         Ok(reply) => reply,
                         Err(e) => {
                             gateway

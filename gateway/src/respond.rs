@@ -1,9 +1,6 @@
 //! Writing complete responses from the gateway itself (pages, redirects, JSON).
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
-use pingora::Result;
 
 use crate::pages::{self, Bilingual};
 
@@ -18,7 +15,7 @@ pub struct Reply {
 }
 
 /// No script, no outside resource, forms only to the gateway itself, never framed.
-const STRICT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const STRICT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const HTML: &str = "text/html; charset=utf-8";
 const JSON: &str = "application/json";
@@ -98,36 +95,5 @@ impl Reply {
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
-    }
-
-    pub async fn send(self, session: &mut Session, correlation_id: &str) -> Result<()> {
-        let mut header = ResponseHeader::build(self.status, Some(10))?;
-        header.insert_header("content-type", self.content_type)?;
-        header.insert_header("content-length", self.body.len().to_string())?;
-        header.insert_header("cache-control", "no-store")?;
-        header.insert_header("x-content-type-options", "nosniff")?;
-        header.insert_header("x-frame-options", "DENY")?;
-        header.insert_header("referrer-policy", "no-referrer")?;
-        header.insert_header(
-            "content-security-policy",
-            self.csp.as_deref().unwrap_or(STRICT_CSP),
-        )?;
-        header.insert_header("x-request-id", correlation_id)?;
-        for (name, value) in self.headers {
-            // A reply may relax the default no-store (public keys are cacheable).
-            if name == "cache-control" {
-                header.insert_header(name, value)?;
-            } else {
-                header.append_header(name, value)?;
-            }
-        }
-        let head_only = session.req_header().method == http::Method::HEAD;
-        session
-            .write_response_header(Box::new(header), head_only || self.body.is_empty())
-            .await?;
-        if !head_only && !self.body.is_empty() {
-            session.write_response_body(Some(self.body), true).await?;
-        }
-        Ok(())
     }
 }

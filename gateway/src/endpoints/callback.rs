@@ -5,17 +5,12 @@
 //! the user was going and the provider chosen; a callback on another provider's path is refused
 //! whatever it carries.
 
-use guichet_protocols::{
-    Callback, EndpointRequest, EndpointRoute, FinishContext, ProviderError,
-    DEFAULT_CALLBACK_BODY_BYTES,
-};
-use pingora::proxy::Session;
+use guichet_protocols::{Callback, EndpointRequest, EndpointRoute, FinishContext, ProviderError};
 
 use super::login::{callback_url, sign_in};
-use super::{login_cookie, provider_endpoints, read_form, transaction, transaction_cookie};
+use super::{login_cookie, provider_endpoints, transaction, transaction_cookie, Body, Request};
 use crate::audit;
 use crate::pages::text;
-use crate::proxy::RequestCtx;
 use crate::respond::Reply;
 use crate::session::StoreError;
 use crate::state::Gateway;
@@ -28,13 +23,12 @@ const RELAY_FIELD: &str = "guichet_relay";
 
 pub async fn finish(
     gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    req: &mut Request,
     provider_id: &str,
 ) -> Result<Reply, StoreError> {
-    let id = ctx.correlation_id.clone();
-    let fail = |ctx: &RequestCtx, provider: &str, reason: &str, outcome: &str| {
-        audit::login_failed(&ctx.audit(gateway), provider, None, reason);
+    let id = req.correlation_id.clone();
+    let fail = |req: &Request, provider: &str, reason: &str, outcome: &str| {
+        audit::login_failed(&req.audit(gateway), provider, None, reason);
         if gateway.providers.contains_key(provider) {
             gateway
                 .metrics
@@ -43,27 +37,22 @@ pub async fn finish(
                 .inc();
         }
     };
-    let query = session.req_header().uri.query().unwrap_or("");
+    let query = req.query.clone().unwrap_or_default();
     if query.len() > MAX_QUERY_BYTES {
-        fail(ctx, "-", "callback query too large", "malformed");
+        fail(req, "-", "callback query too large", "malformed");
         return Ok(Reply::error(414, text::BAD_REQUEST, text::TOO_LARGE, &id));
     }
     let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    // Each provider states how large its answers may be (SAML responses are large).
-    let body_limit = gateway
-        .providers
-        .get(provider_id)
-        .map_or(DEFAULT_CALLBACK_BODY_BYTES, |entry| {
-            entry.provider.callback_body_limit()
-        });
-    let form = if session.req_header().method == http::Method::POST {
-        match read_form(session, body_limit).await {
-            Ok(Some(form)) => form,
+    // Read before this handler ran, within the provider's own limit (SAML responses are
+    // large; see `body_limit`).
+    let form = if req.method == http::Method::POST {
+        match &req.body {
+            Body::Form(form) => form.clone(),
             _ => {
                 fail(
-                    ctx,
+                    req,
                     "-",
                     "callback form unreadable or too large",
                     "malformed",
@@ -79,7 +68,7 @@ pub async fn finish(
 
     // Some providers' own endpoints ride the callback URL, recognised by a field (CAS single
     // logout: `logoutRequest`), without a login transaction.
-    let method = session.req_header().method.clone();
+    let method = req.method.clone();
     if let Some(entry) = gateway.providers.get(provider_id) {
         let fields = if method == http::Method::POST {
             &form
@@ -97,24 +86,24 @@ pub async fn finish(
                 query: &query,
                 form: &form,
             };
-            return provider_endpoints::handle(gateway, ctx, provider_id, entry, spec, request)
+            return provider_endpoints::handle(gateway, req, provider_id, entry, spec, request)
                 .await;
         }
     }
 
     // A provider's answer by cross-site POST carries no SameSite=Lax cookie: the browser's
     // transaction cannot be found yet. Post it again from this site, once.
-    let post = session.req_header().method == http::Method::POST;
-    if post && !relayed && transaction_cookie(gateway, session).is_none() {
-        if let Some(app) = ctx.app.map(|i| &gateway.apps[i]) {
-            return Ok(relay(app, provider_id, session, &form, &id));
+    let post = req.method == http::Method::POST;
+    if post && !relayed && transaction_cookie(gateway, req).is_none() {
+        if let Some(app) = req.app.map(|i| &gateway.apps[i]) {
+            return Ok(relay(app, provider_id, req, &form, &id));
         }
     }
 
     // Single use: replaying a callback finds nothing.
-    let Some((_, txn)) = transaction(gateway, session, true).await? else {
+    let Some((_, txn)) = transaction(gateway, req, true).await? else {
         fail(
-            ctx,
+            req,
             "-",
             "no login transaction for this callback (expired, replayed or another browser)",
             "malformed",
@@ -128,7 +117,7 @@ pub async fn finish(
     };
     let Some(app_index) = gateway.app_by_id(&txn.app) else {
         fail(
-            ctx,
+            req,
             "-",
             "login transaction names an unknown app",
             "malformed",
@@ -140,14 +129,14 @@ pub async fn finish(
             &id,
         ));
     };
-    ctx.app = Some(app_index);
+    req.app = Some(app_index);
     let app = &gateway.apps[app_index];
     let clear_login = login_cookie(gateway, app).clear();
     if txn.provider.as_deref() != Some(provider_id)
         || !app.providers.iter().any(|p| p == provider_id)
     {
         fail(
-            ctx,
+            req,
             provider_id,
             &format!(
                 "callback for provider {provider_id:?} but the login was started with {:?}",
@@ -170,32 +159,32 @@ pub async fn finish(
         .finish(&finish, &callback, &txn.provider_state)
         .await
     {
-        Ok(principal) => sign_in(gateway, session, ctx, app, &txn.return_to, principal).await,
+        Ok(principal) => sign_in(gateway, req, app, &txn.return_to, principal).await,
         Err(ProviderError::Denied { error, description }) => {
             let reason = format!(
                 "provider returned error {error:?}: {}",
                 description.as_deref().unwrap_or("-")
             );
-            fail(ctx, provider_id, &reason, "denied");
+            fail(req, provider_id, &reason, "denied");
             Ok(
                 Reply::error(403, text::LOGIN_FAILED, text::PROVIDER_DENIED, &id)
                     .with_header("set-cookie", clear_login),
             )
         }
         Err(ProviderError::InvalidProof(reason)) => {
-            fail(ctx, provider_id, &reason, "rejected");
+            fail(req, provider_id, &reason, "rejected");
             Ok(
                 Reply::error(403, text::LOGIN_FAILED, text::TICKET_INVALID, &id)
                     .with_header("set-cookie", clear_login),
             )
         }
         Err(ProviderError::Unavailable(reason)) => {
-            fail(ctx, provider_id, &reason, "unavailable");
+            fail(req, provider_id, &reason, "unavailable");
             Ok(Reply::error(502, text::LOGIN_FAILED, text::IDP_DOWN, &id)
                 .with_header("set-cookie", clear_login))
         }
         Err(error) => {
-            fail(ctx, provider_id, &error.to_string(), "rejected");
+            fail(req, provider_id, &error.to_string(), "rejected");
             Ok(
                 Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
                     .with_header("set-cookie", clear_login),
@@ -214,12 +203,12 @@ pub async fn finish(
 fn relay(
     app: &crate::state::App,
     provider_id: &str,
-    session: &Session,
+    req: &Request,
     form: &[(String, String)],
     correlation_id: &str,
 ) -> Reply {
     let mut action = callback_url(app, provider_id);
-    action.set_query(session.req_header().uri.query());
+    action.set_query(req.query.as_deref());
     let mut fields = form.to_vec();
     fields.push((RELAY_FIELD.to_owned(), "1".to_owned()));
     tracing::debug!(

@@ -3,19 +3,17 @@
 use std::time::Duration;
 
 use guichet_protocols::{Callback, FinishContext, LoginStart, Principal, ProviderError};
-use pingora::proxy::Session;
 use subtle::ConstantTimeEq;
 
 use super::login_limits::{self, Admission};
 use super::{
-    client_bucket, device_cookie, login_cookie, new_transaction, query_param, read_form,
-    same_origin_post, save_transaction, session_cookie, transaction, MAX_FORM_BYTES,
+    client_bucket, device_cookie, login_cookie, new_transaction, same_origin_post,
+    save_transaction, session_cookie, transaction, Body, Request,
 };
 use crate::audit;
 use crate::identity::{self, now};
 use crate::login::{safe_return_path, transaction_key, LoginTransaction};
 use crate::pages::{self, text, Bilingual, LoginForm};
-use crate::proxy::RequestCtx;
 use crate::respond::Reply;
 use crate::session::{SessionId, SessionRecord, StoreError};
 use crate::state::{App, Gateway, ProviderEntry};
@@ -29,17 +27,16 @@ const MAX_CREDENTIAL_CHARS: usize = 256;
 /// fill the store.
 pub async fn start_login(
     gateway: &Gateway,
-    session: &Session,
-    ctx: &RequestCtx,
+    req: &Request,
     app: &App,
     return_to: &str,
 ) -> Result<Reply, StoreError> {
     let txn = LoginTransaction::new(&app.id, return_to);
-    if let Some((key, _)) = transaction(gateway, session, false).await? {
+    if let Some((key, _)) = transaction(gateway, req, false).await? {
         save_transaction(gateway, &key, &txn).await?;
         return Ok(Reply::redirect("/.guichet/login"));
     }
-    if let Some(refusal) = too_many_starts(gateway, ctx).await? {
+    if let Some(refusal) = too_many_starts(gateway, req).await? {
         return Ok(refusal);
     }
     let txn_id = new_transaction(gateway, &txn).await?;
@@ -48,11 +45,11 @@ pub async fn start_login(
 }
 
 /// Counts a new login transaction for the client's address; `Some(page)` when over the limit.
-async fn too_many_starts(gateway: &Gateway, ctx: &RequestCtx) -> Result<Option<Reply>, StoreError> {
+async fn too_many_starts(gateway: &Gateway, req: &Request) -> Result<Option<Reply>, StoreError> {
     let starts = gateway
         .store
         .increment(
-            &format!("starts:ip:{}", client_bucket(ctx.client_ip)),
+            &format!("starts:ip:{}", client_bucket(req.client_ip)),
             Duration::from_secs(60),
         )
         .await?;
@@ -60,25 +57,21 @@ async fn too_many_starts(gateway: &Gateway, ctx: &RequestCtx) -> Result<Option<R
         return Ok(None);
     }
     audit::request_refused(
-        &ctx.audit(gateway),
+        &req.audit(gateway),
         "too many logins started from this address",
     );
     Ok(Some(Reply::error(
         429,
         text::LOGIN_FAILED,
         text::SLOW_DOWN,
-        &ctx.correlation_id,
+        &req.correlation_id,
     )))
 }
 
 /// GET /.guichet/login
-pub async fn page(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Reply, StoreError> {
-    let id = ctx.correlation_id.clone();
-    let host_app = &gateway.apps[ctx.app.expect("routed")];
+pub async fn page(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
+    let id = req.correlation_id.clone();
+    let host_app = &gateway.apps[req.app.expect("routed")];
     // The transaction decides the app and the return URL; without one (a bookmarked login
     // page), log in to this host's app and land on its root.
     let same_host = |txn: &LoginTransaction| {
@@ -89,10 +82,10 @@ pub async fn page(
                 .any(|h| host_app.hosts.contains(h))
         })
     };
-    let (key, mut txn, fresh_cookie) = match transaction(gateway, session, false).await? {
+    let (key, mut txn, fresh_cookie) = match transaction(gateway, req, false).await? {
         Some((key, txn)) if same_host(&txn) => (key, txn, None),
         _ => {
-            if let Some(refusal) = too_many_starts(gateway, ctx).await? {
+            if let Some(refusal) = too_many_starts(gateway, req).await? {
                 return Ok(refusal);
             }
             let txn = LoginTransaction::new(&host_app.id, &format!("{}/", host_app.path_prefix));
@@ -103,8 +96,8 @@ pub async fn page(
     };
     let app_index = gateway
         .app_by_id(&txn.app)
-        .unwrap_or(ctx.app.expect("routed"));
-    ctx.app = Some(app_index);
+        .unwrap_or(req.app.expect("routed"));
+    req.app = Some(app_index);
     let app = &gateway.apps[app_index];
     let with_cookie = |reply: Reply| match &fresh_cookie {
         Some(cookie) => reply.with_header("set-cookie", cookie.clone()),
@@ -112,7 +105,7 @@ pub async fn page(
     };
 
     // Already signed in with a provider this app accepts: nothing to do but go back.
-    if let Some(current) = identity::current(gateway, app, session.req_header()).await? {
+    if let Some(current) = identity::current(gateway, app, &req.headers).await? {
         if app.providers.contains(&current.record.principal.provider) {
             gateway.store.take_transient(&key).await?;
             return Ok(
@@ -122,7 +115,7 @@ pub async fn page(
         }
     }
 
-    let chosen = match query_param(session, "idp") {
+    let chosen = match req.query_param("idp") {
         Some(idp) if app.providers.contains(&idp) => Some(idp),
         _ if app.providers.len() == 1 => Some(app.providers[0].clone()),
         _ => None,
@@ -160,7 +153,7 @@ pub async fn page(
         }
         Err(error) => {
             audit::login_failed(
-                &ctx.audit(gateway),
+                &req.audit(gateway),
                 &provider_id,
                 None,
                 &format!("cannot start the login: {error}"),
@@ -187,13 +180,12 @@ pub fn callback_url(app: &App, provider_id: &str) -> url::Url {
 /// redirect back to where the user was going.
 pub async fn sign_in(
     gateway: &Gateway,
-    session: &Session,
-    ctx: &RequestCtx,
+    req: &Request,
     app: &App,
     return_to: &str,
     principal: Principal,
 ) -> Result<Reply, StoreError> {
-    if let Some(old) = identity::session_id(gateway, app, &session.req_header().headers) {
+    if let Some(old) = identity::session_id(gateway, app, &req.headers) {
         gateway.store.delete_session(&old).await?;
     }
     let now = now();
@@ -214,7 +206,7 @@ pub async fn sign_in(
             Err(reason) => {
                 let provider_id = &principal.provider;
                 audit::login_failed(
-                    &ctx.audit(gateway),
+                    &req.audit(gateway),
                     provider_id,
                     Some(&principal.subject),
                     &reason,
@@ -228,7 +220,7 @@ pub async fn sign_in(
                     403,
                     text::LOGIN_FAILED,
                     text::PIVOT_INCOMPLETE,
-                    &ctx.correlation_id,
+                    &req.correlation_id,
                 )
                 .with_header("set-cookie", login_cookie(gateway, app).clear()));
             }
@@ -257,7 +249,7 @@ pub async fn sign_in(
             .await?;
     }
     let provider_id = &record.principal.provider;
-    audit::login_succeeded(&ctx.audit(gateway), provider_id, &record.principal.subject);
+    audit::login_succeeded(&req.audit(gateway), provider_id, &record.principal.subject);
     gateway
         .metrics
         .logins
@@ -287,20 +279,15 @@ fn chooser_page(gateway: &Gateway, app: &App, correlation_id: &str) -> String {
 }
 
 /// POST /.guichet/login: the credentials form of a password provider.
-pub async fn submit(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Reply, StoreError> {
-    let id = ctx.correlation_id.clone();
-    let form = match read_form(session, MAX_FORM_BYTES).await {
-        Ok(Some(form)) => form,
-        Ok(None) => {
-            audit::request_refused(&ctx.audit(gateway), "login form too large");
+pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
+    let id = req.correlation_id.clone();
+    let form = match &req.body {
+        Body::Form(form) => form.clone(),
+        Body::TooLarge => {
+            audit::request_refused(&req.audit(gateway), "login form too large");
             return Ok(Reply::error(413, text::BAD_REQUEST, text::TOO_LARGE, &id));
         }
-        Err(e) => {
-            tracing::debug!(error = %e, "could not read login form");
+        Body::Unreadable | Body::None => {
             return Ok(Reply::error(400, text::BAD_REQUEST, text::BAD_FORM, &id));
         }
     };
@@ -311,9 +298,9 @@ pub async fn submit(
     };
 
     // Single use: whatever happens next, this transaction is spent.
-    let Some((_, txn)) = transaction(gateway, session, true).await? else {
+    let Some((_, txn)) = transaction(gateway, req, true).await? else {
         audit::login_failed(
-            &ctx.audit(gateway),
+            &req.audit(gateway),
             "-",
             None,
             "login transaction missing or expired",
@@ -323,13 +310,13 @@ pub async fn submit(
     let Some(app_index) = gateway.app_by_id(&txn.app) else {
         return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
     };
-    ctx.app = Some(app_index);
+    req.app = Some(app_index);
     let app = &gateway.apps[app_index];
     let token_ok = field("csrf_token")
         .is_some_and(|token| bool::from(token.as_bytes().ct_eq(txn.csrf_token.as_bytes())));
-    if !token_ok || !same_origin_post(session, app, ctx) {
+    if !token_ok || !same_origin_post(req, app) {
         audit::login_failed(
-            &ctx.audit(gateway),
+            &req.audit(gateway),
             "-",
             None,
             "CSRF check failed (token or Origin)",
@@ -350,7 +337,7 @@ pub async fn submit(
         .filter(|(_, entry)| entry.provider.password_verifier().is_some());
     let Some((provider_id, entry)) = provider else {
         audit::login_failed(
-            &ctx.audit(gateway),
+            &req.audit(gateway),
             "-",
             None,
             "no password provider bound to this login",
@@ -378,7 +365,7 @@ pub async fn submit(
         || password.chars().count() > MAX_CREDENTIAL_CHARS
     {
         audit::login_failed(
-            &ctx.audit(gateway),
+            &req.audit(gateway),
             provider_id,
             None,
             "empty or oversized credentials",
@@ -399,7 +386,7 @@ pub async fn submit(
         .and_then(|verifier| verifier.canonical_login(typed_login))
         .unwrap_or_else(|| typed_login.to_lowercase());
     // One device cookie or none: several (one planted by a sibling host) prove nothing.
-    let headers = &session.req_header().headers;
+    let headers = &req.headers;
     let mut devices = crate::cookies::values(headers, &gateway.sessions.device_cookie_name);
     let device = match (devices.next(), devices.next()) {
         (Some(token), None) => Some(token.to_owned()),
@@ -411,19 +398,19 @@ pub async fn submit(
         &entry.rate_limit,
         provider_id,
         &account,
-        ctx.client_ip,
+        req.client_ip,
         device.as_deref(),
     )
     .await?
     {
         Admission::Check { attempt, delay } => {
             if let Some(delay) = delay {
-                audit::login_slowed(&ctx.audit(gateway), provider_id, delay);
+                audit::login_slowed(&req.audit(gateway), provider_id, delay);
             }
             attempt
         }
         Admission::Refused(reason) => {
-            audit::login_failed(&ctx.audit(gateway), provider_id, Some(typed_login), reason);
+            audit::login_failed(&req.audit(gateway), provider_id, Some(typed_login), reason);
             gateway
                 .metrics
                 .logins
@@ -448,7 +435,7 @@ pub async fn submit(
     {
         Ok(principal) => {
             attempt.succeeded().await?;
-            let reply = sign_in(gateway, session, ctx, app, &txn.return_to, principal).await?;
+            let reply = sign_in(gateway, req, app, &txn.return_to, principal).await?;
             if reply.status != 302 {
                 // Signed in by password but refused after (the directory link): no session,
                 // and no known device either.
@@ -469,7 +456,7 @@ pub async fn submit(
         }
         Err(ProviderError::Unavailable(reason)) => {
             attempt.not_checked().await?;
-            audit::login_failed(&ctx.audit(gateway), provider_id, Some(typed_login), &reason);
+            audit::login_failed(&req.audit(gateway), provider_id, Some(typed_login), &reason);
             gateway
                 .metrics
                 .logins
@@ -479,7 +466,7 @@ pub async fn submit(
         }
         Err(error) => {
             audit::login_failed(
-                &ctx.audit(gateway),
+                &req.audit(gateway),
                 provider_id,
                 Some(typed_login),
                 &error.to_string(),

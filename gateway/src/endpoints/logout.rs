@@ -1,18 +1,16 @@
 //! Signing out, and the session's own view of itself.
 
 use guichet_protocols::SignOut;
-use pingora::proxy::Session;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{query_param, read_form, same_origin_post, session_cookie, MAX_FORM_BYTES};
+use super::{same_origin_post, session_cookie, Body, Request};
 use crate::audit;
 use crate::identity;
 use crate::login::safe_return_path;
 use crate::pages::{self, text};
-use crate::proxy::RequestCtx;
 use crate::respond::Reply;
 use crate::session::StoreError;
 use crate::state::Gateway;
@@ -20,73 +18,58 @@ use crate::state::Gateway;
 /// GET /.guichet/logout. A link followed from another site (`Sec-Fetch-Site: cross-site` or
 /// `same-site`) only gets a confirmation page: a third party cannot sign users out. Links in
 /// the application itself, typed URLs and non-browser clients sign out at once.
-pub async fn on_get(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Reply, StoreError> {
-    let fetch_site = session
-        .req_header()
-        .headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    let return_to = query_param(session, "return_to");
+pub async fn on_get(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
+    let fetch_site = req.header_str("sec-fetch-site").unwrap_or("none");
+    let return_to = req.query_param("return_to");
     if matches!(fetch_site, "cross-site" | "same-site") {
         let target = return_to.filter(|to| allowed_logout_target(gateway, to).is_some());
         return Ok(Reply::html(
             200,
-            pages::logout_confirm_page(target.as_deref(), &ctx.correlation_id),
+            pages::logout_confirm_page(target.as_deref(), &req.correlation_id),
         ));
     }
-    sign_out(gateway, session, ctx, return_to).await
+    sign_out(gateway, req, return_to).await
 }
 
 /// POST /.guichet/logout, from the confirmation page or an application's own form.
-pub async fn on_post(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Reply, StoreError> {
-    let app = &gateway.apps[ctx.app.expect("routed")];
-    if !same_origin_post(session, app, ctx) {
-        audit::request_refused(&ctx.audit(gateway), "cross-origin logout POST");
+pub async fn on_post(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
+    let app = &gateway.apps[req.app.expect("routed")];
+    if !same_origin_post(req, app) {
+        audit::request_refused(&req.audit(gateway), "cross-origin logout POST");
         return Ok(Reply::error(
             403,
             text::BAD_REQUEST,
             text::BAD_FORM,
-            &ctx.correlation_id,
+            &req.correlation_id,
         ));
     }
-    let form = read_form(session, MAX_FORM_BYTES)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let form = match &req.body {
+        Body::Form(form) => form.clone(),
+        _ => Vec::new(),
+    };
     let return_to = form
         .into_iter()
         .find(|(k, _)| k == "return_to")
         .map(|(_, v)| v)
-        .or_else(|| query_param(session, "return_to"));
-    sign_out(gateway, session, ctx, return_to).await
+        .or_else(|| req.query_param("return_to"));
+    sign_out(gateway, req, return_to).await
 }
 
 async fn sign_out(
     gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    req: &mut Request,
     return_to: Option<String>,
 ) -> Result<Reply, StoreError> {
-    let app = &gateway.apps[ctx.app.expect("routed")];
+    let app = &gateway.apps[req.app.expect("routed")];
     let mut ended = None;
-    if let Some(session_id) = identity::session_id(gateway, app, &session.req_header().headers) {
+    if let Some(session_id) = identity::session_id(gateway, app, &req.headers) {
         let record = gateway.store.load_session(&session_id).await?;
         // If this fails the user sees a 503 and keeps the cookie: nothing is half-done.
         gateway.store.delete_session(&session_id).await?;
         if let Some(record) = record {
             ended = Some(record.clone());
             audit::logged_out(
-                &ctx.audit(gateway),
+                &req.audit(gateway),
                 &record.principal.provider,
                 &record.principal.subject,
             );
@@ -117,13 +100,13 @@ async fn sign_out(
                     // Signed out here; the provider's own session may still be open, and on a
                     // shared computer the next person could get it: say so plainly.
                     audit::provider_logout_failed(
-                        &ctx.audit(gateway),
+                        &req.audit(gateway),
                         &record.principal.provider,
                         &error.to_string(),
                     );
                     let page = pages::provider_logout_failed_page(
                         entry.provider.display_name(),
-                        &ctx.correlation_id,
+                        &req.correlation_id,
                     );
                     return Ok(Reply::html(502, page).with_header("set-cookie", clear));
                 }
@@ -143,7 +126,7 @@ async fn sign_out(
                 let reply = match sign_out {
                     SignOut::Redirect { location } => Reply::redirect(location.as_str()),
                     SignOut::AutoPost { action, fields } => {
-                        Reply::auto_post(&action, &fields, &ctx.correlation_id)
+                        Reply::auto_post(&action, &fields, &req.correlation_id)
                     }
                 };
                 return Ok(reply.with_header("set-cookie", clear));
@@ -152,7 +135,7 @@ async fn sign_out(
     }
     Ok(match target {
         Some(location) => Reply::redirect(&location),
-        None => Reply::html(200, pages::logged_out_page(&ctx.correlation_id)),
+        None => Reply::html(200, pages::logged_out_page(&req.correlation_id)),
     }
     .with_header("set-cookie", clear))
 }
@@ -175,12 +158,8 @@ fn logout_state_key(state: &str) -> String {
 /// GET /.guichet/logout/done?state=...: the return from the provider's logout. A known state
 /// (single use) lands where the user asked; anything else gets the plain "signed out" page,
 /// never an error loop and never a redirect the request chose.
-pub async fn done(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Reply, StoreError> {
-    let pending = match query_param(session, "state") {
+pub async fn done(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
+    let pending = match req.query_param("state") {
         Some(state) if state.len() <= 128 => gateway
             .store
             .take_transient(&logout_state_key(&state))
@@ -194,16 +173,16 @@ pub async fn done(
         }) => Ok(Reply::redirect(&location)),
         Some(_) => Ok(Reply::html(
             200,
-            pages::logged_out_page(&ctx.correlation_id),
+            pages::logged_out_page(&req.correlation_id),
         )),
         None => {
             audit::request_refused(
-                &ctx.audit(gateway),
+                &req.audit(gateway),
                 "return from provider logout with an unknown or missing state",
             );
             Ok(Reply::html(
                 200,
-                pages::logged_out_page(&ctx.correlation_id),
+                pages::logged_out_page(&req.correlation_id),
             ))
         }
     }
@@ -231,21 +210,17 @@ pub fn allowed_logout_target(gateway: &Gateway, target: &str) -> Option<String> 
 }
 
 /// GET /.guichet/whoami: the current session as JSON.
-pub async fn whoami(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Reply, StoreError> {
-    let app = &gateway.apps[ctx.app.expect("routed")];
-    let Some(identity) = identity::current(gateway, app, session.req_header()).await? else {
+pub async fn whoami(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
+    let app = &gateway.apps[req.app.expect("routed")];
+    let Some(identity) = identity::current(gateway, app, &req.headers).await? else {
         return Ok(Reply::json(
             401,
-            &serde_json::json!({"error": "authentication_required", "correlation_id": ctx.correlation_id}),
+            &serde_json::json!({"error": "authentication_required", "correlation_id": req.correlation_id}),
         ));
     };
     let record = &identity.record;
     let person = identity::person(gateway, &identity.record).await;
-    let view = identity.view(ctx.app.expect("routed"), app, &person);
+    let view = identity.view(req.app.expect("routed"), app, &person);
     Ok(Reply::json(
         200,
         &serde_json::json!({

@@ -1,11 +1,19 @@
-//! The gateway's own endpoints under `/.guichet/` on every app host: login, logout, whoami.
-//! They are answered here and never forwarded to an application.
+//! The gateway's own endpoints under `/.guichet/` on every app host: login, logout, whoami,
+//! the providers' callbacks and their own endpoints. They are answered here and never
+//! forwarded to an application.
+//!
+//! Nothing here knows pingora: handlers take a [`Request`] (method, path, query, headers, the
+//! body already read and bounded, client address, app) and return a [`Reply`]; the proxy
+//! adapts pingora to that, and unit tests call handlers directly on the memory store.
 
 mod callback;
+#[cfg(test)]
+mod handler_tests;
 mod login;
 pub mod login_limits;
 mod logout;
 mod provider_endpoints;
+pub mod request;
 
 /// `/.guichet/callback/{provider}`: where external providers send the browser back.
 const CALLBACK_PREFIX: &str = "/.guichet/callback/";
@@ -13,49 +21,67 @@ const CALLBACK_PREFIX: &str = "/.guichet/callback/";
 use std::net::IpAddr;
 use std::time::Duration;
 
-use guichet_protocols::{EndpointRequest, EndpointRoute};
-use pingora::proxy::Session;
-use pingora::Result;
+use guichet_protocols::{EndpointRequest, EndpointRoute, DEFAULT_CALLBACK_BODY_BYTES};
+use http::Method;
 
 use crate::audit;
 use crate::cookies::{self, CookieSpec};
 use crate::login::{random_token, transaction_key, LoginTransaction, TRANSACTION_TTL_SECS};
 use crate::pages::text;
-use crate::proxy::RequestCtx;
 use crate::respond::Reply;
 use crate::session::StoreError;
 use crate::state::{App, Gateway};
 
 pub use login::start_login;
+pub use request::{Body, Request};
 
-pub async fn handle(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    path: &str,
-) -> Result<()> {
-    use http::Method;
-    let id = ctx.correlation_id.clone();
-    let method = session.req_header().method.clone();
-    let reply = match (path, &method) {
-        ("/.guichet/login", &Method::GET | &Method::HEAD) => {
-            login::page(gateway, session, ctx).await
-        }
-        ("/.guichet/login", &Method::POST) => login::submit(gateway, session, ctx).await,
-        ("/.guichet/logout", &Method::GET) => logout::on_get(gateway, session, ctx).await,
-        ("/.guichet/logout", &Method::POST) => logout::on_post(gateway, session, ctx).await,
-        ("/.guichet/whoami", &Method::GET) => logout::whoami(gateway, session, ctx).await,
-        (logout::LOGOUT_DONE, &Method::GET) => logout::done(gateway, session, ctx).await,
+/// The most body a POST to `path` may carry, read before the handler runs; `None`: the route
+/// reads no body.
+pub fn body_limit(gateway: &Gateway, method: &Method, path: &str) -> Option<usize> {
+    if *method != Method::POST {
+        return None;
+    }
+    if matches!(path, "/.guichet/login" | "/.guichet/logout") {
+        return Some(MAX_FORM_BYTES);
+    }
+    // Callbacks and provider endpoints: the provider states its limit.
+    let provider = path.strip_prefix(CALLBACK_PREFIX).or_else(|| {
+        path.strip_prefix("/.guichet/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, provider)| provider)
+    })?;
+    Some(
+        gateway
+            .providers
+            .get(provider)
+            .map_or(DEFAULT_CALLBACK_BODY_BYTES, |entry| {
+                entry.provider.callback_body_limit()
+            }),
+    )
+}
+
+/// Answers a request to `/.guichet/...`. A store failure is a 503 page, never half an answer.
+pub async fn handle(gateway: &Gateway, req: &mut Request) -> Reply {
+    let id = req.correlation_id.clone();
+    let path = req.path.clone();
+    let method = req.method.clone();
+    let reply = match (path.as_str(), &method) {
+        ("/.guichet/login", &Method::GET | &Method::HEAD) => login::page(gateway, req).await,
+        ("/.guichet/login", &Method::POST) => login::submit(gateway, req).await,
+        ("/.guichet/logout", &Method::GET) => logout::on_get(gateway, req).await,
+        ("/.guichet/logout", &Method::POST) => logout::on_post(gateway, req).await,
+        ("/.guichet/whoami", &Method::GET) => logout::whoami(gateway, req).await,
+        (logout::LOGOUT_DONE, &Method::GET) => logout::done(gateway, req).await,
         (path, &Method::GET | &Method::POST) if path.starts_with(CALLBACK_PREFIX) => {
             let provider = &path[CALLBACK_PREFIX.len()..];
-            callback::finish(gateway, session, ctx, provider).await
+            callback::finish(gateway, req, provider).await
         }
         ("/.guichet/login" | "/.guichet/logout" | "/.guichet/whoami", _) => {
             Ok(Reply::error(405, text::METHOD, text::METHOD_TEXT, &id))
         }
-        (path, method) => provider_endpoint(gateway, session, ctx, path, method).await,
+        (path, method) => provider_endpoint(gateway, req, path, method).await,
     };
-    let reply = reply.unwrap_or_else(|e: StoreError| {
+    reply.unwrap_or_else(|e: StoreError| {
         gateway
             .metrics
             .store_errors
@@ -63,8 +89,7 @@ pub async fn handle(
             .inc();
         tracing::error!(correlation_id = %id, error = %e, "session store failure");
         Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
-    });
-    reply.send(session, &id).await
+    })
 }
 
 /// `/.guichet/{name}/{provider}`: an endpoint the provider declared
@@ -72,12 +97,11 @@ pub async fn handle(
 /// Anything else under `/.guichet/` is the generic 404 page, the reason in the audit log.
 async fn provider_endpoint(
     gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    req: &mut Request,
     path: &str,
-    method: &http::Method,
+    method: &Method,
 ) -> Result<Reply, StoreError> {
-    let id = ctx.correlation_id.clone();
+    let id = req.correlation_id.clone();
     let found = path
         .strip_prefix("/.guichet/")
         .and_then(|rest| rest.split_once('/'))
@@ -96,21 +120,16 @@ async fn provider_endpoint(
             Some((provider_id, entry, spec))
         });
     let Some((provider_id, entry, spec)) = found else {
-        audit::request_refused(&ctx.audit(gateway), "no such gateway or provider endpoint");
+        audit::request_refused(&req.audit(gateway), "no such gateway or provider endpoint");
         return Ok(Reply::error(404, text::NOT_FOUND, text::NO_APP, &id));
     };
-    let query: Vec<(String, String)> = session
-        .req_header()
-        .uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let form = if *method == http::Method::POST {
-        match read_form(session, entry.provider.callback_body_limit()).await {
-            Ok(Some(form)) => form,
+    let query = req.query_pairs();
+    let form = if *method == Method::POST {
+        match &req.body {
+            Body::Form(form) => form.clone(),
             _ => {
                 audit::backchannel_logout_refused(
-                    &ctx.audit(gateway),
+                    &req.audit(gateway),
                     provider_id,
                     "body unreadable or too large",
                 );
@@ -127,7 +146,7 @@ async fn provider_endpoint(
         query: &query,
         form: &form,
     };
-    provider_endpoints::handle(gateway, ctx, provider_id, entry, spec, request).await
+    provider_endpoints::handle(gateway, req, provider_id, entry, spec, request).await
 }
 
 /// The cookie binding a login transaction to the browser: short-lived, only sent to
@@ -189,11 +208,8 @@ async fn save_transaction(
 
 /// The store key named by the browser's login cookie. Several values (a cookie tossed in by a
 /// sibling domain) are no transaction at all.
-pub(crate) fn transaction_cookie(gateway: &Gateway, session: &Session) -> Option<String> {
-    let mut values = cookies::values(
-        &session.req_header().headers,
-        &gateway.sessions.login_cookie_name,
-    );
+pub(crate) fn transaction_cookie(gateway: &Gateway, req: &Request) -> Option<String> {
+    let mut values = cookies::values(&req.headers, &gateway.sessions.login_cookie_name);
     let value = values.next()?;
     if values.next().is_some() {
         return None;
@@ -205,10 +221,10 @@ pub(crate) fn transaction_cookie(gateway: &Gateway, session: &Session) -> Option
 /// otherwise it stays.
 async fn transaction(
     gateway: &Gateway,
-    session: &Session,
+    req: &Request,
     take: bool,
 ) -> Result<Option<(String, LoginTransaction)>, StoreError> {
-    let Some(key) = transaction_cookie(gateway, session) else {
+    let Some(key) = transaction_cookie(gateway, req) else {
         return Ok(None);
     };
     let bytes = if take {
@@ -221,61 +237,20 @@ async fn transaction(
         .map(|txn| (key, txn)))
 }
 
-fn query_param(session: &Session, name: &str) -> Option<String> {
-    let query = session.req_header().uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
 /// Largest form body accepted on the gateway's own forms (login, logout).
 pub const MAX_FORM_BYTES: usize = 8 * 1024;
 
-/// Reads a urlencoded form, or `None` when it is larger than `limit` bytes.
-async fn read_form(
-    session: &mut Session,
-    limit: usize,
-) -> Result<Option<Vec<(String, String)>>, pingora::BError> {
-    let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Ok(None);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(form_urlencoded::parse(&body).into_owned().collect()))
-}
-
 /// A POST from another site carries an Origin naming it: refuse it. Browsers always send
 /// Origin on POST; its absence means a non-browser client, which cannot ride a user's cookies.
-fn same_origin_post(session: &Session, app: &App, ctx: &RequestCtx) -> bool {
-    let Some(origin) = session
-        .req_header()
-        .headers
-        .get("origin")
-        .and_then(|v| v.to_str().ok())
-    else {
+fn same_origin_post(req: &Request, app: &App) -> bool {
+    let Some(origin) = req.header_str("origin") else {
         return true;
     };
     if origin == app.origin {
         return true;
     }
-    let host = session
-        .req_header()
-        .headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin == format!("{}://{}", ctx.forwarded_proto_str(), host)
+    let host = req.header_str("host").unwrap_or("");
+    origin == format!("{}://{}", req.forwarded_proto, host)
 }
 
 /// What rate limits count a client as: its IPv4 address, or its IPv6 /64 (one subscriber's

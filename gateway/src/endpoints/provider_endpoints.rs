@@ -13,8 +13,8 @@ use guichet_protocols::{
 };
 
 use super::client_bucket;
+use super::Request;
 use crate::audit;
-use crate::proxy::RequestCtx;
 use crate::respond::Reply;
 use crate::session::StoreError;
 use crate::state::{Gateway, ProviderEntry};
@@ -46,17 +46,17 @@ pub fn find(
 /// what it answers.
 pub async fn handle(
     gateway: &Gateway,
-    ctx: &RequestCtx,
+    req: &Request,
     provider_id: &str,
     entry: &ProviderEntry,
     spec: EndpointSpec,
     request: EndpointRequest<'_>,
 ) -> Result<Reply, StoreError> {
     let refuse =
-        |reason: &str| audit::backchannel_logout_refused(&ctx.audit(gateway), provider_id, reason);
+        |reason: &str| audit::backchannel_logout_refused(&req.audit(gateway), provider_id, reason);
     let limits = &entry.server_endpoints;
     if spec.caller == Caller::Server && !limits.allowed_sources.is_empty() {
-        let allowed = ctx
+        let allowed = req
             .client_ip
             .is_some_and(|ip| limits.allowed_sources.iter().any(|net| net.contains(&ip)));
         if !allowed {
@@ -68,7 +68,7 @@ pub async fn handle(
         let sent = gateway
             .store
             .increment(
-                &format!("slo:{provider_id}:ip:{}", client_bucket(ctx.client_ip)),
+                &format!("slo:{provider_id}:ip:{}", client_bucket(req.client_ip)),
                 Duration::from_secs(60),
             )
             .await?;
@@ -92,7 +92,7 @@ pub async fn handle(
             for tag in &tags {
                 ended += gateway.store.end_tagged_sessions(tag).await?;
             }
-            audit::backchannel_logout(&ctx.audit(gateway), provider_id, subject.as_deref(), ended);
+            audit::backchannel_logout(&req.audit(gateway), provider_id, subject.as_deref(), ended);
             gateway
                 .metrics
                 .logouts
