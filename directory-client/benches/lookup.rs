@@ -1,6 +1,9 @@
 //! An L1-hit directory lookup: what every request with a directory pays (keyed hash of the
 //! pivot + in-process cache read).
 
+// A benchmark is test code: it may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

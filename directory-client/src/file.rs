@@ -265,7 +265,10 @@ impl FileDirectory {
 
     /// Whether a lookup should check the file (at most once per second).
     fn check_due(&self) -> bool {
-        let mut checked_at = self.checked_at.lock().expect("not poisoned");
+        let mut checked_at = self
+            .checked_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if checked_at.elapsed() < CHECK_EVERY {
             return false;
         }
@@ -276,7 +279,10 @@ impl FileDirectory {
 
 impl Shared {
     fn current(&self) -> Arc<Loaded> {
-        self.loaded.read().expect("not poisoned").clone()
+        self.loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reads the file again if it changed since the last read (blocking file I/O).
@@ -289,19 +295,33 @@ impl Shared {
             modified: metadata.modified().ok(),
             len: metadata.len(),
         };
-        if *self.stamp.lock().expect("not poisoned") == now {
+        if *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == now
+        {
             return;
         }
         match read(&self.path) {
             Ok((loaded, stamp)) => {
                 tracing::info!(path = %self.path.display(), people = loaded.people.len(), "directory file reloaded");
-                *self.loaded.write().expect("not poisoned") = Arc::new(loaded);
-                *self.stamp.lock().expect("not poisoned") = stamp;
+                *self
+                    .loaded
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
+                *self
+                    .stamp
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = stamp;
             }
             Err(error) => {
                 tracing::error!(path = %self.path.display(), %error, "directory file not reloaded: keeping the people last read");
                 // Not retried until the file changes again.
-                *self.stamp.lock().expect("not poisoned") = now;
+                *self
+                    .stamp
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
             }
         }
     }

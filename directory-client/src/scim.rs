@@ -424,7 +424,8 @@ fn is_scim_error(body: &[u8]) -> bool {
 /// A SCIM filter string literal: JSON string syntax (RFC 7644 §3.4.2.2), so a `"` or `\` in
 /// the value cannot end the literal and add filter clauses.
 fn string_literal(value: &str) -> String {
-    serde_json::to_string(value).expect("a string serializes")
+    // Serializing a `&str` cannot fail; an empty literal would match nothing.
+    serde_json::to_string(value).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 /// The `Resources` of a ListResponse (absent when there are none).

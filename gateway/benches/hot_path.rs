@@ -2,6 +2,9 @@
 //! authenticated request. Run with `cargo bench -p guichet-gateway --bench hot_path`; the
 //! numbers and how they relate to the load test are in `docs/benchmarks.md`.
 
+// A benchmark is test code: it may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

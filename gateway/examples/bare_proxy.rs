@@ -5,6 +5,9 @@
 //! One worker thread unless THREADS says otherwise; every request goes to UPSTREAM over plain
 //! HTTP/1.1 (pooled connections).
 
+// A benchmark peer, not library code: it may stop on setup errors.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 
 use async_trait::async_trait;

@@ -15,6 +15,7 @@ pub struct AdminApp {
     pub gateway: Arc<Gateway>,
 }
 
+#[allow(clippy::expect_used, reason = "static response parts are valid")]
 fn text(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)

@@ -40,6 +40,7 @@ impl BackgroundRuntime {
         })
     }
 
+    #[allow(clippy::expect_used, reason = "present until dropped")]
     pub fn handle(&self) -> &Handle {
         self.runtime
             .as_ref()

@@ -28,6 +28,10 @@ pub struct EchoServer {
 
 impl EchoServer {
     /// Binds `address` (port 0 for any) and serves on a thread of its own.
+    #[allow(
+        clippy::expect_used,
+        reason = "the echo app is a development tool: failing to start it is fatal"
+    )]
     pub fn start(address: SocketAddr) -> std::io::Result<EchoServer> {
         let std_listener = std::net::TcpListener::bind(address)?;
         std_listener.set_nonblocking(true)?;
@@ -85,6 +89,10 @@ async fn serve(listener: TcpListener) {
 
 const FIXED_BODY: &[u8] = &[b'.'; 700];
 
+#[allow(
+    clippy::expect_used,
+    reason = "responses built from constants are valid"
+)]
 async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if let Some(protocol) = request.headers().get(http::header::UPGRADE).cloned() {
         let upgrade = hyper::upgrade::on(&mut request);

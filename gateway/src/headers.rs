@@ -133,6 +133,7 @@ pub enum Encoding {
 
 /// Writes a value as header bytes. Control characters (CR, LF, NUL, DEL, C1...) are removed
 /// first, whatever the encoding, so a value can never split or smuggle a header.
+#[allow(clippy::expect_used, reason = "control characters were removed")]
 pub fn encode(value: &str, encoding: Encoding) -> HeaderValue {
     let clean: String = value.chars().filter(|c| !c.is_control()).collect();
     let bytes: Vec<u8> = match encoding {
@@ -205,6 +206,10 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
+    #[allow(
+        clippy::expect_used,
+        reason = "header names were checked when the configuration was loaded"
+    )]
     pub fn compile(config: &IdentityHeadersConfig) -> Self {
         let rules: Vec<HeaderRule> = config
             .headers

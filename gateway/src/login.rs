@@ -36,6 +36,7 @@ impl LoginTransaction {
         }
     }
 
+    #[allow(clippy::expect_used, reason = "a login transaction always serializes")]
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a login transaction always serializes")
     }

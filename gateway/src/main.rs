@@ -161,10 +161,13 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(e) => return fail(&e),
             };
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("a runtime");
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(&format!("cannot start a runtime: {e}")),
+            };
             let result = runtime.block_on(async {
                 let gateway = guichet_gateway::state::Gateway::new(&config)?;
                 guichet_gateway::explain::explain(
@@ -222,10 +225,13 @@ fn main() -> ExitCode {
                 }
                 _ => return fail("give --attribute and --value, or --all"),
             };
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("a runtime");
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(&format!("cannot start a runtime: {e}")),
+            };
             match runtime.block_on(directory_cli::invalidate(&config, &target)) {
                 Ok(message) => {
                     println!("{message}");

@@ -18,6 +18,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "metric definitions are constants with unique names"
+    )]
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
@@ -121,6 +125,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    #[allow(
+        clippy::expect_used,
+        reason = "encoding into a Vec cannot fail, and the text format is UTF-8"
+    )]
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()

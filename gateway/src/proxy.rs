@@ -143,6 +143,13 @@ impl GuichetProxy {
         }
     }
 
+    /// The app `request_filter` chose: every request that reaches the upstream phases has one.
+    fn app_of(&self, ctx: &RequestCtx) -> Result<&App> {
+        ctx.app
+            .and_then(|i| self.gateway.apps.get(i))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no application was chosen"))
+    }
+
     /// Removes every header the app must only ever get from the gateway.
     fn scrub(&self, request: &mut RequestHeader, app: &App) {
         let doomed: Vec<http::HeaderName> = request
@@ -192,6 +199,7 @@ fn blocked_reply(
 async fn endpoint_request(
     session: &mut Session,
     ctx: &RequestCtx,
+    app: usize,
     path: &str,
     limit: Option<usize>,
 ) -> endpoints::Request {
@@ -208,7 +216,7 @@ async fn endpoint_request(
         body,
         client_ip: ctx.client_ip,
         forwarded_proto: ctx.forwarded_proto,
-        app: ctx.app,
+        app,
         correlation_id: ctx.correlation_id.clone(),
     }
 }
@@ -408,10 +416,10 @@ impl ProxyHttp for GuichetProxy {
 
         if is_endpoint {
             let limit = endpoints::body_limit(gateway, &session.req_header().method, &path);
-            let mut request = endpoint_request(session, ctx, &path, limit).await;
+            let mut request = endpoint_request(session, ctx, app_index, &path, limit).await;
             let reply = endpoints::handle(gateway, &mut request).await;
             // The login transaction may have named another app than the Host's.
-            ctx.app = request.app;
+            ctx.app = Some(request.app);
             reply.send(session, &id).await?;
             return Ok(true);
         }
@@ -498,7 +506,7 @@ impl ProxyHttp for GuichetProxy {
             }
             Verdict::LoginRequired => {
                 let reply = if is_navigation(session.req_header()) {
-                    let request = endpoint_request(session, ctx, &path, None).await;
+                    let request = endpoint_request(session, ctx, app_index, &path, None).await;
                     match endpoints::start_login(gateway, &request, app, &ctx.origin_form).await {
                         Ok(reply) => reply,
                         Err(e) => {
@@ -532,7 +540,7 @@ impl ProxyHttp for GuichetProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let app = &self.gateway.apps[ctx.app.expect("request_filter chose an app")];
+        let app = self.app_of(ctx)?;
         let address = self
             .resolver
             .resolve(&app.upstream.host, app.upstream.port)
@@ -550,7 +558,7 @@ impl ProxyHttp for GuichetProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let gateway = &self.gateway;
-        let app = &gateway.apps[ctx.app.expect("request_filter chose an app")];
+        let app = self.app_of(ctx)?;
 
         // Absolute-form targets become origin-form: the app gets exactly the decided path.
         if request.raw_path() != ctx.origin_form.as_bytes() {

@@ -143,6 +143,10 @@ impl Gateway {
     /// so this must run where their client libraries may spawn background tasks: inside
     /// [`crate::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
     /// gateway, as the one-shot commands do).
+    #[allow(
+        clippy::expect_used,
+        reason = "app URLs have a host: checked when the configuration is loaded"
+    )]
     pub fn new(config: &Config) -> Result<Arc<Gateway>, String> {
         if tokio::runtime::Handle::try_current().is_err() {
             // A programming error, not a configuration one: say so instead of letting a

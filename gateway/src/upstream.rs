@@ -28,6 +28,10 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    #[allow(
+        clippy::expect_used,
+        reason = "upstream URLs are http(s) with a host (checked at load), so they have a default port"
+    )]
     pub fn from_config(app: &AppConfig) -> Result<Self, String> {
         let url = &app.upstream;
         let host = url

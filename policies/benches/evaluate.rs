@@ -1,6 +1,9 @@
 //! Policy evaluation cost: an application with 50 rules, the request matching the last one
 //! (the worst case of "first match wins"), and one matching the first.
 
+// A benchmark is test code: it may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 

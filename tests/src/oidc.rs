@@ -341,7 +341,9 @@ impl MockOp {
 
     /// The provider's state, to change its behaviour or read what it saw.
     pub fn state(&self) -> MutexGuard<'_, OpState> {
-        self.state.lock().expect("not poisoned")
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn behave(&self, change: impl FnOnce(&mut Behaviour)) {

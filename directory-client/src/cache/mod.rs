@@ -174,6 +174,7 @@ fn namer(redis: Option<&RedisCacheSettings>) -> Hmac<Sha256> {
         }
         None => rand::rngs::OsRng.fill_bytes(&mut secret),
     }
+    #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
     Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes any key length")
 }
 

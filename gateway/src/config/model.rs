@@ -42,6 +42,7 @@ pub struct ConfigFile {
     pub directory: Option<DirectoryConfig>,
 }
 
+#[allow(clippy::expect_used, reason = "a constant address literal parses")]
 fn default_admin() -> SocketAddr {
     "127.0.0.1:9180".parse().expect("valid literal")
 }

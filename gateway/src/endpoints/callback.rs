@@ -95,7 +95,7 @@ pub async fn finish(
     // transaction cannot be found yet. Post it again from this site, once.
     let post = req.method == http::Method::POST;
     if post && !relayed && transaction_cookie(gateway, req).is_none() {
-        if let Some(app) = req.app.map(|i| &gateway.apps[i]) {
+        if let Some(app) = gateway.apps.get(req.app) {
             return Ok(relay(app, provider_id, req, &form, &id));
         }
     }
@@ -129,7 +129,7 @@ pub async fn finish(
             &id,
         ));
     };
-    req.app = Some(app_index);
+    req.app = app_index;
     let app = &gateway.apps[app_index];
     let clear_login = login_cookie(gateway, app).clear();
     if txn.provider.as_deref() != Some(provider_id)

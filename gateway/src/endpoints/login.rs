@@ -69,9 +69,10 @@ async fn too_many_starts(gateway: &Gateway, req: &Request) -> Result<Option<Repl
 }
 
 /// GET /.guichet/login
+#[allow(clippy::expect_used, reason = "generated ids are well-formed")]
 pub async fn page(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
     let id = req.correlation_id.clone();
-    let host_app = &gateway.apps[req.app.expect("routed")];
+    let host_app = &gateway.apps[req.app];
     // The transaction decides the app and the return URL; without one (a bookmarked login
     // page), log in to this host's app and land on its root.
     let same_host = |txn: &LoginTransaction| {
@@ -94,10 +95,8 @@ pub async fn page(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreEr
             (key, txn, Some(login_cookie(gateway, host_app).set(&txn_id)))
         }
     };
-    let app_index = gateway
-        .app_by_id(&txn.app)
-        .unwrap_or(req.app.expect("routed"));
-    req.app = Some(app_index);
+    let app_index = gateway.app_by_id(&txn.app).unwrap_or(req.app);
+    req.app = app_index;
     let app = &gateway.apps[app_index];
     let with_cookie = |reply: Reply| match &fresh_cookie {
         Some(cookie) => reply.with_header("set-cookie", cookie.clone()),
@@ -170,6 +169,10 @@ pub async fn page(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreEr
 
 /// Where a provider sends the browser back for this app: from the configured app URL, never
 /// from the request's Host. Password logins post their form to `/.guichet/login` instead.
+#[allow(
+    clippy::expect_used,
+    reason = "origin is a URL and provider ids are URL-safe"
+)]
 pub fn callback_url(app: &App, provider_id: &str) -> url::Url {
     url::Url::parse(&format!("{}/.guichet/callback/{provider_id}", app.origin))
         .expect("origin is a URL and provider ids are URL-safe")
@@ -279,6 +282,10 @@ fn chooser_page(gateway: &Gateway, app: &App, correlation_id: &str) -> String {
 }
 
 /// POST /.guichet/login: the credentials form of a password provider.
+#[allow(
+    clippy::expect_used,
+    reason = "app origins are URLs: checked when the configuration is loaded"
+)]
 pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
     let id = req.correlation_id.clone();
     let form = match &req.body {
@@ -310,7 +317,7 @@ pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
     let Some(app_index) = gateway.app_by_id(&txn.app) else {
         return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
     };
-    req.app = Some(app_index);
+    req.app = app_index;
     let app = &gateway.apps[app_index];
     let token_ok = field("csrf_token")
         .is_some_and(|token| bool::from(token.as_bytes().ct_eq(txn.csrf_token.as_bytes())));

@@ -166,6 +166,10 @@ pub async fn remember_new_device(
 
 /// Charges one attempt on `account` from `ip` (or from the known device `device`) and waits
 /// its turn if the address is busy.
+#[allow(
+    clippy::expect_used,
+    reason = "the device and the attempt's account and address are set just above"
+)]
 pub async fn admit(
     store: &SharedStore,
     busy: &BusyAddresses,

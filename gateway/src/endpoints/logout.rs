@@ -33,7 +33,7 @@ pub async fn on_get(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
 
 /// POST /.guichet/logout, from the confirmation page or an application's own form.
 pub async fn on_post(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
-    let app = &gateway.apps[req.app.expect("routed")];
+    let app = &gateway.apps[req.app];
     if !same_origin_post(req, app) {
         audit::request_refused(&req.audit(gateway), "cross-origin logout POST");
         return Ok(Reply::error(
@@ -55,12 +55,16 @@ pub async fn on_post(gateway: &Gateway, req: &mut Request) -> Result<Reply, Stor
     sign_out(gateway, req, return_to).await
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "app origins are URLs (checked at load); a pending logout always serializes"
+)]
 async fn sign_out(
     gateway: &Gateway,
     req: &mut Request,
     return_to: Option<String>,
 ) -> Result<Reply, StoreError> {
-    let app = &gateway.apps[req.app.expect("routed")];
+    let app = &gateway.apps[req.app];
     let mut ended = None;
     if let Some(session_id) = identity::session_id(gateway, app, &req.headers) {
         let record = gateway.store.load_session(&session_id).await?;
@@ -211,7 +215,7 @@ pub fn allowed_logout_target(gateway: &Gateway, target: &str) -> Option<String> 
 
 /// GET /.guichet/whoami: the current session as JSON.
 pub async fn whoami(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
-    let app = &gateway.apps[req.app.expect("routed")];
+    let app = &gateway.apps[req.app];
     let Some(identity) = identity::current(gateway, app, &req.headers).await? else {
         return Ok(Reply::json(
             401,
@@ -220,7 +224,7 @@ pub async fn whoami(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
     };
     let record = &identity.record;
     let person = identity::person(gateway, &identity.record).await;
-    let view = identity.view(req.app.expect("routed"), app, &person);
+    let view = identity.view(req.app, app, &person);
     Ok(Reply::json(
         200,
         &serde_json::json!({

@@ -183,6 +183,7 @@ fn session_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
 }
 
 /// Stores a new login transaction and returns its id (the cookie value).
+#[allow(clippy::expect_used, reason = "generated ids are well-formed")]
 async fn new_transaction(gateway: &Gateway, txn: &LoginTransaction) -> Result<String, StoreError> {
     let txn_id = random_token();
     let key = transaction_key(&txn_id).expect("generated ids are well-formed");

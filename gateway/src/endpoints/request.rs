@@ -35,7 +35,7 @@ pub struct Request {
     /// `http` or `https`, as the client reached the gateway (or the trusted proxy in front).
     pub forwarded_proto: &'static str,
     /// The app this request is for: chosen by Host, then possibly by the login transaction.
-    pub app: Option<usize>,
+    pub app: usize,
     pub correlation_id: String,
 }
 
@@ -54,7 +54,7 @@ impl Request {
             body: Body::None,
             client_ip: None,
             forwarded_proto: "http",
-            app: Some(app),
+            app,
             correlation_id: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -101,7 +101,10 @@ impl Request {
     pub fn audit<'a>(&'a self, gateway: &'a Gateway) -> AuditContext<'a> {
         AuditContext {
             correlation_id: &self.correlation_id,
-            app: self.app.map(|i| gateway.apps[i].id.as_str()).unwrap_or("-"),
+            app: gateway
+                .apps
+                .get(self.app)
+                .map_or("-", |app| app.id.as_str()),
             client_ip: self.client_ip,
         }
     }

@@ -168,7 +168,10 @@ impl Store for MemoryStore {
             .or_insert_with(async { Timed(Arc::new(Mutex::new(Vec::new())), ttl) })
             .await
             .into_value();
-        let mut members = entry.0.lock().expect("not poisoned");
+        let mut members = entry
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = id.storage_key();
         if !members.contains(&key) && members.len() < MAX_SESSIONS_PER_TAG {
             members.push(key);
@@ -180,7 +183,12 @@ impl Store for MemoryStore {
         let Some(entry) = self.tags.remove(tag).await else {
             return Ok(0);
         };
-        let members = std::mem::take(&mut *entry.0.lock().expect("not poisoned"));
+        let members = std::mem::take(
+            &mut *entry
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for key in &members {
             self.sessions.remove(key).await;
         }

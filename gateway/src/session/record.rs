@@ -121,13 +121,21 @@ impl<T> ViewCache<T> {
         person: Option<&Arc<DirectoryUser>>,
         build: impl FnOnce() -> T,
     ) -> Arc<T> {
-        if let Some(cached) = self.0.read().expect("not poisoned").as_ref() {
+        if let Some(cached) = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
             if cached.app == app && cached.state == state && same_person(&cached.person, person) {
                 return cached.value.clone();
             }
         }
         let value = Arc::new(build());
-        *self.0.write().expect("not poisoned") = Some(CachedView {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(CachedView {
             app,
             state,
             person: person.cloned(),

@@ -38,6 +38,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 impl RedisStore {
     /// Does not connect: the first command does, and later ones reconnect as needed.
+    #[allow(clippy::expect_used, reason = "HMAC takes any key length")]
     pub fn new(config: &ResolvedRedis) -> Result<Self, String> {
         let client = redis::Client::open(config.url.expose())
             .map_err(|e| format!("session.store.url: invalid Redis URL ({:?})", e.kind()))?;
@@ -154,6 +155,7 @@ impl Store for RedisStore {
         }
     }
 
+    #[allow(clippy::expect_used, reason = "a session record always serializes")]
     async fn save_session(
         &self,
         id: &SessionId,

@@ -77,11 +77,17 @@ impl ProviderKeys {
     }
 
     fn cached(&self) -> Option<Arc<Discovered>> {
-        self.current.read().expect("not poisoned").clone()
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn store(&self, discovered: Arc<Discovered>) {
-        *self.current.write().expect("not poisoned") = Some(discovered);
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(discovered);
     }
 
     /// The metadata and keys, fetched when missing or older than `metadata_ttl`.
