@@ -92,8 +92,29 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// A people file Guichet cannot use; each names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    Read(String),
+    #[error("larger than {MAX_FILE_BYTES} bytes")]
+    TooLarge,
+    /// The YAML does not fit the format: the path and the parser's message.
+    #[error("{0}")]
+    Format(String),
+    #[error("people[{0}].id: must not be empty")]
+    EmptyId(usize),
+    #[error("people[{index}].id: {id:?} appears twice")]
+    DuplicateId { index: usize, id: String },
+}
+
+/// A date the people file cannot be read with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an RFC 3339 date-time (2026-09-01T00:00:00Z) or a date (2026-09-01)")]
+pub struct InvalidDate(String);
+
 /// An RFC 3339 date-time, or a bare date (midnight UTC), to Unix seconds.
-pub(crate) fn parse_date(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_date(text: &str) -> Result<i64, InvalidDate> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at.unix_timestamp());
@@ -101,7 +122,7 @@ pub(crate) fn parse_date(text: &str) -> Result<i64, String> {
     let date_only = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(text, &date_only)
         .map(|date| date.midnight().assume_utc().unix_timestamp())
-        .map_err(|_| format!("{text:?} is not an RFC 3339 date-time (2026-09-01T00:00:00Z) or a date (2026-09-01)"))
+        .map_err(|_| InvalidDate(text.to_owned()))
 }
 
 /// The file's people, indexed by (attribute, case-folded value) for lookups.
@@ -111,27 +132,30 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn parse(text: &str) -> Result<Loaded, String> {
+    fn parse(text: &str) -> Result<Loaded, FileError> {
         let deserializer = serde_norway::Deserializer::from_str(text);
         let file: FileFormat = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             // The YAML parser names the path itself in some messages (unknown fields).
-            if path == "." || inner.starts_with("people") {
+            FileError::Format(if path == "." || inner.starts_with("people") {
                 inner
             } else {
                 format!("{path}: {inner}")
-            }
+            })
         })?;
         let mut people = Vec::with_capacity(file.people.len());
         let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
         let mut ids = std::collections::HashSet::new();
         for (i, entry) in file.people.into_iter().enumerate() {
             if entry.id.trim().is_empty() {
-                return Err(format!("people[{i}].id: must not be empty"));
+                return Err(FileError::EmptyId(i));
             }
             if !ids.insert(entry.id.clone()) {
-                return Err(format!("people[{i}].id: {:?} appears twice", entry.id));
+                return Err(FileError::DuplicateId {
+                    index: i,
+                    id: entry.id,
+                });
             }
             let attributes: BTreeMap<String, Vec<String>> = entry
                 .attributes
@@ -222,12 +246,12 @@ struct Shared {
     stamp: Mutex<Stamp>,
 }
 
-fn read(path: &Path) -> Result<(Loaded, Stamp), String> {
-    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+fn read(path: &Path) -> Result<(Loaded, Stamp), FileError> {
+    let metadata = std::fs::metadata(path).map_err(|e| FileError::Read(e.to_string()))?;
     if metadata.len() > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
+        return Err(FileError::TooLarge);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::Read(e.to_string()))?;
     let loaded = Loaded::parse(&text)?;
     let stamp = Stamp {
         modified: metadata.modified().ok(),
@@ -238,7 +262,7 @@ fn read(path: &Path) -> Result<(Loaded, Stamp), String> {
 
 impl FileDirectory {
     /// Reads the file; the error names the bad field (`people[3].valid_until: ...`).
-    pub fn load(path: &Path) -> Result<FileDirectory, String> {
+    pub fn load(path: &Path) -> Result<FileDirectory, FileError> {
         let (loaded, stamp) = read(path)?;
         Ok(FileDirectory {
             shared: Arc::new(Shared {
@@ -427,17 +451,17 @@ people:
     #[test]
     fn errors_name_the_bad_field() {
         let bad_date = "people:\n  - id: a\n  - id: b\n    valid_until: tomorrow\n";
-        let error = Loaded::parse(bad_date).err().unwrap();
+        let error = Loaded::parse(bad_date).err().unwrap().to_string();
         assert!(error.starts_with("people[1].valid_until: "), "{error}");
         let unknown = "people:\n  - id: a\n    lockd: true\n";
-        let error = Loaded::parse(unknown).err().unwrap();
+        let error = Loaded::parse(unknown).err().unwrap().to_string();
         assert!(
             error.starts_with("people[0]: unknown field `lockd`"),
             "{error}"
         );
         let twice = "people:\n  - id: a\n  - id: a\n";
         assert_eq!(
-            Loaded::parse(twice).err().unwrap(),
+            Loaded::parse(twice).err().unwrap().to_string(),
             "people[1].id: \"a\" appears twice"
         );
     }

@@ -143,6 +143,15 @@ pub const CLAIMS: [(&str, FieldKind); 6] = [
     ("birthcountry", FieldKind::InseeCode),
 ];
 
+/// A login whose identité pivot cannot be built: it is refused, never linked on fewer fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IncompletePivot {
+    #[error("birthcountry missing or not an INSEE code")]
+    Country,
+    #[error("{0} missing or malformed")]
+    Field(&'static str),
+}
+
 /// The composite pivot of a login: its six claims (read by `claim`, by FranceConnect name)
 /// compared with the directory attributes `directory_attributes` (same order as [`CLAIMS`]).
 /// A missing or malformed claim is an error naming it: such a login is refused, never linked
@@ -150,10 +159,10 @@ pub const CLAIMS: [(&str, FieldKind); 6] = [
 pub fn query(
     directory_attributes: &[String; 6],
     claim: impl Fn(&str) -> Option<String>,
-) -> Result<PivotQuery, String> {
+) -> Result<PivotQuery, IncompletePivot> {
     let country = claim("birthcountry")
         .and_then(|value| normalize(FieldKind::InseeCode, &value))
-        .ok_or("birthcountry missing or not an INSEE code")?;
+        .ok_or(IncompletePivot::Country)?;
     let mut fields = Vec::with_capacity(CLAIMS.len());
     for ((name, kind), attribute) in CLAIMS.iter().zip(directory_attributes) {
         let value = if *name == "birthplace" && country != FRANCE {
@@ -161,7 +170,7 @@ pub fn query(
         } else {
             claim(name)
                 .and_then(|value| normalize(*kind, &value))
-                .ok_or_else(|| format!("{name} missing or malformed"))?
+                .ok_or(IncompletePivot::Field(name))?
         };
         fields.push(PivotField {
             directory_attribute: attribute.clone(),
@@ -255,7 +264,9 @@ mod tests {
                 .copied()
                 .filter(|(n, _)| *n != missing)
                 .collect();
-            let error = query(&attributes(), claims(&partial)).unwrap_err();
+            let error = query(&attributes(), claims(&partial))
+                .unwrap_err()
+                .to_string();
             assert!(error.starts_with(missing), "{missing}: {error}");
         }
         let bad_date: Vec<_> = ANGELA

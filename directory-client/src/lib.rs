@@ -17,7 +17,7 @@ pub mod identity_pivot;
 pub mod scim;
 pub mod sealing;
 
-pub use cache::{CacheSettings, CachedDirectory, RedisCacheSettings};
+pub use cache::{CacheSettings, CachedDirectory, RedisCacheSettings, SharedCacheError};
 pub use file::FileDirectory;
 pub use identity_pivot::FieldKind;
 pub use scim::{ScimDirectory, ScimSettings};

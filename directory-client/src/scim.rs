@@ -77,8 +77,17 @@ fn unavailable(what: impl fmt::Display) -> DirectoryError {
     DirectoryError::Unavailable(format!("SCIM: {what}"))
 }
 
+/// A SCIM client that cannot be built from its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScimSetupError {
+    #[error("ca_file: {0}")]
+    CaFile(String),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+}
+
 impl ScimDirectory {
-    pub fn new(settings: ScimSettings) -> Result<ScimDirectory, String> {
+    pub fn new(settings: ScimSettings) -> Result<ScimDirectory, ScimSetupError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(settings.timeout)
@@ -86,13 +95,15 @@ impl ScimDirectory {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("guichet/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.ca_pem {
-            for certificate in
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))?
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ScimSetupError::CaFile(e.to_string()))?
             {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        let client = builder.build().map_err(|e| e.to_string())?;
+        let client = builder
+            .build()
+            .map_err(|e| ScimSetupError::HttpClient(e.to_string()))?;
         let base = settings.url.as_str().trim_end_matches('/').to_owned();
         Ok(ScimDirectory {
             settings,

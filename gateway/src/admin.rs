@@ -31,7 +31,7 @@ async fn invalidate_person(
     cache: &guichet_directory_client::CachedDirectory,
     attribute: &str,
     value: &str,
-) -> Result<&'static str, String> {
+) -> Result<&'static str, guichet_directory_client::SharedCacheError> {
     for pivot in guichet_directory_client::PivotQuery::both_cases(attribute, value) {
         cache.invalidate(&pivot).await?;
     }

@@ -36,12 +36,19 @@ pub async fn invalidate(config: &Config, target: &Target) -> Result<String, Stri
                 url: redis.url.expose().to_owned(),
                 encryption_key: redis.encryption_key,
                 key_prefix: redis.key_prefix.clone(),
-            })?;
+            })
+            .map_err(|e| e.to_string())?;
             match target {
-                Target::Everyone => invalidator.invalidate(None).await?,
+                Target::Everyone => invalidator
+                    .invalidate(None)
+                    .await
+                    .map_err(|e| e.to_string())?,
                 Target::Person { attribute, value } => {
                     for pivot in PivotQuery::both_cases(attribute, value) {
-                        invalidator.invalidate(Some(&pivot)).await?;
+                        invalidator
+                            .invalidate(Some(&pivot))
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
                 }
             }

@@ -65,11 +65,34 @@ pub struct Outcome {
     pub rule: Option<usize>,
 }
 
+/// A rule the policy cannot be built with, and which one it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rules[{index}]: {message}")]
+#[error("rules[{index}]: {error}")]
 pub struct PolicyError {
     pub index: usize,
-    pub message: String,
+    #[source]
+    pub error: RuleError,
+}
+
+/// What is wrong with one rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern { pattern: String, reason: String },
+    #[error("{kind} {value:?} must start with /")]
+    NotAbsolute { kind: &'static str, value: String },
+    #[error("one of path, glob or regex is required")]
+    NoMatcher,
+    #[error("only one of path, glob or regex")]
+    SeveralMatchers,
+    #[error("methods: unknown method {0:?}")]
+    UnknownMethod(String),
+    #[error("roles, attributes and min_auth_level need a signed-in user: access cannot be {0}")]
+    ConditionsNeedSignIn(String),
+    #[error("attributes: every attribute needs at least one accepted value")]
+    EmptyAttributeValues,
+    #[error("roles must not be empty strings")]
+    EmptyRole,
 }
 
 /// An application's policy: ordered rules and a default.
@@ -94,7 +117,7 @@ impl Policy {
             .enumerate()
             .map(|(index, config)| {
                 Rule::compile(config, case_insensitive)
-                    .map_err(|message| PolicyError { index, message })
+                    .map_err(|error| PolicyError { index, error })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {

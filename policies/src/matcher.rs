@@ -2,6 +2,8 @@
 
 use regex::{Regex, RegexBuilder};
 
+use crate::RuleError;
+
 #[derive(Clone, Debug)]
 pub(crate) enum PathMatcher {
     Prefix(String),
@@ -13,12 +15,15 @@ pub(crate) enum PathMatcher {
 /// Configured patterns are trusted, but a typo should not compile into something huge.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
+fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, RuleError> {
     RegexBuilder::new(pattern)
         .case_insensitive(case_insensitive)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid pattern {pattern:?}: {e}"))
+        .map_err(|e| RuleError::InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// Whether what follows a `/` is `**` then `/` or the end (a whole-segment `**`).
@@ -30,9 +35,12 @@ fn glob_segment_wildcard(rest: &std::iter::Peekable<std::str::Chars<'_>>) -> boo
 }
 
 impl PathMatcher {
-    pub(crate) fn prefix(prefix: &str, case_insensitive: bool) -> Result<Self, String> {
+    pub(crate) fn prefix(prefix: &str, case_insensitive: bool) -> Result<Self, RuleError> {
         if !prefix.starts_with('/') {
-            return Err(format!("path {prefix:?} must start with /"));
+            return Err(RuleError::NotAbsolute {
+                kind: "path",
+                value: prefix.to_owned(),
+            });
         }
         let prefix = if case_insensitive {
             prefix.to_ascii_lowercase()
@@ -45,9 +53,12 @@ impl PathMatcher {
     /// `*` matches within one segment, `**` across segments (`/**` also matches no segment
     /// at all: `/admin/**` covers `/admin`), `?` one character of a segment; the whole path
     /// must match.
-    pub(crate) fn glob(glob: &str, case_insensitive: bool) -> Result<Self, String> {
+    pub(crate) fn glob(glob: &str, case_insensitive: bool) -> Result<Self, RuleError> {
         if !glob.starts_with('/') {
-            return Err(format!("glob {glob:?} must start with /"));
+            return Err(RuleError::NotAbsolute {
+                kind: "glob",
+                value: glob.to_owned(),
+            });
         }
         let mut pattern = String::from("^");
         let mut chars = glob.chars().peekable();
@@ -75,7 +86,7 @@ impl PathMatcher {
         ))
     }
 
-    pub(crate) fn regex(regex: &str, case_insensitive: bool) -> Result<Self, String> {
+    pub(crate) fn regex(regex: &str, case_insensitive: bool) -> Result<Self, RuleError> {
         Ok(PathMatcher::Regex(build(regex, case_insensitive)?))
     }
 

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::level::level_at_least;
 use crate::matcher::PathMatcher;
+use crate::RuleError;
 use crate::{Access, Decision, Subject};
 
 /// A rule as written in the configuration.
@@ -65,19 +66,19 @@ const METHODS: &[&str] = &[
 ];
 
 impl Rule {
-    pub(crate) fn compile(config: &RuleConfig, case_insensitive: bool) -> Result<Rule, String> {
+    pub(crate) fn compile(config: &RuleConfig, case_insensitive: bool) -> Result<Rule, RuleError> {
         let matcher = match (&config.path, &config.glob, &config.regex) {
             (Some(prefix), None, None) => PathMatcher::prefix(prefix, case_insensitive)?,
             (None, Some(glob), None) => PathMatcher::glob(glob, case_insensitive)?,
             (None, None, Some(regex)) => PathMatcher::regex(regex, case_insensitive)?,
-            (None, None, None) => return Err("one of path, glob or regex is required".into()),
-            _ => return Err("only one of path, glob or regex".into()),
+            (None, None, None) => return Err(RuleError::NoMatcher),
+            _ => return Err(RuleError::SeveralMatchers),
         };
         let mut methods = Vec::new();
         for method in &config.methods {
             let upper = method.to_ascii_uppercase();
             if !METHODS.contains(&upper.as_str()) {
-                return Err(format!("methods: unknown method {method:?}"));
+                return Err(RuleError::UnknownMethod(method.clone()));
             }
             methods.push(upper);
         }
@@ -87,13 +88,12 @@ impl Rule {
             || config.min_auth_level.is_some();
         let access = config.access.unwrap_or(Access::Authenticated);
         if conditions && access != Access::Authenticated {
-            return Err(format!(
-                "roles, attributes and min_auth_level need a signed-in user: access cannot be {access:?}"
-            )
-            .to_lowercase());
+            return Err(RuleError::ConditionsNeedSignIn(
+                format!("{access:?}").to_lowercase(),
+            ));
         }
         if config.attributes.values().any(Vec::is_empty) {
-            return Err("attributes: every attribute needs at least one accepted value".into());
+            return Err(RuleError::EmptyAttributeValues);
         }
         if config
             .any_role
@@ -101,7 +101,7 @@ impl Rule {
             .chain(&config.all_roles)
             .any(|r| r.trim().is_empty())
         {
-            return Err("roles must not be empty strings".into());
+            return Err(RuleError::EmptyRole);
         }
         Ok(Rule {
             name: config.name.clone(),

@@ -29,14 +29,14 @@ pub struct BoundedHttp {
 }
 
 impl BoundedHttp {
-    pub fn new(timeout: Duration) -> Result<Self, String> {
+    pub fn new(timeout: Duration) -> Result<Self, crate::SetupError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .user_agent(concat!("Guichet/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| crate::SetupError::HttpClient(e.to_string()))?;
         Ok(Self { client })
     }
 

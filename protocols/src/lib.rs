@@ -17,5 +17,5 @@ pub use principal::{AuthLevel, LogoutHandle, Principal};
 pub use provider::{
     logout_tag, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
     EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart, PasswordVerifier,
-    ProviderError, ProviderState, SignOut, DEFAULT_CALLBACK_BODY_BYTES,
+    ProviderError, ProviderState, SetupError, SignOut, DEFAULT_CALLBACK_BODY_BYTES,
 };

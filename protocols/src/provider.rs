@@ -207,6 +207,19 @@ pub struct FinishContext {
     pub callback_url: Url,
 }
 
+/// A provider that cannot be built from its settings. The gateway's configuration checks
+/// catch these first and name the field; this names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error("{setting}: {reason}")]
+    Setting {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+}
+
 /// Why a login failed. `Display` is the precise reason for the audit log; users only ever see a
 /// generic page with a correlation id.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

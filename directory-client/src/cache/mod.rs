@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use self::shared::L2;
 use crate::{Directory, DirectoryError, DirectoryUser, PivotQuery};
 
-pub use self::shared::RedisCacheSettings;
+pub use self::shared::{RedisCacheSettings, SharedCacheError};
 
 /// While the backend fails, how long a stale answer is reused before the backend is tried
 /// again (bounded by what is left of `max_stale`).
@@ -196,7 +196,7 @@ impl CachedDirectory {
         backend: Arc<dyn Directory>,
         settings: CacheSettings,
         redis: Option<RedisCacheSettings>,
-    ) -> Result<CachedDirectory, String> {
+    ) -> Result<CachedDirectory, SharedCacheError> {
         let fresh = Cache::builder()
             .max_capacity(settings.l1_capacity)
             .expire_after(EntryExpiry {
@@ -386,7 +386,7 @@ impl CachedDirectory {
 
     /// Forgets one person here, in Redis, and (through the channel) on every replica: their
     /// next request reads the directory again.
-    pub async fn invalidate(&self, pivot: &PivotQuery) -> Result<(), String> {
+    pub async fn invalidate(&self, pivot: &PivotQuery) -> Result<(), SharedCacheError> {
         let key = key_of(&self.namer, pivot);
         self.forget(&key).await;
         match &self.l2 {
@@ -396,7 +396,7 @@ impl CachedDirectory {
     }
 
     /// Forgets everyone, everywhere.
-    pub async fn invalidate_all(&self) -> Result<(), String> {
+    pub async fn invalidate_all(&self) -> Result<(), SharedCacheError> {
         self.forget_everyone();
         match &self.l2 {
             Some(l2) => l2.invalidate(None).await,
@@ -449,7 +449,7 @@ pub struct RemoteInvalidator {
 }
 
 impl RemoteInvalidator {
-    pub fn new(redis: RedisCacheSettings) -> Result<RemoteInvalidator, String> {
+    pub fn new(redis: RedisCacheSettings) -> Result<RemoteInvalidator, SharedCacheError> {
         Ok(RemoteInvalidator {
             l2: L2::new(&redis)?,
             namer: namer(Some(&redis)),
@@ -457,7 +457,7 @@ impl RemoteInvalidator {
     }
 
     /// `None`: everyone.
-    pub async fn invalidate(&self, pivot: Option<&PivotQuery>) -> Result<(), String> {
+    pub async fn invalidate(&self, pivot: Option<&PivotQuery>) -> Result<(), SharedCacheError> {
         let key = pivot.map(|pivot| key_of(&self.namer, pivot));
         self.l2.invalidate(key.as_ref()).await
     }

@@ -57,24 +57,37 @@ pub struct L2 {
     location: String,
 }
 
-fn failed(e: redis::RedisError) -> String {
+/// The shared cache (Redis) failed. The URL is never in it: Redis' own text may carry it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SharedCacheError {
+    #[error("invalid Redis URL ({0})")]
+    Url(String),
+    #[error("Redis: {0}")]
+    Redis(String),
+    #[error("cannot encode the entry: {0}")]
+    Encode(String),
+    #[error("subscription ended")]
+    SubscriptionEnded,
+}
+
+fn failed(e: redis::RedisError) -> SharedCacheError {
     // The error text may carry the URL; keep its kind and category only.
-    format!("Redis: {:?}: {}", e.kind(), e.category())
+    SharedCacheError::Redis(format!("{:?}: {}", e.kind(), e.category()))
 }
 
 const EVERYONE: &str = "*";
 
 impl L2 {
-    pub fn new(settings: &RedisCacheSettings) -> Result<L2, String> {
+    pub fn new(settings: &RedisCacheSettings) -> Result<L2, SharedCacheError> {
         let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| format!("invalid Redis URL ({:?})", e.kind()))?;
+            .map_err(|e| SharedCacheError::Url(format!("{:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| format!("Redis: {:?}", e.kind()))?;
+            .map_err(|e| SharedCacheError::Redis(format!("{:?}", e.kind())))?;
         let info = client.get_connection_info();
         let location = format!("redis at {}", info.addr());
         Ok(L2 {
@@ -102,7 +115,7 @@ impl L2 {
 
     /// The entry, if any, and the invalidation generation it was read under (a write made
     /// from what is read next must carry it: see [`Self::put`]).
-    pub async fn get(&self, key: &Key) -> Result<(Option<Entry>, u64), String> {
+    pub async fn get(&self, key: &Key) -> Result<(Option<Entry>, u64), SharedCacheError> {
         let name = self.name(key);
         let (sealed, generation): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
             .arg(&name)
@@ -147,7 +160,7 @@ impl L2 {
         entry: &Entry,
         ttl: Duration,
         generation: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, SharedCacheError> {
         const PUT_IF_NOT_INVALIDATED: &str = r#"
             if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then
                 return 0
@@ -160,7 +173,8 @@ impl L2 {
             user: entry.user.as_deref().cloned(),
             fetched_at_ms: entry.fetched_at_ms,
         };
-        let plain = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
+        let plain =
+            serde_json::to_vec(&stored).map_err(|e| SharedCacheError::Encode(e.to_string()))?;
         let stored: i64 = redis::cmd("EVAL")
             .arg(PUT_IF_NOT_INVALIDATED)
             .arg(2)
@@ -176,7 +190,7 @@ impl L2 {
     }
 
     /// Removes one entry (or every entry) from Redis and tells every replica.
-    pub async fn invalidate(&self, key: Option<&Key>) -> Result<(), String> {
+    pub async fn invalidate(&self, key: Option<&Key>) -> Result<(), SharedCacheError> {
         let mut connection = self.connection.clone();
         // First: a read in flight anywhere can no longer write back what it read.
         redis::cmd("INCR")
@@ -206,7 +220,10 @@ impl L2 {
             .map_err(failed)
     }
 
-    async fn delete_every_entry(&self, connection: &mut ConnectionManager) -> Result<(), String> {
+    async fn delete_every_entry(
+        &self,
+        connection: &mut ConnectionManager,
+    ) -> Result<(), SharedCacheError> {
         let pattern = format!("{}d:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {
@@ -235,7 +252,7 @@ impl L2 {
 
     /// Subscribes to the invalidation channel and hands each message to `on_message` until
     /// the connection is lost.
-    pub async fn listen<F, Fut>(&self, mut on_message: F) -> Result<(), String>
+    pub async fn listen<F, Fut>(&self, mut on_message: F) -> Result<(), SharedCacheError>
     where
         F: FnMut(Message) -> Fut,
         Fut: Future<Output = ()>,
@@ -257,6 +274,6 @@ impl L2 {
                 on_message(Message::One(key)).await;
             }
         }
-        Err("subscription ended".into())
+        Err(SharedCacheError::SubscriptionEnded)
     }
 }

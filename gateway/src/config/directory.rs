@@ -222,7 +222,7 @@ impl ScimConfig {
             valid_until_attribute: self.valid_until_attribute.clone(),
             ca_pem,
         })
-        .map_err(|e| ConfigError::new(at("url"), e))
+        .map_err(|e| ConfigError::new(at("url"), e.to_string()))
     }
 }
 

@@ -183,7 +183,7 @@ impl Config {
                     let settings = oidc.resolve(&at, flavour)?;
                     // Builds the provider once to check what only it can (the private key).
                     guichet_protocols::oidc::OidcProvider::new(settings.clone())
-                        .map_err(|e| ConfigError::new(at, e))?;
+                        .map_err(|e| ConfigError::new(at, e.to_string()))?;
                     oidc_settings.insert(oidc.id.clone(), settings);
                 }
                 ProviderConfig::Cas(cas) => {
@@ -363,7 +363,9 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
             }
         }
         guichet_policies::Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
-            .map_err(|e| ConfigError::new(at(&format!("rules[{}]", e.index)), e.message))?;
+            .map_err(|e| {
+                ConfigError::new(at(&format!("rules[{}]", e.index)), e.error.to_string())
+            })?;
         if app.providers.is_empty() {
             return Err(ConfigError::new(
                 at("providers"),

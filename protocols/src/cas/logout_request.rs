@@ -10,53 +10,66 @@ use std::io::Read;
 
 use base64::Engine;
 
-use super::response::read_tree;
+use super::response::{read_tree, XmlError};
+
+/// A logout request Guichet does not act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogoutRequestError {
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error("logout request too large")]
+    TooLarge,
+    #[error("root element is {0:?}, not samlp:LogoutRequest")]
+    Root(String),
+    #[error("{0} SessionIndex elements, expected one")]
+    SessionIndexCount(usize),
+    #[error("SessionIndex is not a service ticket")]
+    NotATicket,
+    #[error("logout request is not base64")]
+    NotBase64,
+    #[error("logout request is not deflated UTF-8")]
+    NotDeflated,
+}
 
 const SAMLP_NAMESPACE: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
 /// Largest logout request read (decoded or inflated).
 pub const MAX_LOGOUT_REQUEST_BYTES: usize = 16 * 1024;
 
 /// The service ticket a logout request names.
-pub fn session_index(xml: &str) -> Result<String, String> {
+pub fn session_index(xml: &str) -> Result<String, LogoutRequestError> {
     if xml.len() > MAX_LOGOUT_REQUEST_BYTES {
-        return Err("logout request too large".into());
+        return Err(LogoutRequestError::TooLarge);
     }
     let root = read_tree(xml.as_bytes(), SAMLP_NAMESPACE)?;
     if !(root.in_namespace && root.name == "LogoutRequest") {
-        return Err(format!(
-            "root element is {:?}, not samlp:LogoutRequest",
-            root.name
-        ));
+        return Err(LogoutRequestError::Root(root.name));
     }
     let indexes: Vec<_> = root.children_named("SessionIndex").collect();
     let [index] = indexes.as_slice() else {
-        return Err(format!(
-            "{} SessionIndex elements, expected one",
-            indexes.len()
-        ));
+        return Err(LogoutRequestError::SessionIndexCount(indexes.len()));
     };
     let ticket = index.text.trim();
     if ticket.is_empty() || ticket.len() > 256 || !ticket.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("SessionIndex is not a service ticket".into());
+        return Err(LogoutRequestError::NotATicket);
     }
     Ok(ticket.to_owned())
 }
 
 /// The XML of a front-channel logout request (`base64(deflate(xml))`).
-pub fn decode_front_channel(parameter: &str) -> Result<String, String> {
+pub fn decode_front_channel(parameter: &str) -> Result<String, LogoutRequestError> {
     if parameter.len() > MAX_LOGOUT_REQUEST_BYTES * 2 {
-        return Err("logout request too large".into());
+        return Err(LogoutRequestError::TooLarge);
     }
     let compressed = base64::engine::general_purpose::STANDARD
         .decode(parameter.trim())
-        .map_err(|_| "logout request is not base64".to_owned())?;
+        .map_err(|_| LogoutRequestError::NotBase64)?;
     let mut xml = String::new();
     flate2::read::DeflateDecoder::new(compressed.as_slice())
         .take(MAX_LOGOUT_REQUEST_BYTES as u64 + 1)
         .read_to_string(&mut xml)
-        .map_err(|_| "logout request is not deflated UTF-8".to_owned())?;
+        .map_err(|_| LogoutRequestError::NotDeflated)?;
     if xml.len() > MAX_LOGOUT_REQUEST_BYTES {
-        return Err("logout request too large".into());
+        return Err(LogoutRequestError::TooLarge);
     }
     Ok(xml)
 }

@@ -24,7 +24,7 @@ use crate::http::BoundedHttp;
 use crate::{
     logout_tag, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
     EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart, LogoutHandle,
-    Principal, ProviderError, ProviderState, SignOut,
+    Principal, ProviderError, ProviderState, SetupError, SignOut,
 };
 
 /// Longest service ticket accepted (the CAS protocol asks clients to accept up to 256).
@@ -85,9 +85,12 @@ pub struct CasProvider {
 }
 
 impl CasProvider {
-    pub fn new(settings: CasSettings) -> Result<CasProvider, String> {
+    pub fn new(settings: CasSettings) -> Result<CasProvider, SetupError> {
         if !matches!(settings.server.scheme(), "http" | "https") {
-            return Err("server: scheme must be https (or http)".into());
+            return Err(SetupError::Setting {
+                setting: "server",
+                reason: "scheme must be https (or http)".into(),
+            });
         }
         Ok(CasProvider {
             http: BoundedHttp::new(settings.timeout)?,
@@ -307,7 +310,7 @@ impl IdentityProvider for CasProvider {
                 reply: ok(),
             },
             // The same answer as for a known ticket: nothing to learn, nothing changed.
-            Err(reason) => refused(&reason, ok()),
+            Err(reason) => refused(&reason.to_string(), ok()),
         }
     }
 

@@ -71,19 +71,72 @@ impl Element {
     }
 }
 
+/// A document the bounded tree reader refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("DOCTYPE refused")]
+    DocType,
+    #[error("more than {MAX_ELEMENTS} elements")]
+    TooManyElements,
+    #[error("elements nested too deep")]
+    TooDeep,
+    #[error("text too long")]
+    TextTooLong,
+    #[error("unbalanced end tag")]
+    Unbalanced,
+    #[error("unclosed element")]
+    Unclosed,
+    #[error("no root element")]
+    NoRoot,
+    #[error("more than one root element")]
+    SeveralRoots,
+}
+
+fn malformed(what: &'static str, reason: impl std::fmt::Display) -> XmlError {
+    XmlError::Malformed {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// A validation answer of the wrong shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error("root element is {0:?}, not cas:serviceResponse")]
+    Root(String),
+    #[error("{0} elements under cas:serviceResponse, expected exactly one")]
+    AnswerCount(usize),
+    #[error("unexpected {0:?} under cas:serviceResponse")]
+    UnexpectedAnswer(String),
+    #[error("proxy ticket answer refused (cas:proxies)")]
+    ProxyTicket,
+    #[error("{0} cas:user elements, expected exactly one")]
+    UserCount(usize),
+    #[error("cas:user has child elements")]
+    UserHasChildren,
+    #[error("empty cas:user")]
+    EmptyUser,
+    #[error("more than one cas:attributes")]
+    SeveralAttributeSections,
+}
+
 fn element(
     reader: &NsReader<&[u8]>,
     start: &BytesStart,
     namespace: &[u8],
-) -> Result<Element, String> {
+) -> Result<Element, XmlError> {
     let (resolved, local) = reader.resolve_element(start.name());
     let in_namespace = matches!(resolved, ResolveResult::Bound(Namespace(ns)) if ns == namespace);
     let mut attributes = Vec::new();
     for attribute in start.attributes() {
-        let attribute = attribute.map_err(|e| format!("malformed attribute: {e}"))?;
+        let attribute = attribute.map_err(|e| malformed("attribute", e))?;
         let value = attribute
             .unescape_value()
-            .map_err(|e| format!("malformed attribute value: {e}"))?;
+            .map_err(|e| malformed("attribute value", e))?;
         attributes.push((
             String::from_utf8_lossy(attribute.key.local_name().as_ref()).into_owned(),
             value.into_owned(),
@@ -100,32 +153,30 @@ fn element(
 
 /// Reads a whole document into a tree. Refuses a DOCTYPE, more than one root, unbalanced or
 /// malformed markup, and anything past the bounds.
-pub(crate) fn read_tree(xml: &[u8], namespace: &[u8]) -> Result<Element, String> {
+pub(crate) fn read_tree(xml: &[u8], namespace: &[u8]) -> Result<Element, XmlError> {
     let mut reader = NsReader::from_reader(xml);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
-    let mut attach = |element: Element, stack: &mut Vec<Element>| -> Result<(), String> {
+    let mut attach = |element: Element, stack: &mut Vec<Element>| -> Result<(), XmlError> {
         match stack.last_mut() {
             Some(parent) => parent.children.push(element),
             None if root.is_none() => root = Some(element),
-            None => return Err("more than one root element".into()),
+            None => return Err(XmlError::SeveralRoots),
         }
         Ok(())
     };
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("malformed XML: {e}"))?;
+        let event = reader.read_event().map_err(|e| malformed("XML", e))?;
         match event {
-            Event::DocType(_) => return Err("DOCTYPE refused".into()),
+            Event::DocType(_) => return Err(XmlError::DocType),
             Event::Start(ref start) | Event::Empty(ref start) => {
                 count += 1;
                 if count > MAX_ELEMENTS {
-                    return Err(format!("more than {MAX_ELEMENTS} elements"));
+                    return Err(XmlError::TooManyElements);
                 }
                 if stack.len() >= MAX_DEPTH {
-                    return Err("elements nested too deep".into());
+                    return Err(XmlError::TooDeep);
                 }
                 let parsed = element(&reader, start, namespace)?;
                 if matches!(event, Event::Empty(_)) {
@@ -135,18 +186,16 @@ pub(crate) fn read_tree(xml: &[u8], namespace: &[u8]) -> Result<Element, String>
                 }
             }
             Event::End(_) => {
-                let done = stack.pop().ok_or("unbalanced end tag")?;
+                let done = stack.pop().ok_or(XmlError::Unbalanced)?;
                 attach(done, &mut stack)?;
             }
             Event::Text(text) => {
-                let text = text
-                    .unescape()
-                    .map_err(|e| format!("malformed text: {e}"))?;
+                let text = text.unescape().map_err(|e| malformed("text", e))?;
                 push_text(&mut stack, &text)?;
             }
             Event::CData(data) => {
                 let text = std::str::from_utf8(&data)
-                    .map_err(|_| "CDATA is not UTF-8".to_owned())?
+                    .map_err(|e| malformed("CDATA", e))?
                     .to_owned();
                 push_text(&mut stack, &text)?;
             }
@@ -156,35 +205,29 @@ pub(crate) fn read_tree(xml: &[u8], namespace: &[u8]) -> Result<Element, String>
         }
     }
     if !stack.is_empty() {
-        return Err("unclosed element".into());
+        return Err(XmlError::Unclosed);
     }
-    root.ok_or_else(|| "no root element".into())
+    root.ok_or(XmlError::NoRoot)
 }
 
-fn push_text(stack: &mut [Element], text: &str) -> Result<(), String> {
+fn push_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
     // Text outside the root (whitespace between declarations) belongs to nothing.
     if let Some(open) = stack.last_mut() {
         if open.text.len() + text.len() > MAX_TEXT_BYTES {
-            return Err("text too long".into());
+            return Err(XmlError::TextTooLong);
         }
         open.text.push_str(text);
     }
     Ok(())
 }
 
-pub fn parse(xml: &[u8]) -> Result<ServiceResponse, String> {
+pub fn parse(xml: &[u8]) -> Result<ServiceResponse, AnswerError> {
     let root = read_tree(xml, CAS_NAMESPACE)?;
     if !(root.in_namespace && root.name == "serviceResponse") {
-        return Err(format!(
-            "root element is {:?}, not cas:serviceResponse",
-            root.name
-        ));
+        return Err(AnswerError::Root(root.name));
     }
     let [answer] = root.children.as_slice() else {
-        return Err(format!(
-            "{} elements under cas:serviceResponse, expected exactly one",
-            root.children.len()
-        ));
+        return Err(AnswerError::AnswerCount(root.children.len()));
     };
     match (answer.in_namespace, answer.name.as_str()) {
         (true, "authenticationFailure") => Ok(Err(CasFailure {
@@ -196,34 +239,28 @@ pub fn parse(xml: &[u8]) -> Result<ServiceResponse, String> {
             message: truncate(answer.text.trim(), 300),
         })),
         (true, "authenticationSuccess") => success(answer).map(Ok),
-        _ => Err(format!(
-            "unexpected {:?} under cas:serviceResponse",
-            answer.name
-        )),
+        _ => Err(AnswerError::UnexpectedAnswer(answer.name.clone())),
     }
 }
 
-fn success(answer: &Element) -> Result<CasSuccess, String> {
+fn success(answer: &Element) -> Result<CasSuccess, AnswerError> {
     if answer.children_named("proxies").next().is_some() {
-        return Err("proxy ticket answer refused (cas:proxies)".into());
+        return Err(AnswerError::ProxyTicket);
     }
     let users: Vec<&Element> = answer.children_named("user").collect();
     let [user] = users.as_slice() else {
-        return Err(format!(
-            "{} cas:user elements, expected exactly one",
-            users.len()
-        ));
+        return Err(AnswerError::UserCount(users.len()));
     };
     if !user.children.is_empty() {
-        return Err("cas:user has child elements".into());
+        return Err(AnswerError::UserHasChildren);
     }
     let user = user.text.trim().to_owned();
     if user.is_empty() {
-        return Err("empty cas:user".into());
+        return Err(AnswerError::EmptyUser);
     }
     let sections: Vec<&Element> = answer.children_named("attributes").collect();
     if sections.len() > 1 {
-        return Err("more than one cas:attributes".into());
+        return Err(AnswerError::SeveralAttributeSections);
     }
     let mut attributes = BTreeMap::new();
     for section in sections {

@@ -13,6 +13,15 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::random_param;
+use crate::{ProviderError, SetupError};
+
+/// The setting a bad key is reported under.
+fn bad_key(reason: String) -> SetupError {
+    SetupError::Setting {
+        setting: "private_key",
+        reason,
+    }
+}
 
 /// The service's client-assertion signing key.
 pub enum AssertionKey {
@@ -25,7 +34,7 @@ pub enum AssertionKey {
 
 impl AssertionKey {
     /// RSA (PKCS#8 or PKCS#1 PEM) or P-256 (PKCS#8 or SEC1 PEM).
-    pub fn from_pem(pem: &str) -> Result<AssertionKey, String> {
+    pub fn from_pem(pem: &str) -> Result<AssertionKey, SetupError> {
         if let Ok(key) = p256::SecretKey::from_pkcs8_pem(pem) {
             return Ok(AssertionKey::Ec(key.into()));
         }
@@ -34,7 +43,7 @@ impl AssertionKey {
         }
         let public = rsa_public(pem)?;
         let signing = CoreRsaPrivateSigningKey::from_pem(&pkcs1_pem(pem)?, None)
-            .map_err(|e| format!("private_key: not an RSA or P-256 private key in PEM ({e})"))?;
+            .map_err(|e| bad_key(format!("not an RSA or P-256 private key in PEM ({e})")))?;
         Ok(AssertionKey::Rsa {
             signing: Box::new(signing),
             public,
@@ -67,7 +76,7 @@ impl AssertionKey {
         client_id: &str,
         key_id: Option<&str>,
         token_endpoint: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, ProviderError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let mut header = json!({"alg": self.alg(), "typ": "JWT"});
         if let Some(kid) = key_id {
@@ -88,7 +97,7 @@ impl AssertionKey {
         );
         let signature = self
             .sign(input.as_bytes())
-            .map_err(|e| format!("cannot sign client assertion: {e}"))?;
+            .map_err(|e| ProviderError::Rejected(format!("cannot sign client assertion: {e}")))?;
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
@@ -119,28 +128,27 @@ impl AssertionKey {
     }
 }
 
-fn rsa_public(pem: &str) -> Result<rsa::RsaPublicKey, String> {
+fn rsa_public(pem: &str) -> Result<rsa::RsaPublicKey, SetupError> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
         .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
         .map_err(|_| {
-            "private_key: not an RSA or P-256 private key in PEM (PKCS#8, PKCS#1 or SEC1)"
-                .to_owned()
+            bad_key("not an RSA or P-256 private key in PEM (PKCS#8, PKCS#1 or SEC1)".into())
         })?;
     Ok(key.to_public_key())
 }
 
 /// The crate reads PKCS#1 (`RSA PRIVATE KEY`) only; `openssl genpkey` writes PKCS#8.
-fn pkcs1_pem(pem: &str) -> Result<String, String> {
+fn pkcs1_pem(pem: &str) -> Result<String, SetupError> {
     use rsa::pkcs1::EncodeRsaPrivateKey;
     if !pem.contains("-----BEGIN PRIVATE KEY-----") {
         return Ok(pem.to_owned());
     }
     let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-        .map_err(|e| format!("private_key: not an RSA private key in PKCS#8 PEM ({e})"))?;
+        .map_err(|e| bad_key(format!("not an RSA private key in PKCS#8 PEM ({e})")))?;
     key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
         .map(|pem| pem.to_string())
-        .map_err(|e| format!("private_key: {e}"))
+        .map_err(|e| bad_key(e.to_string()))
 }
 
 #[cfg(test)]

@@ -16,6 +16,30 @@ pub struct LogoutSubject {
     pub sub: Option<String>,
 }
 
+/// Why a logout token whose signature holds is still refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogoutTokenError {
+    #[error("logout_token iss is not the provider's issuer")]
+    Issuer,
+    #[error("logout_token aud does not name this client")]
+    Audience,
+    #[error("logout_token has no iat")]
+    NoIssuedAt,
+    #[error("logout_token iat is in the future")]
+    IssuedInTheFuture,
+    #[error("logout_token expired")]
+    Expired,
+    #[error("logout_token has no jti")]
+    NoId,
+    /// A nonce would make it usable as an id_token: forbidden by the specification.
+    #[error("logout_token carries a nonce")]
+    Nonce,
+    #[error("logout_token lacks the back-channel logout event")]
+    NoEvent,
+    #[error("logout_token names neither sid nor sub")]
+    NoSubject,
+}
+
 /// Checks the claims of a logout token whose signature already holds.
 pub fn check_logout_claims(
     claims: &Map<String, Value>,
@@ -23,9 +47,9 @@ pub fn check_logout_claims(
     client_id: &str,
     now: i64,
     skew: i64,
-) -> Result<LogoutSubject, String> {
+) -> Result<LogoutSubject, LogoutTokenError> {
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err("logout_token iss is not the provider's issuer".into());
+        return Err(LogoutTokenError::Issuer);
     }
     let audience_ok = match claims.get("aud") {
         Some(Value::String(aud)) => aud == client_id,
@@ -33,26 +57,25 @@ pub fn check_logout_claims(
         _ => false,
     };
     if !audience_ok {
-        return Err("logout_token aud does not name this client".into());
+        return Err(LogoutTokenError::Audience);
     }
     let iat = claims
         .get("iat")
         .and_then(Value::as_i64)
-        .ok_or("logout_token has no iat")?;
+        .ok_or(LogoutTokenError::NoIssuedAt)?;
     if iat > now + skew {
-        return Err("logout_token iat is in the future".into());
+        return Err(LogoutTokenError::IssuedInTheFuture);
     }
     if let Some(exp) = claims.get("exp") {
         if exp.as_i64().is_none_or(|exp| exp + skew < now) {
-            return Err("logout_token expired".into());
+            return Err(LogoutTokenError::Expired);
         }
     }
     if claims.get("jti").and_then(Value::as_str).is_none() {
-        return Err("logout_token has no jti".into());
+        return Err(LogoutTokenError::NoId);
     }
-    // A nonce would make it usable as an id_token: forbidden by the specification.
     if claims.contains_key("nonce") {
-        return Err("logout_token carries a nonce".into());
+        return Err(LogoutTokenError::Nonce);
     }
     let event_ok = claims
         .get("events")
@@ -60,7 +83,7 @@ pub fn check_logout_claims(
         .and_then(|events| events.get(BACKCHANNEL_LOGOUT_EVENT))
         .is_some_and(Value::is_object);
     if !event_ok {
-        return Err("logout_token lacks the back-channel logout event".into());
+        return Err(LogoutTokenError::NoEvent);
     }
     let text = |name: &str| {
         claims
@@ -74,7 +97,7 @@ pub fn check_logout_claims(
         sub: text("sub"),
     };
     if subject.sid.is_none() && subject.sub.is_none() {
-        return Err("logout_token names neither sid nor sub".into());
+        return Err(LogoutTokenError::NoSubject);
     }
     Ok(subject)
 }
@@ -114,7 +137,7 @@ mod tests {
         .clone()
     }
 
-    fn check(claims: &Map<String, Value>) -> Result<LogoutSubject, String> {
+    fn check(claims: &Map<String, Value>) -> Result<LogoutSubject, LogoutTokenError> {
         check_logout_claims(claims, "https://op", "rp", 1010, 60)
     }
 

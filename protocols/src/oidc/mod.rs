@@ -41,7 +41,7 @@ use url::Url;
 
 pub use claims::{acr_satisfies, attributes};
 pub use discovery::ExtraMetadata;
-pub use logout::{check_logout_claims, LogoutSubject, BACKCHANNEL_LOGOUT_EVENT};
+pub use logout::{check_logout_claims, LogoutSubject, LogoutTokenError, BACKCHANNEL_LOGOUT_EVENT};
 pub use openidconnect::core::CoreJwsSigningAlgorithm as SigningAlg;
 pub use settings::{
     ClientAuth, Encryption, Endpoints, OidcSettings, StaticEndpoints, UserinfoMode,
@@ -57,7 +57,7 @@ use crate::http::BoundedHttp;
 use crate::{
     logout_tag, AuthLevel, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply,
     EndpointRequest, EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart,
-    LogoutHandle, Principal, ProviderError, ProviderState, SignOut,
+    LogoutHandle, Principal, ProviderError, ProviderState, SetupError, SignOut,
 };
 
 /// Endpoint names (see [`IdentityProvider::endpoints`]); also their paths under `/.guichet/`.
@@ -106,13 +106,16 @@ pub fn random_param() -> String {
 }
 
 impl OidcProvider {
-    pub fn new(settings: OidcSettings) -> Result<Self, String> {
+    pub fn new(settings: OidcSettings) -> Result<Self, SetupError> {
         if settings.allowed_algs.is_empty()
             || settings
                 .allowed_algs
                 .contains(&CoreJwsSigningAlgorithm::None)
         {
-            return Err("allowed_algs: must list signing algorithms, never none".into());
+            return Err(SetupError::Setting {
+                setting: "allowed_algs",
+                reason: "must list signing algorithms, never none".into(),
+            });
         }
         let assertion_key = match &settings.client_auth {
             ClientAuth::PrivateKeyJwt { key_pem, .. } => {
@@ -163,7 +166,6 @@ impl OidcProvider {
             token_endpoint,
         )
         .map(Some)
-        .map_err(ProviderError::Rejected)
     }
 
     fn assertion_key_id(&self) -> Option<&str> {
@@ -458,7 +460,7 @@ impl OidcProvider {
             OffsetDateTime::now_utc().unix_timestamp(),
             self.settings.clock_skew.as_secs() as i64,
         )
-        .map_err(ProviderError::Rejected)
+        .map_err(|e| ProviderError::Rejected(e.to_string()))
     }
 }
 

@@ -147,14 +147,14 @@ fn a_plain_doctype_before_a_valid_success_is_refused() {
         assert!(with_doctype.contains(doctype));
         assert_eq!(
             parse(with_doctype.as_bytes()),
-            Err("DOCTYPE refused".to_owned()),
+            Err(AnswerError::Xml(XmlError::DocType)),
             "{doctype}"
         );
         // Without the XML declaration too.
         let bare = with_doctype.replacen(declaration, "", 1);
         assert_eq!(
             parse(bare.as_bytes()),
-            Err("DOCTYPE refused".to_owned()),
+            Err(AnswerError::Xml(XmlError::DocType)),
             "{doctype}"
         );
     }
