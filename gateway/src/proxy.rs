@@ -425,7 +425,6 @@ impl ProxyHttp for GuichetProxy {
         }
 
         let method = session.req_header().method.clone();
-        let public = app.policy.is_public(method.as_str(), &path);
         let identity =
             match crate::identity::current(gateway, app, &session.req_header().headers).await {
                 Ok(identity) => identity,
@@ -436,7 +435,7 @@ impl ProxyHttp for GuichetProxy {
                         .with_label_values(&["load"])
                         .inc();
                     tracing::error!(correlation_id = %id, error = %e, "session lookup failed");
-                    if public {
+                    if app.policy.is_public(method.as_str(), &path) {
                         // A public page needs no session: serve it anonymously.
                         None
                     } else {
