@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use guichet_directory_client::{DirectoryError, DirectoryUser};
 use guichet_policies::roles::RoleSources;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 
 use crate::cookies;
 use crate::headers::{encode, ValueSource};
@@ -19,16 +19,7 @@ pub struct Identity {
     pub record: Arc<SessionRecord>,
 }
 
-/// What one app sees of a session: the person's roles for that app, the attributes its rules
-/// and headers read (provider attributes, completed by the directory's), and the identity
-/// headers it gets, encoded. Computed once per session, app and directory entry (see
-/// [`crate::session::ViewCache`]).
-#[derive(Debug)]
-pub struct AppView {
-    pub roles: Vec<String>,
-    pub attributes: BTreeMap<String, Vec<String>>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-}
+pub use crate::session::AppView;
 
 /// Who the signed-in user is in the directory.
 #[derive(Clone, Debug)]

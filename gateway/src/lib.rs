@@ -6,6 +6,8 @@
 //! Identity protocols live in `guichet-protocols`, access decisions in `guichet-policies`.
 
 pub mod admin;
+#[cfg(test)]
+mod architecture_tests;
 pub mod audit;
 pub mod background;
 pub mod config;
@@ -22,6 +24,7 @@ pub mod headers;
 pub mod identity;
 pub mod logging;
 pub mod login;
+pub mod login_limits;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;

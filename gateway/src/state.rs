@@ -87,7 +87,7 @@ pub struct SessionSettings {
     /// Name of the short-lived cookie that binds a login transaction to the browser.
     pub login_cookie_name: String,
     /// Name of the long-lived cookie of a browser that signed in to a local account before
-    /// (a known device: see `endpoints::login_limits`).
+    /// (a known device: see `login_limits`).
     pub device_cookie_name: String,
     /// `__Host-` + `cookie_name`: used for https apps without `cookie_domain`, so that no
     /// other host (a sibling subdomain) can set or shadow the session cookie.
@@ -135,7 +135,7 @@ pub struct Gateway {
     /// How each provider's logins are linked to directory people, by provider id.
     pub pivots: HashMap<String, PivotConfig>,
     /// Addresses whose login attempts are being slowed down, on this replica.
-    pub busy_addresses: crate::endpoints::login_limits::BusyAddresses,
+    pub busy_addresses: crate::login_limits::BusyAddresses,
 }
 
 impl Gateway {

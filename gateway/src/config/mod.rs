@@ -6,6 +6,7 @@
 
 mod cas;
 mod directory;
+pub mod identity_headers;
 mod model;
 mod oidc;
 mod overrides;
@@ -380,7 +381,7 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 ));
             }
         }
-        crate::headers::validate(&app.identity_headers, &at("identity_headers"))?;
+        identity_headers::validate(&app.identity_headers, &at("identity_headers"))?;
     }
     Ok(())
 }

@@ -14,9 +14,9 @@ use url::Url;
 
 use super::cas::CasProviderConfig;
 use super::directory::{DirectoryConfig, PivotConfig, UnknownPerson};
+use super::identity_headers::{Encoding, ValueSource};
 use super::oidc::OidcProviderConfig;
 use super::secret::SecretSource;
-use crate::headers::{Encoding, ValueSource};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,6 @@ use std::time::Duration;
 use guichet_protocols::{Callback, FinishContext, LoginStart, Principal, ProviderError};
 use subtle::ConstantTimeEq;
 
-use super::login_limits::{self, Admission};
 use super::{
     client_bucket, device_cookie, login_cookie, new_transaction, same_origin_post,
     save_transaction, session_cookie, transaction, Body, Request,
@@ -13,6 +12,7 @@ use super::{
 use crate::audit;
 use crate::identity::{self, now};
 use crate::login::{safe_return_path, transaction_key, LoginTransaction};
+use crate::login_limits::{self, Admission};
 use crate::pages::{self, text, Bilingual, LoginForm};
 use crate::respond::Reply;
 use crate::session::{SessionId, SessionRecord, StoreError};

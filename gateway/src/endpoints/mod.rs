@@ -10,7 +10,6 @@ mod callback;
 #[cfg(test)]
 mod handler_tests;
 mod login;
-pub mod login_limits;
 mod logout;
 mod provider_endpoints;
 pub mod request;
@@ -168,7 +167,7 @@ fn device_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
         path: "/.guichet/",
         domain: None,
         secure: app.secure,
-        max_age: Some(login_limits::DEVICE_TTL.as_secs()),
+        max_age: Some(crate::login_limits::DEVICE_TTL.as_secs()),
     }
 }
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 pub use crypto::Sealer;
 pub use memory::MemoryStore;
-pub use record::{Pivot, SessionId, SessionRecord, ViewCache};
+pub use record::{AppView, Pivot, SessionId, SessionRecord, ViewCache};
 pub use redis_store::RedisStore;
 
 #[derive(Debug, thiserror::Error)]

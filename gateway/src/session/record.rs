@@ -3,8 +3,6 @@ use std::sync::{Arc, RwLock};
 
 use guichet_directory_client::DirectoryUser;
 
-use crate::identity::AppView;
-
 use base64::Engine;
 use guichet_protocols::Principal;
 use rand::RngCore;
@@ -78,6 +76,17 @@ pub struct SessionRecord {
 
 /// Which directory attribute and (normalized) value name the person.
 pub use guichet_directory_client::PivotQuery as Pivot;
+
+/// What one app sees of a session: the person's roles for that app, the attributes its rules
+/// and headers read (provider attributes, completed by the directory's), and the identity
+/// headers it gets, encoded. Computed once per session, app and directory entry, and cached in
+/// the session's [`ViewCache`] (built by `crate::identity`).
+#[derive(Debug)]
+pub struct AppView {
+    pub roles: Vec<String>,
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
 
 /// A value computed once per session, app and directory entry, then reused by every request
 /// of the session while the in-memory store hands out the same record. Not part of the
