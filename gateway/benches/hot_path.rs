@@ -30,7 +30,7 @@ headers:
   - { name: X-Remote-Provider, value: provider }
 "#;
     let config: IdentityHeadersConfig = serde_norway::from_str(yaml).expect("identity headers");
-    IdentityHeaders::compile(&config)
+    IdentityHeaders::from_config(&config).unwrap()
 }
 
 /// A session record of a realistic size (about 600 bytes of JSON).

@@ -12,7 +12,7 @@ use http::HeaderValue;
 pub use crate::config::identity_headers::{
     canonical_name, validate, Encoding, ValueSource, GATEWAY_CONTROLLED,
 };
-use crate::config::IdentityHeadersConfig;
+use crate::config::{ConfigError, IdentityHeadersConfig};
 
 /// `name` equals `canonical` (already lowercase with `-`) once canonicalized.
 fn canonical_eq(name: &[u8], canonical: &str) -> bool {
@@ -102,17 +102,21 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    #[allow(
-        clippy::expect_used,
-        reason = "header names were checked when the configuration was loaded"
-    )]
-    pub fn compile(config: &IdentityHeadersConfig) -> Self {
+    /// Validates `config` and compiles it (tests, benchmarks; the gateway compiles what the
+    /// configuration load already validated, with [`Self::compile`]).
+    pub fn from_config(config: &IdentityHeadersConfig) -> Result<Self, ConfigError> {
+        let names = validate(config, "identity_headers")?;
+        Ok(Self::compile(config, names))
+    }
+
+    /// `names`: the configured headers' names, as the configuration load parsed them.
+    pub fn compile(config: &IdentityHeadersConfig, names: Vec<http::HeaderName>) -> Self {
         let rules: Vec<HeaderRule> = config
             .headers
             .iter()
-            .map(|mapping| HeaderRule {
-                name: http::HeaderName::from_bytes(mapping.name.as_bytes())
-                    .expect("validated at config load"),
+            .zip(names)
+            .map(|(mapping, name)| HeaderRule {
+                name,
                 source: mapping.value.clone(),
                 encoding: mapping.encoding.unwrap_or(config.encoding),
             })
@@ -148,7 +152,7 @@ mod tests {
     #[test]
     fn underscores_and_case_are_equivalent() {
         assert_eq!(canonical_name("X_Remote_User"), "x-remote-user");
-        let plan = IdentityHeaders::compile(&IdentityHeadersConfig::default());
+        let plan = IdentityHeaders::from_config(&IdentityHeadersConfig::default()).unwrap();
         for spoof in [
             "X-Remote-User",
             "x-remote-user",

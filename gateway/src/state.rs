@@ -15,8 +15,7 @@ use guichet_protocols::IdentityProvider;
 use ipnet::IpNet;
 
 use crate::config::{
-    app_path_prefix, Config, PivotConfig, ProviderConfig, RateLimitConfig, StoreConfig,
-    UnknownPerson,
+    Config, PivotConfig, ProviderConfig, RateLimitConfig, StoreConfig, UnknownPerson,
 };
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
@@ -143,10 +142,6 @@ impl Gateway {
     /// so this must run where their client libraries may spawn background tasks: inside
     /// [`crate::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
     /// gateway, as the one-shot commands do).
-    #[allow(
-        clippy::expect_used,
-        reason = "app URLs have a host: checked when the configuration is loaded"
-    )]
     pub fn new(config: &Config) -> Result<Arc<Gateway>, String> {
         if tokio::runtime::Handle::try_current().is_err() {
             // A programming error, not a configuration one: say so instead of letting a
@@ -255,15 +250,13 @@ impl Gateway {
         let metrics = Metrics::new();
         let mut apps = Vec::new();
         let mut router = Router::default();
-        for (index, app) in file.apps.iter().enumerate() {
-            let host = app.url.host_str().expect("validated").to_ascii_lowercase();
-            let mut hosts = vec![host];
-            hosts.extend(app.aliases.iter().map(|a| a.to_ascii_lowercase()));
-            let path_prefix = app_path_prefix(&app.url);
+        for (index, (app, resolved)) in file.apps.iter().zip(&config.apps).enumerate() {
+            let hosts = resolved.hosts.clone();
+            let path_prefix = resolved.path_prefix.clone();
             for host in &hosts {
                 router.add(host, &path_prefix, index);
             }
-            let upstream = Upstream::from_config(app)
+            let upstream = Upstream::from_config(app, &resolved.upstream)
                 .map_err(|e| format!("apps[{index}].upstream_tls: {e}"))?;
             if !app.upstream_tls.verify && app.upstream.scheme() == "https" {
                 tracing::warn!(app = %app.id, "upstream certificate verification is OFF");
@@ -277,15 +270,16 @@ impl Gateway {
                 upstream,
                 preserve_host: app.preserve_host,
                 providers: app.providers.clone(),
-                // Validated at load; should it fail here anyway, nobody gets in.
-                policy: Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
-                    .unwrap_or_else(|_| Policy::deny_all()),
+                policy: resolved.policy.clone(),
                 case_insensitive_paths: app.case_insensitive_paths,
                 roles: app.roles.clone(),
                 contact: app.contact.clone(),
                 unknown_person: app.unknown_person,
                 guest_roles: app.guest_roles.clone(),
-                identity_headers: IdentityHeaders::compile(&app.identity_headers),
+                identity_headers: IdentityHeaders::compile(
+                    &app.identity_headers,
+                    resolved.header_names.clone(),
+                ),
                 latency: metrics.latency.with_label_values(&[&app.id]),
                 requests: Default::default(),
             });

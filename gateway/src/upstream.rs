@@ -11,7 +11,7 @@ use pingora::utils::tls::{parse_x509, WrappedX509};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, UpstreamAddress};
 
 #[derive(Clone)]
 pub struct Upstream {
@@ -28,38 +28,26 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    #[allow(
-        clippy::expect_used,
-        reason = "upstream URLs are http(s) with a host (checked at load), so they have a default port"
-    )]
-    pub fn from_config(app: &AppConfig) -> Result<Self, String> {
-        let url = &app.upstream;
-        let host = url
-            .host_str()
-            .expect("validated")
-            .trim_matches(['[', ']'])
-            .to_string();
-        let port = url
-            .port_or_known_default()
-            .expect("http(s) has a default port");
+    /// The upstream of `app`, whose address the configuration load already validated.
+    pub fn from_config(app: &AppConfig, address: &UpstreamAddress) -> Result<Self, String> {
         let ca = match &app.upstream_tls.ca_file {
             None => None,
             Some(path) => Some(load_ca(path)?),
         };
-        let authority = match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().expect("validated")),
-            None => url.host_str().expect("validated").to_string(),
-        };
         Ok(Self {
-            sni: app.upstream_tls.sni.clone().unwrap_or_else(|| host.clone()),
-            host,
-            port,
-            tls: url.scheme() == "https",
+            sni: app
+                .upstream_tls
+                .sni
+                .clone()
+                .unwrap_or_else(|| address.host.clone()),
+            host: address.host.clone(),
+            port: address.port,
+            tls: address.tls,
             verify: app.upstream_tls.verify,
             ca,
             connect_timeout: app.upstream_connect_timeout,
             read_timeout: app.upstream_read_timeout,
-            authority,
+            authority: address.authority.clone(),
         })
     }
 

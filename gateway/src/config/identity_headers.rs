@@ -124,20 +124,26 @@ impl fmt::Display for ValueSource {
     }
 }
 
-pub fn validate(config: &IdentityHeadersConfig, at: &str) -> Result<(), ConfigError> {
+/// Checks an app's identity headers and returns their names, parsed once for good.
+pub fn validate(
+    config: &IdentityHeadersConfig,
+    at: &str,
+) -> Result<Vec<http::HeaderName>, ConfigError> {
     if config.separator.chars().any(char::is_control) {
         return Err(ConfigError::new(
             format!("{at}.separator"),
             "must not contain control characters",
         ));
     }
+    let mut names = Vec::with_capacity(config.headers.len());
     for (i, mapping) in config.headers.iter().enumerate() {
-        if http::HeaderName::from_bytes(mapping.name.as_bytes()).is_err() {
+        let Ok(name) = http::HeaderName::from_bytes(mapping.name.as_bytes()) else {
             return Err(ConfigError::new(
                 format!("{at}.headers[{i}].name"),
                 format!("{:?} is not a valid header name", mapping.name),
             ));
-        }
+        };
+        names.push(name);
         let canonical = canonical_name(&mapping.name);
         if GATEWAY_CONTROLLED.contains(&canonical.as_str())
             || matches!(
@@ -164,5 +170,5 @@ pub fn validate(config: &IdentityHeadersConfig, at: &str) -> Result<(), ConfigEr
             }
         }
     }
-    Ok(())
+    Ok(names)
 }

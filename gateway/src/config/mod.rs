@@ -69,6 +69,33 @@ pub struct Config {
     pub directory: Option<ResolvedDirectory>,
     /// Implementations of `kind: external` providers, by id, supplied by the embedding program.
     pub external: HashMap<String, Arc<dyn IdentityProvider>>,
+    /// What validating each app produced (same order as `file.apps`): the gateway builds its
+    /// apps from these, never validating or parsing again.
+    pub apps: Vec<ResolvedApp>,
+}
+
+/// One app as its validation left it.
+#[derive(Clone, Debug)]
+pub struct ResolvedApp {
+    /// The URL's host then the aliases, lowercase.
+    pub hosts: Vec<String>,
+    /// The URL's path without trailing slash; empty for a whole host.
+    pub path_prefix: String,
+    pub policy: guichet_policies::Policy,
+    /// The identity headers' names, parsed.
+    pub header_names: Vec<http::HeaderName>,
+    pub upstream: UpstreamAddress,
+}
+
+/// Where an app's upstream is, from its validated URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamAddress {
+    /// Without IPv6 brackets (for resolution and SNI).
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written, for the Host header when the client's is not preserved.
+    pub authority: String,
+    pub tls: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -143,7 +170,7 @@ impl Config {
     }
 
     pub fn from_file(file: ConfigFile) -> Result<Config, ConfigError> {
-        validate(&file)?;
+        let apps = validate(&file)?;
         let redis = match &file.session.store {
             StoreConfig::Memory {} => None,
             StoreConfig::Redis(redis) => Some(resolve_redis(redis)?),
@@ -209,6 +236,7 @@ impl Config {
             cas: cas_settings,
             directory,
             external: HashMap::new(),
+            apps,
         })
     }
 }
@@ -279,7 +307,7 @@ fn resolve_redis(redis: &RedisStoreConfig) -> Result<ResolvedRedis, ConfigError>
     })
 }
 
-fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
+fn validate(file: &ConfigFile) -> Result<Vec<ResolvedApp>, ConfigError> {
     if file.listen.is_empty() {
         return Err(ConfigError::new(
             "listen",
@@ -325,6 +353,7 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
 
     let mut app_ids = HashMap::new();
     let mut routes: HashMap<(String, String), usize> = HashMap::new();
+    let mut resolved = Vec::with_capacity(file.apps.len());
     for (i, app) in file.apps.iter().enumerate() {
         let at = |field: &str| format!("apps[{i}].{field}");
         if !is_identifier(&app.id) {
@@ -340,7 +369,8 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
             ));
         }
         let host = validate_app_url(&app.url).map_err(|m| ConfigError::new(at("url"), m))?;
-        validate_upstream(&app.upstream).map_err(|m| ConfigError::new(at("upstream"), m))?;
+        let upstream =
+            validate_upstream(&app.upstream).map_err(|m| ConfigError::new(at("upstream"), m))?;
         let prefix = app_path_prefix(&app.url);
         let mut hosts = vec![(host, at("url"))];
         for (j, alias) in app.aliases.iter().enumerate() {
@@ -353,6 +383,7 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
             }
             hosts.push((alias, format!("apps[{i}].aliases[{j}]")));
         }
+        let all_hosts: Vec<String> = hosts.iter().map(|(host, _)| host.clone()).collect();
         for (host, path) in hosts {
             if let Some(first) = routes.insert((host.clone(), prefix.clone()), i) {
                 return Err(ConfigError::new(
@@ -363,8 +394,9 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 ));
             }
         }
-        guichet_policies::Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
-            .map_err(|e| {
+        let policy =
+            guichet_policies::Policy::compile(app.access, &app.rules, app.case_insensitive_paths)
+                .map_err(|e| {
                 ConfigError::new(at(&format!("rules[{}]", e.index)), e.error.to_string())
             })?;
         if app.providers.is_empty() {
@@ -381,9 +413,17 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigError> {
                 ));
             }
         }
-        identity_headers::validate(&app.identity_headers, &at("identity_headers"))?;
+        let header_names =
+            identity_headers::validate(&app.identity_headers, &at("identity_headers"))?;
+        resolved.push(ResolvedApp {
+            hosts: all_hosts,
+            path_prefix: prefix,
+            policy,
+            header_names,
+            upstream,
+        });
     }
-    Ok(())
+    Ok(resolved)
 }
 
 /// The identité pivot only where the civil registry vouches for the six claims (FranceConnect,
@@ -590,20 +630,31 @@ fn validate_app_url(url: &url::Url) -> Result<String, String> {
         .ok_or_else(|| "invalid URL: no host".into())
 }
 
-fn validate_upstream(url: &url::Url) -> Result<(), String> {
+fn validate_upstream(url: &url::Url) -> Result<UpstreamAddress, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "invalid URL: scheme must be http or https, not {:?}",
             url.scheme()
         ));
     }
-    if url.host_str().is_none() {
+    let Some(host) = url.host_str() else {
         return Err("invalid URL: no host".into());
-    }
+    };
     if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
         return Err("invalid URL: only scheme, host and port are supported".into());
     }
-    Ok(())
+    let Some(port) = url.port_or_known_default() else {
+        return Err("invalid URL: no port".into());
+    };
+    Ok(UpstreamAddress {
+        host: host.trim_matches(['[', ']']).to_owned(),
+        port,
+        authority: match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        },
+        tls: url.scheme() == "https",
+    })
 }
 
 /// The app's path prefix without trailing slash; empty for a whole host.
