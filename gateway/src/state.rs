@@ -17,11 +17,11 @@ use ipnet::IpNet;
 use crate::config::{
     Config, PivotConfig, ProviderConfig, RateLimitConfig, StoreConfig, UnknownPerson,
 };
-use crate::headers::IdentityHeaders;
-use crate::metrics::Metrics;
-use crate::routing::Router;
+use crate::http::headers::IdentityHeaders;
+use crate::http::routing::Router;
+use crate::http::upstream::Upstream;
 use crate::session::{MemoryStore, RedisStore, SharedStore};
-use crate::upstream::Upstream;
+use crate::telemetry::metrics::Metrics;
 
 /// One protected application.
 pub struct App {
@@ -45,7 +45,7 @@ pub struct App {
     pub identity_headers: IdentityHeaders,
     /// This app's latency histogram, resolved once instead of by label on every request.
     pub latency: prometheus::Histogram,
-    pub requests: crate::metrics::StatusCounters,
+    pub requests: crate::telemetry::metrics::StatusCounters,
 }
 
 /// One provider and the gateway's settings around it. Nothing here depends on its protocol:
@@ -134,13 +134,13 @@ pub struct Gateway {
     /// How each provider's logins are linked to directory people, by provider id.
     pub pivots: HashMap<String, PivotConfig>,
     /// Addresses whose login attempts are being slowed down, on this replica.
-    pub busy_addresses: crate::login_limits::BusyAddresses,
+    pub busy_addresses: crate::session::login_limits::BusyAddresses,
 }
 
 impl Gateway {
     /// Builds the gateway's state. Connections to Redis and the directory are created here,
     /// so this must run where their client libraries may spawn background tasks: inside
-    /// [`crate::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
+    /// [`crate::ops::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
     /// gateway, as the one-shot commands do).
     pub fn new(config: &Config) -> Result<Arc<Gateway>, String> {
         if tokio::runtime::Handle::try_current().is_err() {

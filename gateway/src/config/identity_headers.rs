@@ -1,5 +1,5 @@
 //! The identity headers' configuration: where each value comes from, how it is encoded, and
-//! which header names the gateway keeps for itself. Runtime use is in `crate::headers`.
+//! which header names the gateway keeps for itself. Runtime use is in `crate::http::headers`.
 
 use std::fmt;
 

@@ -4,6 +4,8 @@
 //! The browser only ever holds an opaque random id; everything else stays server-side.
 
 mod crypto;
+pub mod login;
+pub mod login_limits;
 mod memory;
 pub(crate) mod record;
 mod redis_store;

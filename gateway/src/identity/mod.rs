@@ -1,6 +1,9 @@
 //! The signed-in user of a request: finding the session, enforcing its timeouts, and reading
 //! identity values for headers.
 
+pub mod decision;
+pub mod directory;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +12,8 @@ use guichet_directory_client::{DirectoryError, DirectoryUser};
 use guichet_policies::roles::RoleSources;
 use http::HeaderMap;
 
-use crate::cookies;
-use crate::headers::{encode, ValueSource};
+use crate::http::cookies;
+use crate::http::headers::{encode, ValueSource};
 use crate::session::{SessionId, SessionRecord, StoreError};
 use crate::state::{App, Gateway};
 

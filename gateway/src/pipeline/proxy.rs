@@ -18,16 +18,16 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::audit::{self, AuditContext};
-use crate::cookies;
-use crate::decision::{self, Block, Verdict};
-use crate::endpoints;
+use crate::auth;
+use crate::http::cookies;
+use crate::http::pages::{self, text};
+use crate::http::respond::Reply;
+use crate::http::routing::{parse_target, request_host};
+use crate::http::upstream::Resolver;
+use crate::identity::decision::{self, Block, Verdict};
 use crate::identity::{AppView, Identity};
-use crate::pages::{self, text};
-use crate::respond::Reply;
-use crate::routing::{parse_target, request_host};
 use crate::state::{App, Gateway};
-use crate::upstream::Resolver;
+use crate::telemetry::audit::{self, AuditContext};
 
 /// Requests whose headers add up to more than this are refused (431).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -194,7 +194,7 @@ fn blocked_reply(
     )
 }
 
-/// The gateway's endpoints' view of a request (see [`endpoints::Request`]): the body, when the
+/// The gateway's endpoints' view of a request (see [`auth::Request`]): the body, when the
 /// route takes one, read here and bounded by `limit`.
 async fn endpoint_request(
     session: &mut Session,
@@ -202,13 +202,13 @@ async fn endpoint_request(
     app: usize,
     path: &str,
     limit: Option<usize>,
-) -> endpoints::Request {
+) -> auth::Request {
     let body = match limit {
-        None => endpoints::Body::None,
+        None => auth::Body::None,
         Some(limit) => read_body(session, limit).await,
     };
     let header = session.req_header();
-    endpoints::Request {
+    auth::Request {
         method: header.method.clone(),
         path: path.to_owned(),
         query: header.uri.query().map(str::to_owned),
@@ -222,7 +222,7 @@ async fn endpoint_request(
 }
 
 /// A urlencoded form body, refused past `limit` bytes (declared or sent).
-async fn read_body(session: &mut Session, limit: usize) -> endpoints::Body {
+async fn read_body(session: &mut Session, limit: usize) -> auth::Body {
     let declared = session
         .req_header()
         .headers
@@ -230,22 +230,22 @@ async fn read_body(session: &mut Session, limit: usize) -> endpoints::Body {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
-        return endpoints::Body::TooLarge;
+        return auth::Body::TooLarge;
     }
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > limit {
-                    return endpoints::Body::TooLarge;
+                    return auth::Body::TooLarge;
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(_) => return endpoints::Body::Unreadable,
+            Err(_) => return auth::Body::Unreadable,
         }
     }
-    endpoints::Body::Form(form_urlencoded::parse(&body).into_owned().collect())
+    auth::Body::Form(form_urlencoded::parse(&body).into_owned().collect())
 }
 
 /// Writes the gateway's own replies (pages, redirects, JSON) to pingora: the only place a
@@ -265,7 +265,9 @@ impl SendReply for Reply {
         header.insert_header("referrer-policy", "no-referrer")?;
         header.insert_header(
             "content-security-policy",
-            self.csp.as_deref().unwrap_or(crate::respond::STRICT_CSP),
+            self.csp
+                .as_deref()
+                .unwrap_or(crate::http::respond::STRICT_CSP),
         )?;
         header.insert_header("x-request-id", correlation_id)?;
         for (name, value) in self.headers {
@@ -407,7 +409,7 @@ impl ProxyHttp for GuichetProxy {
         ctx.app = Some(app_index);
         let app = &gateway.apps[app_index];
         self.scrub(session.req_header_mut(), app);
-        if app.case_insensitive_paths && crate::routing::ambiguous_for_windows(&path) {
+        if app.case_insensitive_paths && crate::http::routing::ambiguous_for_windows(&path) {
             Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
                 .send(session, &id)
                 .await?;
@@ -415,9 +417,9 @@ impl ProxyHttp for GuichetProxy {
         }
 
         if is_endpoint {
-            let limit = endpoints::body_limit(gateway, &session.req_header().method, &path);
+            let limit = auth::body_limit(gateway, &session.req_header().method, &path);
             let mut request = endpoint_request(session, ctx, app_index, &path, limit).await;
-            let reply = endpoints::handle(gateway, &mut request).await;
+            let reply = auth::handle(gateway, &mut request).await;
             // The login transaction may have named another app than the Host's.
             ctx.app = Some(request.app);
             reply.send(session, &id).await?;
@@ -506,7 +508,7 @@ impl ProxyHttp for GuichetProxy {
             Verdict::LoginRequired => {
                 let reply = if is_navigation(session.req_header()) {
                     let request = endpoint_request(session, ctx, app_index, &path, None).await;
-                    match endpoints::start_login(gateway, &request, app, &ctx.origin_form).await {
+                    match auth::start_login(gateway, &request, app, &ctx.origin_form).await {
                         Ok(reply) => reply,
                         Err(e) => {
                             gateway

@@ -23,13 +23,15 @@ use std::time::Duration;
 use guichet_protocols::{EndpointRequest, EndpointRoute, DEFAULT_CALLBACK_BODY_BYTES};
 use http::Method;
 
-use crate::audit;
-use crate::cookies::{self, CookieSpec};
-use crate::login::{random_token, transaction_key, LoginTransaction, TRANSACTION_TTL_SECS};
-use crate::pages::text;
-use crate::respond::Reply;
+use crate::http::cookies::{self, CookieSpec};
+use crate::http::pages::text;
+use crate::http::respond::Reply;
+use crate::session::login::{
+    random_token, transaction_key, LoginTransaction, TRANSACTION_TTL_SECS,
+};
 use crate::session::StoreError;
 use crate::state::{App, Gateway};
+use crate::telemetry::audit;
 
 pub use login::start_login;
 pub use request::{Body, Request};
@@ -167,7 +169,7 @@ fn device_cookie<'a>(gateway: &'a Gateway, app: &App) -> CookieSpec<'a> {
         path: "/.guichet/",
         domain: None,
         secure: app.secure,
-        max_age: Some(crate::login_limits::DEVICE_TTL.as_secs()),
+        max_age: Some(crate::session::login_limits::DEVICE_TTL.as_secs()),
     }
 }
 

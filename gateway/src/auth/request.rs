@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::audit::AuditContext;
 use crate::state::Gateway;
+use crate::telemetry::audit::AuditContext;
 
 /// The body of a request to an endpoint, read before the handler runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

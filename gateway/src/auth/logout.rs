@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{same_origin_post, session_cookie, Body, Request};
-use crate::audit;
+use crate::http::pages::{self, text};
+use crate::http::respond::Reply;
 use crate::identity;
-use crate::login::safe_return_path;
-use crate::pages::{self, text};
-use crate::respond::Reply;
+use crate::session::login::safe_return_path;
 use crate::session::StoreError;
 use crate::state::Gateway;
+use crate::telemetry::audit;
 
 /// GET /.guichet/logout. A link followed from another site (`Sec-Fetch-Site: cross-site` or
 /// `same-site`) only gets a confirmation page: a third party cannot sign users out. Links in
@@ -91,7 +91,7 @@ async fn sign_out(
     // comes back to /.guichet/logout/done with a single-use state naming where to land.
     if let Some(record) = ended {
         if let Some(entry) = gateway.providers.get(&record.principal.provider) {
-            let state = crate::login::random_token();
+            let state = crate::session::login::random_token();
             let done =
                 url::Url::parse(&format!("{}{LOGOUT_DONE}", app.origin)).expect("origin is a URL");
             let at_provider = entry

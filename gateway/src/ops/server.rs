@@ -11,17 +11,17 @@ use tokio::sync::Notify;
 
 use std::time::Duration;
 
-use crate::admin::AdminApp;
-use crate::background::BackgroundRuntime;
 use crate::config::Config;
-use crate::proxy::GuichetProxy;
+use crate::ops::admin::AdminApp;
+use crate::ops::background::BackgroundRuntime;
+use crate::ops::store_watch::StoreWatch;
+use crate::pipeline::proxy::GuichetProxy;
 use crate::state::Gateway;
-use crate::store_watch::StoreWatch;
 
 /// Builds the pingora server for a validated config. Nothing listens until it runs.
 ///
 /// The gateway is built inside `background`, which must outlive the server (see
-/// [`crate::background`]).
+/// [`crate::ops::background`]).
 pub fn build(
     config: &Config,
     background: &BackgroundRuntime,
@@ -88,7 +88,7 @@ pub fn build(
         if config.redis.is_some() {
             server.add_service(pingora::services::background::background_service(
                 "directory invalidations",
-                crate::directory_watch::DirectoryInvalidations {
+                crate::ops::directory_watch::DirectoryInvalidations {
                     cache: cache.clone(),
                 },
             ));

@@ -14,10 +14,10 @@ use guichet_protocols::{
 
 use super::client_bucket;
 use super::Request;
-use crate::audit;
-use crate::respond::Reply;
+use crate::http::respond::Reply;
 use crate::session::StoreError;
 use crate::state::{Gateway, ProviderEntry};
+use crate::telemetry::audit;
 
 /// What an HTTP method is to provider endpoints.
 pub fn method_of(method: &http::Method) -> Option<EndpointMethod> {

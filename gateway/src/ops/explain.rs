@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use guichet_protocols::{AuthLevel, LogoutHandle, Principal};
 
-use crate::decision::{decide, Verdict};
+use crate::http::routing::{parse_target, request_host};
+use crate::identity::decision::{decide, Verdict};
 use crate::identity::{now, person, Identity, Person};
-use crate::routing::{parse_target, request_host};
 use crate::session::{Pivot, SessionId, SessionRecord};
 use crate::state::Gateway;
 
@@ -47,7 +47,7 @@ pub async fn explain(
         Some(principal) => {
             let pivot = match gateway.pivots.get(&principal.provider) {
                 None => None,
-                Some(config) => crate::directory::pivot_of(&principal, config)?,
+                Some(config) => crate::identity::directory::pivot_of(&principal, config)?,
             };
             (principal, pivot)
         }

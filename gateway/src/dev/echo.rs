@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::pages::escape;
+use crate::http::pages::escape;
 
 /// A running echo server.
 pub struct EchoServer {

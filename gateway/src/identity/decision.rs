@@ -13,8 +13,8 @@ use guichet_directory_client::AccountState;
 use guichet_policies::{Decision, Subject};
 
 use crate::config::UnknownPerson;
+use crate::http::pages::{text, Bilingual};
 use crate::identity::{now, AppView, Identity, Person};
-use crate::pages::{text, Bilingual};
 use crate::state::App;
 
 /// Why the directory's answer stops a signed-in person on an application, whatever its rules.

@@ -9,14 +9,14 @@ use super::{
     client_bucket, device_cookie, login_cookie, new_transaction, same_origin_post,
     save_transaction, session_cookie, transaction, Body, Request,
 };
-use crate::audit;
+use crate::http::pages::{self, text, Bilingual, LoginForm};
+use crate::http::respond::Reply;
 use crate::identity::{self, now};
-use crate::login::{safe_return_path, transaction_key, LoginTransaction};
-use crate::login_limits::{self, Admission};
-use crate::pages::{self, text, Bilingual, LoginForm};
-use crate::respond::Reply;
+use crate::session::login::{safe_return_path, transaction_key, LoginTransaction};
+use crate::session::login_limits::{self, Admission};
 use crate::session::{SessionId, SessionRecord, StoreError};
 use crate::state::{App, Gateway, ProviderEntry};
+use crate::telemetry::audit;
 
 /// Longest login or password accepted from the form.
 const MAX_CREDENTIAL_CHARS: usize = 256;
@@ -204,7 +204,7 @@ pub async fn sign_in(
         .unwrap_or_default();
     let pivot = match gateway.pivots.get(&principal.provider) {
         None => None,
-        Some(config) => match crate::directory::pivot_of(&principal, config) {
+        Some(config) => match crate::identity::directory::pivot_of(&principal, config) {
             Ok(pivot) => pivot,
             Err(reason) => {
                 let provider_id = &principal.provider;
@@ -394,7 +394,7 @@ pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
         .unwrap_or_else(|| typed_login.to_lowercase());
     // One device cookie or none: several (one planted by a sibling host) prove nothing.
     let headers = &req.headers;
-    let mut devices = crate::cookies::values(headers, &gateway.sessions.device_cookie_name);
+    let mut devices = crate::http::cookies::values(headers, &gateway.sessions.device_cookie_name);
     let device = match (devices.next(), devices.next()) {
         (Some(token), None) => Some(token.to_owned()),
         _ => None,

@@ -78,13 +78,16 @@ impl AdminApp {
             .map(|addr| addr.ip());
         let result = match (field("all").as_deref(), field("attribute"), field("value")) {
             (Some("true"), None, None) => {
-                crate::audit::directory_invalidated(None, peer);
+                crate::telemetry::audit::directory_invalidated(None, peer);
                 cache.invalidate_all().await.map(|()| "everyone")
             }
             (None, Some(attribute), Some(value))
                 if !attribute.is_empty() && !value.trim().is_empty() =>
             {
-                crate::audit::directory_invalidated(Some((&attribute, value.trim())), peer);
+                crate::telemetry::audit::directory_invalidated(
+                    Some((&attribute, value.trim())),
+                    peer,
+                );
                 invalidate_person(cache, &attribute, &value).await
             }
             _ => {

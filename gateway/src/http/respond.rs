@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::pages::{self, Bilingual};
+use crate::http::pages::{self, Bilingual};
 
 /// A response the gateway answers with instead of proxying.
 pub struct Reply {

@@ -9,11 +9,11 @@ use guichet_protocols::{Callback, EndpointRequest, EndpointRoute, FinishContext,
 
 use super::login::{callback_url, sign_in};
 use super::{login_cookie, provider_endpoints, transaction, transaction_cookie, Body, Request};
-use crate::audit;
-use crate::pages::text;
-use crate::respond::Reply;
+use crate::http::pages::text;
+use crate::http::respond::Reply;
 use crate::session::StoreError;
 use crate::state::Gateway;
+use crate::telemetry::audit;
 
 /// Longest callback query accepted (codes, states and error descriptions are far shorter).
 const MAX_QUERY_BYTES: usize = 8 * 1024;

@@ -136,7 +136,7 @@ async fn is_known_device(
     provider_id: &str,
     account: &str,
 ) -> Result<bool, StoreError> {
-    let Some(token) = token.filter(|t| crate::login::is_token(t)) else {
+    let Some(token) = token.filter(|t| crate::session::login::is_token(t)) else {
         return Ok(false);
     };
     Ok(store.peek_transient(&device_key(token)).await? == Some(device_owner(provider_id, account)))
@@ -150,10 +150,10 @@ pub async fn remember_new_device(
     provider_id: &str,
     account: &str,
 ) -> Result<String, StoreError> {
-    if let Some(previous) = previous.filter(|t| crate::login::is_token(t)) {
+    if let Some(previous) = previous.filter(|t| crate::session::login::is_token(t)) {
         store.take_transient(&device_key(previous)).await?;
     }
-    let token = crate::login::random_token();
+    let token = crate::session::login::random_token();
     store
         .put_transient(
             &device_key(&token),

@@ -11,7 +11,7 @@
 //! gateway inside it: what a client library spawns at construction lives there, and so does
 //! the first Redis connection, opened from there at start (a connection re-opened after an
 //! outage lives on the runtime of the request that found it broken). The
-//! runtime is owned by whoever runs the server (`run_forever`, or a [`crate::server::RunningGateway`]
+//! runtime is owned by whoever runs the server (`run_forever`, or a [`crate::ops::server::RunningGateway`]
 //! in tests and the demo) and is shut down after pingora's runtimes, so nothing the services
 //! still use disappears under them. See docs/architecture.md, "Runtimes".
 

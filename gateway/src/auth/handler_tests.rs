@@ -7,7 +7,7 @@ use http::Method;
 
 use super::{handle, Body, Request};
 use crate::config::Config;
-use crate::respond::Reply;
+use crate::http::respond::Reply;
 use crate::state::Gateway;
 
 const ORIGIN: &str = "http://app.test";

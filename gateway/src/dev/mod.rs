@@ -1,0 +1,4 @@
+//! Development aids: the header-echo application and the demo.
+
+pub mod demo;
+pub mod echo;

@@ -1,0 +1,8 @@
+//! HTTP building blocks with no knowledge of sessions or providers: cookies, the gateway's pages and replies, request targets and routing, identity-header encoding, upstream peers.
+
+pub mod cookies;
+pub mod headers;
+pub mod pages;
+pub mod respond;
+pub mod routing;
+pub mod upstream;
