@@ -160,13 +160,18 @@ impl Config {
         // which a document already parsed into numbers would not be.
         let text = serde_norway::to_string(&document)
             .map_err(|e| ConfigError::new("config", e.to_string()))?;
-        Self::from_yaml(&text)
+        // Lines and columns of the rebuilt text are not the file's: say none.
+        Self::from_file(deserialize_file(
+            serde_norway::Deserializer::from_str(&text),
+            false,
+        )?)
     }
 
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        Self::from_file(deserialize_file(serde_norway::Deserializer::from_str(
-            text,
-        ))?)
+        Self::from_file(deserialize_file(
+            serde_norway::Deserializer::from_str(text),
+            true,
+        )?)
     }
 
     pub fn from_file(file: ConfigFile) -> Result<Config, ConfigError> {
@@ -242,7 +247,8 @@ impl Config {
 }
 
 /// The file's structure, or the path of the first field that does not fit it.
-fn deserialize_file<'de, D>(deserializer: D) -> Result<ConfigFile, ConfigError>
+/// `locate`: the text is the file as written, so its lines and columns mean something.
+fn deserialize_file<'de, D>(deserializer: D, locate: bool) -> Result<ConfigFile, ConfigError>
 where
     D: serde::Deserializer<'de, Error = serde_norway::Error>,
 {
@@ -250,7 +256,16 @@ where
         let path = e.path().to_string();
         let path = if path == "." { "config".into() } else { path };
         let message = strip_location(&e.inner().to_string());
-        let message = strip_path_prefix(&message, &path).to_owned();
+        let mut message = strip_path_prefix(&message, &path).to_owned();
+        // Where in the file, when the text was parsed as written (not after `--set`, whose
+        // document is rebuilt): the path says which field, the line where to look.
+        if let Some(location) = e.inner().location().filter(|_| locate) {
+            message.push_str(&format!(
+                " (line {}, column {})",
+                location.line(),
+                location.column()
+            ));
+        }
         ConfigError::new(path, message)
     })
 }
@@ -266,7 +281,8 @@ fn strip_path_prefix<'a>(message: &'a str, path: &str) -> &'a str {
     }
 }
 
-/// serde_norway appends " at line L column C": useful, but the path already says where.
+/// serde_norway appends " at line L column C"; it is put back as "(line L, column C)" after
+/// the message, which then reads the same with or without a location.
 fn strip_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_string(),

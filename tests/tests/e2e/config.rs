@@ -665,3 +665,40 @@ fn set_does_not_change_how_the_rest_of_the_file_is_read() {
     assert!(!output.status.success());
     assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
 }
+
+/// A parse error names the field and where it is in the file; after `--set`, whose document is
+/// rebuilt, only the field (a line of the rebuilt text would point at the wrong place).
+#[test]
+fn a_parse_error_says_where_in_the_file() {
+    let yaml = VALID.replace(
+        "    providers: [local]\n  - id: two",
+        "    providers: [local]\n    upstreams: x\n  - id: two",
+    );
+    let error = error_of(&yaml);
+    assert!(
+        error.starts_with("apps[0].upstreams: unknown field `upstreams`"),
+        "{error}"
+    );
+    assert!(error.ends_with("(line 13, column 5)"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guichet.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let output = Command::new(guichet_tests::guichet_binary())
+        .args([
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--set",
+            "threads=2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("apps[0].upstreams: unknown field"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("(line "), "{stderr}");
+}
