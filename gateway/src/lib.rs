@@ -20,22 +20,20 @@
 
 #[cfg(test)]
 mod architecture_tests;
-pub mod auth;
+pub(crate) mod auth;
 pub mod config;
-pub mod dev;
-pub mod http;
+pub(crate) mod dev;
+pub(crate) mod http;
 pub mod identity;
-pub mod ops;
-pub mod pipeline;
+pub(crate) mod ops;
+pub(crate) mod pipeline;
 pub mod session;
 pub mod state;
-pub mod telemetry;
+pub(crate) mod telemetry;
 
-// The paths programs embedding Guichet (and its tests) have used.
+// What other crates use (the binary, the tests crate, benchmarks, programs embedding
+// Guichet); everything else stays inside the crate.
 pub use dev::{demo, echo};
-pub use http::{cookies, headers, pages, respond, routing, upstream};
-pub use identity::{decision, directory};
-pub use ops::{admin, background, directory_cli, directory_watch, explain, server, store_watch};
-pub use pipeline::proxy;
-pub use session::{login, login_limits};
-pub use telemetry::{audit, logging, metrics};
+pub use http::{headers, routing};
+pub use ops::{directory_cli, explain, server};
+pub use telemetry::logging;

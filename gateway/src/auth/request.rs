@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 use crate::state::Gateway;
 use crate::telemetry::audit::AuditContext;
@@ -40,7 +40,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request to `path_and_query` on the app `app` (tests, and the proxy's adapter).
+    /// A request to `path_and_query` on the app `app` (tests build handlers' requests).
+    #[cfg(test)]
     pub fn new(method: Method, path_and_query: &str, app: usize) -> Self {
         let (path, query) = match path_and_query.split_once('?') {
             Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
@@ -60,14 +61,16 @@ impl Request {
     }
 
     /// With a header (tests).
+    #[cfg(test)]
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
-        if let Ok(value) = HeaderValue::from_str(value) {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
             self.headers.append(name, value);
         }
         self
     }
 
     /// With a form body (tests).
+    #[cfg(test)]
     pub fn form(mut self, fields: &[(&str, &str)]) -> Self {
         self.body = Body::Form(
             fields

@@ -362,14 +362,6 @@ pub mod text {
         fr: "L'application ne répond pas. Réessayez dans quelques instants.",
         en: "The application is not responding. Please try again in a moment.",
     };
-    pub const UNAUTHENTICATED: Bilingual = Bilingual {
-        fr: "Authentification requise",
-        en: "Authentication required",
-    };
-    pub const SIGN_IN_FIRST: Bilingual = Bilingual {
-        fr: "Vous devez vous connecter pour accéder à cette ressource.",
-        en: "You must sign in to access this resource.",
-    };
     pub const METHOD: Bilingual = Bilingual {
         fr: "Méthode non autorisée",
         en: "Method not allowed",

@@ -66,13 +66,6 @@ impl RequestCtx {
     }
 }
 
-impl RequestCtx {
-    /// `http` or `https`, as the client reached the gateway (or the trusted proxy in front).
-    pub fn forwarded_proto_str(&self) -> &str {
-        self.forwarded_proto
-    }
-}
-
 impl GuichetProxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self {
