@@ -143,6 +143,156 @@ impl GuichetProxy {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no application was chosen"))
     }
 
+    /// Checks the request line and headers and chooses the app (by Host, and by path outside
+    /// `/.guichet/`): the app and the decided path, or the reply refusing the request. Every
+    /// header the gateway controls is removed from here on.
+    fn route(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<(usize, String), Reply> {
+        let gateway = &self.gateway;
+        let id = &ctx.correlation_id;
+        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
+            return Err(Reply::error(431, text::BAD_REQUEST, text::TOO_LARGE, id));
+        }
+        // Methods are case-sensitive and rules name them in capitals; many frameworks
+        // uppercase what they receive, so `delete` would be decided as an unknown method and
+        // run as DELETE. Refused instead.
+        if session
+            .req_header()
+            .method
+            .as_str()
+            .bytes()
+            .any(|b| b.is_ascii_lowercase())
+        {
+            return Err(Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, id));
+        }
+        let host = session
+            .req_header()
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
+            .and_then(request_host);
+        // Decide on the client's own bytes, not on a parser's idea of them.
+        let target = match parse_target(session.req_header().raw_path()) {
+            Ok(target) => target,
+            Err(why) => {
+                audit::request_refused(&ctx.audit(gateway), &why.to_string());
+                return Err(Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, id));
+            }
+        };
+        let path = target.decision_path;
+        ctx.origin_form = target.origin_form;
+        let is_endpoint = path == "/.guichet" || path.starts_with("/.guichet/");
+        let app = host.as_deref().and_then(|host| {
+            if is_endpoint {
+                gateway.default_app_for_host(host)
+            } else {
+                gateway.router.route(host, &path)
+            }
+        });
+        let Some(app_index) = app else {
+            return Err(Reply::error(
+                404,
+                text::NOT_FOUND,
+                text::NO_APP,
+                &ctx.correlation_id,
+            ));
+        };
+        ctx.app = Some(app_index);
+        let app = &gateway.apps[app_index];
+        self.scrub(session.req_header_mut(), app);
+        if app.case_insensitive_paths && crate::http::routing::ambiguous_for_windows(&path) {
+            return Err(Reply::error(
+                400,
+                text::BAD_REQUEST,
+                text::BAD_PATH,
+                &ctx.correlation_id,
+            ));
+        }
+        Ok((app_index, path))
+    }
+
+    /// A protected page opened by a browser without a session: the login begins.
+    async fn start_login(&self, ctx: &RequestCtx, app: &App, request: &auth::Request) -> Reply {
+        let gateway = &self.gateway;
+        match auth::start_login(gateway, request, app, &ctx.origin_form).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                gateway
+                    .metrics
+                    .store_errors
+                    .with_label_values(&["login"])
+                    .inc();
+                tracing::error!(correlation_id = %ctx.correlation_id, error = %e, "cannot store login transaction");
+                Reply::error(
+                    503,
+                    text::UNAVAILABLE,
+                    text::STORE_DOWN,
+                    &ctx.correlation_id,
+                )
+            }
+        }
+    }
+
+    /// The answer to a request the decision stops: a page for browsers, JSON for scripts
+    /// (which get a 401 they can handle instead of a login page).
+    fn refusal(
+        &self,
+        request: &RequestHeader,
+        ctx: &RequestCtx,
+        app: &App,
+        verdict: Verdict<'_>,
+        rule: &str,
+    ) -> Reply {
+        let gateway = &self.gateway;
+        let id = &ctx.correlation_id;
+        let navigation = is_navigation(request);
+        let forbidden_json = |status| {
+            Reply::json(
+                status,
+                &serde_json::json!({"error": "forbidden", "correlation_id": id}),
+            )
+        };
+        let subject = ctx
+            .identity
+            .as_ref()
+            .map(|identity| identity.record.principal.subject.clone());
+        match verdict {
+            Verdict::Blocked(block) => {
+                let page =
+                    blocked_reply(gateway, ctx, app, subject.as_deref().unwrap_or(""), block);
+                if navigation {
+                    page
+                } else {
+                    forbidden_json(page.status)
+                }
+            }
+            Verdict::Deny => {
+                audit::access_denied(&ctx.audit(gateway), subject.as_deref(), rule);
+                if navigation {
+                    Reply::html(
+                        403,
+                        pages::forbidden_page(&app.id, app.contact.as_deref(), id),
+                    )
+                } else {
+                    forbidden_json(403)
+                }
+            }
+            // `Allow` is forwarded before this is asked; a script needing a login gets a 401.
+            Verdict::LoginRequired | Verdict::Allow => Reply::json(
+                401,
+                &serde_json::json!({
+                    "error": "authentication_required",
+                    "login_url": "/.guichet/login",
+                    "correlation_id": id,
+                }),
+            ),
+        }
+    }
+
     /// Removes every header the app must only ever get from the gateway.
     fn scrub(&self, request: &mut RequestHeader, app: &App) {
         let doomed: Vec<http::HeaderName> = request
@@ -342,74 +492,16 @@ impl ProxyHttp for GuichetProxy {
         let gateway = &self.gateway;
         self.read_forwarding(session, ctx);
         let id = ctx.correlation_id.clone();
-
-        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
-            Reply::error(431, text::BAD_REQUEST, text::TOO_LARGE, &id)
-                .send(session, &id)
-                .await?;
-            return Ok(true);
-        }
-        // Methods are case-sensitive and rules name them in capitals; many frameworks
-        // uppercase what they receive, so `delete` would be decided as an unknown method and
-        // run as DELETE. Refused instead.
-        if session
-            .req_header()
-            .method
-            .as_str()
-            .bytes()
-            .any(|b| b.is_ascii_lowercase())
-        {
-            Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
-                .send(session, &id)
-                .await?;
-            return Ok(true);
-        }
-
-        let host = session
-            .req_header()
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str()))
-            .and_then(request_host);
-        // Decide on the client's own bytes, not on a parser's idea of them.
-        let target = match parse_target(session.req_header().raw_path()) {
-            Ok(target) => target,
-            Err(why) => {
-                audit::request_refused(&ctx.audit(gateway), &why.to_string());
-                Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
-                    .send(session, &id)
-                    .await?;
+        let (app_index, path) = match self.route(session, ctx) {
+            Ok(routed) => routed,
+            Err(refusal) => {
+                refusal.send(session, &id).await?;
                 return Ok(true);
             }
         };
-        let path = target.decision_path;
-        ctx.origin_form = target.origin_form;
-        let is_endpoint = path == "/.guichet" || path.starts_with("/.guichet/");
-        let app = host.as_deref().and_then(|host| {
-            if is_endpoint {
-                gateway.default_app_for_host(host)
-            } else {
-                gateway.router.route(host, &path)
-            }
-        });
-        let Some(app_index) = app else {
-            Reply::error(404, text::NOT_FOUND, text::NO_APP, &id)
-                .send(session, &id)
-                .await?;
-            return Ok(true);
-        };
-        ctx.app = Some(app_index);
         let app = &gateway.apps[app_index];
-        self.scrub(session.req_header_mut(), app);
-        if app.case_insensitive_paths && crate::http::routing::ambiguous_for_windows(&path) {
-            Reply::error(400, text::BAD_REQUEST, text::BAD_PATH, &id)
-                .send(session, &id)
-                .await?;
-            return Ok(true);
-        }
 
-        if is_endpoint {
+        if path == "/.guichet" || path.starts_with("/.guichet/") {
             let limit = auth::body_limit(gateway, &session.req_header().method, &path);
             let mut request = endpoint_request(session, ctx, app_index, &path, limit).await;
             let reply = auth::handle(gateway, &mut request).await;
@@ -458,75 +550,16 @@ impl ProxyHttp for GuichetProxy {
         );
         ctx.identity = identity.filter(|_| decided.as_signed_in);
         ctx.view = decided.view.clone();
-        match decided.verdict {
-            Verdict::Allow => Ok(false),
-            Verdict::Blocked(block) => {
-                let subject = ctx
-                    .identity
-                    .as_ref()
-                    .map(|identity| identity.record.principal.subject.clone())
-                    .unwrap_or_default();
-                let refusal = blocked_reply(gateway, ctx, app, &subject, block);
-                let reply = if is_navigation(session.req_header()) {
-                    refusal
-                } else {
-                    Reply::json(
-                        refusal.status,
-                        &serde_json::json!({"error": "forbidden", "correlation_id": id}),
-                    )
-                };
-                reply.send(session, &id).await?;
-                Ok(true)
+        let reply = match decided.verdict {
+            Verdict::Allow => return Ok(false),
+            Verdict::LoginRequired if is_navigation(session.req_header()) => {
+                let request = endpoint_request(session, ctx, app_index, &path, None).await;
+                self.start_login(ctx, app, &request).await
             }
-            Verdict::Deny => {
-                let who = ctx
-                    .identity
-                    .as_ref()
-                    .map(|identity| identity.record.principal.subject.clone());
-                audit::access_denied(&ctx.audit(gateway), who.as_deref(), &decided.rule);
-                let reply = if is_navigation(session.req_header()) {
-                    Reply::html(
-                        403,
-                        pages::forbidden_page(&app.id, app.contact.as_deref(), &id),
-                    )
-                } else {
-                    Reply::json(
-                        403,
-                        &serde_json::json!({"error": "forbidden", "correlation_id": id}),
-                    )
-                };
-                reply.send(session, &id).await?;
-                Ok(true)
-            }
-            Verdict::LoginRequired => {
-                let reply = if is_navigation(session.req_header()) {
-                    let request = endpoint_request(session, ctx, app_index, &path, None).await;
-                    match auth::start_login(gateway, &request, app, &ctx.origin_form).await {
-                        Ok(reply) => reply,
-                        Err(e) => {
-                            gateway
-                                .metrics
-                                .store_errors
-                                .with_label_values(&["login"])
-                                .inc();
-                            tracing::error!(correlation_id = %id, error = %e, "cannot store login transaction");
-                            Reply::error(503, text::UNAVAILABLE, text::STORE_DOWN, &id)
-                        }
-                    }
-                } else {
-                    Reply::json(
-                        401,
-                        &serde_json::json!({
-                            "error": "authentication_required",
-                            "login_url": "/.guichet/login",
-                            "correlation_id": id,
-                        }),
-                    )
-                };
-                reply.send(session, &id).await?;
-                Ok(true)
-            }
-        }
+            verdict => self.refusal(session.req_header(), ctx, app, verdict, &decided.rule),
+        };
+        reply.send(session, &id).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(
