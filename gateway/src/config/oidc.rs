@@ -231,102 +231,16 @@ impl OidcProviderConfig {
     /// Applies defaults (FranceConnect's for its flavours), reads secrets and keys. `at` is
     /// the provider's path in the file, e.g. `providers[2]`.
     pub fn resolve(&self, at: &str, flavour: OidcFlavour) -> Result<OidcSettings, ConfigError> {
-        use FranceConnectEnvironment as Env;
         use OidcFlavour as F;
         let field = |name: &str| format!("{at}.{name}");
         let franceconnect = flavour != F::Generic;
         let plus = flavour == F::FranceConnectPlus;
-        let issuer = match (flavour, &self.issuer, self.environment) {
-            (F::Generic, _, Some(_)) => {
-                return Err(ConfigError::new(
-                    field("environment"),
-                    "only for kinds franceconnect and franceconnect_plus",
-                ))
-            }
-            (_, Some(issuer), _) => issuer.clone(),
-            (F::FranceConnect, None, Some(Env::Sandbox)) => FRANCECONNECT_SANDBOX.to_owned(),
-            (F::FranceConnect, None, Some(Env::Integration)) => {
-                FRANCECONNECT_INTEGRATION.to_owned()
-            }
-            (F::FranceConnect, None, Some(Env::Production)) => FRANCECONNECT_PRODUCTION.to_owned(),
-            (F::FranceConnectPlus, None, Some(Env::Integration)) => {
-                FRANCECONNECT_PLUS_INTEGRATION.to_owned()
-            }
-            (F::FranceConnectPlus, None, Some(Env::Production)) => {
-                FRANCECONNECT_PLUS_PRODUCTION.to_owned()
-            }
-            (F::FranceConnectPlus, None, Some(Env::Sandbox)) => {
-                return Err(ConfigError::new(
-                    field("environment"),
-                    "FranceConnect+ publishes no sandbox: integration or production",
-                ))
-            }
-            (F::FranceConnect, None, None) => {
-                return Err(ConfigError::new(
-                    field("environment"),
-                    "required: sandbox, integration or production",
-                ))
-            }
-            (F::FranceConnectPlus, None, None) => {
-                return Err(ConfigError::new(
-                    field("environment"),
-                    "required: integration or production",
-                ))
-            }
-            (F::Generic, None, None) => return Err(ConfigError::new(field("issuer"), "required")),
-        };
-        let issuer_url = Url::parse(&issuer)
-            .map_err(|e| ConfigError::new(field("issuer"), format!("invalid URL: {e}")))?;
-        check_url(&field("issuer"), &issuer_url)?;
+        let issuer = self.issuer_url(at, flavour)?;
         if self.client_id.trim().is_empty() {
             return Err(ConfigError::new(field("client_id"), "must not be empty"));
         }
 
-        let method = self.client_auth.unwrap_or(if franceconnect {
-            ClientAuthMethod::ClientSecretPost
-        } else {
-            ClientAuthMethod::ClientSecretBasic
-        });
-        if franceconnect && method == ClientAuthMethod::ClientSecretBasic {
-            return Err(ConfigError::new(
-                field("client_auth"),
-                "FranceConnect accepts client_secret_post or private_key_jwt only",
-            ));
-        }
-        let secret = || {
-            self.client_secret
-                .as_ref()
-                .ok_or_else(|| ConfigError::new(field("client_secret"), "required"))?
-                .resolve()
-                .map(|s| s.expose().to_owned())
-                .map_err(|e| ConfigError::new(field("client_secret"), e))
-        };
-        let client_auth = match method {
-            ClientAuthMethod::ClientSecretBasic => ClientAuth::SecretBasic(secret()?),
-            ClientAuthMethod::ClientSecretPost => ClientAuth::SecretPost(secret()?),
-            ClientAuthMethod::PrivateKeyJwt => {
-                let path = self.private_key_file.as_ref().ok_or_else(|| {
-                    ConfigError::new(field("private_key_file"), "required for private_key_jwt")
-                })?;
-                let key_pem = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new(
-                        field("private_key_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                // FranceConnect+ checks client assertions with ES256 only.
-                if plus && guichet_protocols::oidc::assertion_alg(&key_pem) != Some("ES256") {
-                    return Err(ConfigError::new(
-                        field("private_key_file"),
-                        "FranceConnect+ takes ES256 client assertions only: a P-256 EC key",
-                    ));
-                }
-                ClientAuth::PrivateKeyJwt {
-                    key_pem,
-                    key_id: self.private_key_id.clone(),
-                }
-            }
-        };
+        let client_auth = self.client_auth(at, flavour)?;
 
         let encryption = self.encryption(at, flavour)?;
         let mut settings = match flavour {
@@ -346,38 +260,7 @@ impl OidcProviderConfig {
         if let Some(name) = &self.display_name {
             settings.display_name = name.clone();
         }
-        settings.endpoints = match (self.discovery, &self.endpoints) {
-            (true, None) => Endpoints::Discovery,
-            (true, Some(_)) => {
-                return Err(ConfigError::new(
-                    field("endpoints"),
-                    "set discovery: false to configure endpoints by hand",
-                ))
-            }
-            (false, None) => {
-                return Err(ConfigError::new(
-                    field("endpoints"),
-                    "required when discovery is false",
-                ))
-            }
-            (false, Some(e)) => {
-                check_url(&field("endpoints.authorization"), &e.authorization)?;
-                check_url(&field("endpoints.token"), &e.token)?;
-                check_url(&field("endpoints.jwks"), &e.jwks)?;
-                for (name, url) in [("userinfo", &e.userinfo), ("end_session", &e.end_session)] {
-                    if let Some(url) = url {
-                        check_url(&field(&format!("endpoints.{name}")), url)?;
-                    }
-                }
-                Endpoints::Static(Box::new(StaticEndpoints {
-                    authorization: e.authorization.clone(),
-                    token: e.token.clone(),
-                    jwks: e.jwks.clone(),
-                    userinfo: e.userinfo.clone(),
-                    end_session: e.end_session.clone(),
-                }))
-            }
-        };
+        settings.endpoints = self.endpoints(at)?;
         if let Some(scopes) = &self.scopes {
             if franceconnect {
                 check_franceconnect_scopes(&field("scopes"), scopes, plus)?;
@@ -394,48 +277,8 @@ impl OidcProviderConfig {
                 (true, _) => false,
                 (false, pkce) => pkce.unwrap_or(true),
             };
-        if let Some(algs) = &self.allowed_algs {
-            if algs.is_empty() {
-                return Err(ConfigError::new(field("allowed_algs"), "must not be empty"));
-            }
-            if algs.contains(&SigningAlg::None) {
-                return Err(ConfigError::new(
-                    field("allowed_algs"),
-                    "unsigned tokens (none) are never accepted",
-                ));
-            }
-            let symmetric = algs.iter().any(|a| {
-                matches!(
-                    a,
-                    SigningAlg::HmacSha256 | SigningAlg::HmacSha384 | SigningAlg::HmacSha512
-                )
-            });
-            if plus && algs.iter().any(|a| *a != SigningAlg::EcdsaP256Sha256) {
-                return Err(ConfigError::new(
-                    field("allowed_algs"),
-                    "FranceConnect+ signs with ES256 only",
-                ));
-            }
-            if franceconnect
-                && algs.iter().any(|a| {
-                    !matches!(
-                        a,
-                        SigningAlg::EcdsaP256Sha256 | SigningAlg::RsaSsaPkcs1V15Sha256
-                    )
-                })
-            {
-                return Err(ConfigError::new(
-                    field("allowed_algs"),
-                    "FranceConnect signs with ES256 or RS256 only",
-                ));
-            }
-            if symmetric && settings.client_auth.secret().is_none() {
-                return Err(ConfigError::new(
-                    field("allowed_algs"),
-                    "HS* needs a client_secret",
-                ));
-            }
-            settings.allowed_algs = algs.clone();
+        if let Some(algs) = self.allowed_algs(at, flavour, &settings.client_auth)? {
+            settings.allowed_algs = algs;
         }
         match (franceconnect, self.userinfo) {
             (true, Some(mode)) if mode != UserinfoConfig::RequireSigned => {
@@ -550,6 +393,204 @@ impl OidcProviderConfig {
         settings.jwks_refresh_interval = self.jwks_refresh_interval;
         settings.clock_skew = self.clock_skew;
         Ok(settings)
+    }
+
+    /// The issuer: configured, or the platform of `environment` for FranceConnect's kinds.
+    fn issuer_url(&self, at: &str, flavour: OidcFlavour) -> Result<String, ConfigError> {
+        use FranceConnectEnvironment as Env;
+        use OidcFlavour as F;
+        let field = |name: &str| format!("{at}.{name}");
+        let issuer = match (flavour, &self.issuer, self.environment) {
+            (F::Generic, _, Some(_)) => {
+                return Err(ConfigError::new(
+                    field("environment"),
+                    "only for kinds franceconnect and franceconnect_plus",
+                ))
+            }
+            (_, Some(issuer), _) => issuer.clone(),
+            (F::FranceConnect, None, Some(Env::Sandbox)) => FRANCECONNECT_SANDBOX.to_owned(),
+            (F::FranceConnect, None, Some(Env::Integration)) => {
+                FRANCECONNECT_INTEGRATION.to_owned()
+            }
+            (F::FranceConnect, None, Some(Env::Production)) => FRANCECONNECT_PRODUCTION.to_owned(),
+            (F::FranceConnectPlus, None, Some(Env::Integration)) => {
+                FRANCECONNECT_PLUS_INTEGRATION.to_owned()
+            }
+            (F::FranceConnectPlus, None, Some(Env::Production)) => {
+                FRANCECONNECT_PLUS_PRODUCTION.to_owned()
+            }
+            (F::FranceConnectPlus, None, Some(Env::Sandbox)) => {
+                return Err(ConfigError::new(
+                    field("environment"),
+                    "FranceConnect+ publishes no sandbox: integration or production",
+                ))
+            }
+            (F::FranceConnect, None, None) => {
+                return Err(ConfigError::new(
+                    field("environment"),
+                    "required: sandbox, integration or production",
+                ))
+            }
+            (F::FranceConnectPlus, None, None) => {
+                return Err(ConfigError::new(
+                    field("environment"),
+                    "required: integration or production",
+                ))
+            }
+            (F::Generic, None, None) => return Err(ConfigError::new(field("issuer"), "required")),
+        };
+        let issuer_url = Url::parse(&issuer)
+            .map_err(|e| ConfigError::new(field("issuer"), format!("invalid URL: {e}")))?;
+        check_url(&field("issuer"), &issuer_url)?;
+        Ok(issuer)
+    }
+
+    /// How Guichet authenticates at the token endpoint, its secret or key read.
+    fn client_auth(&self, at: &str, flavour: OidcFlavour) -> Result<ClientAuth, ConfigError> {
+        let field = |name: &str| format!("{at}.{name}");
+        let franceconnect = flavour != OidcFlavour::Generic;
+        let plus = flavour == OidcFlavour::FranceConnectPlus;
+        let method = self.client_auth.unwrap_or(if franceconnect {
+            ClientAuthMethod::ClientSecretPost
+        } else {
+            ClientAuthMethod::ClientSecretBasic
+        });
+        if franceconnect && method == ClientAuthMethod::ClientSecretBasic {
+            return Err(ConfigError::new(
+                field("client_auth"),
+                "FranceConnect accepts client_secret_post or private_key_jwt only",
+            ));
+        }
+        let secret = || {
+            self.client_secret
+                .as_ref()
+                .ok_or_else(|| ConfigError::new(field("client_secret"), "required"))?
+                .resolve()
+                .map(|s| s.expose().to_owned())
+                .map_err(|e| ConfigError::new(field("client_secret"), e))
+        };
+        let client_auth = match method {
+            ClientAuthMethod::ClientSecretBasic => ClientAuth::SecretBasic(secret()?),
+            ClientAuthMethod::ClientSecretPost => ClientAuth::SecretPost(secret()?),
+            ClientAuthMethod::PrivateKeyJwt => {
+                let path = self.private_key_file.as_ref().ok_or_else(|| {
+                    ConfigError::new(field("private_key_file"), "required for private_key_jwt")
+                })?;
+                let key_pem = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        field("private_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                // FranceConnect+ checks client assertions with ES256 only.
+                if plus && guichet_protocols::oidc::assertion_alg(&key_pem) != Some("ES256") {
+                    return Err(ConfigError::new(
+                        field("private_key_file"),
+                        "FranceConnect+ takes ES256 client assertions only: a P-256 EC key",
+                    ));
+                }
+                ClientAuth::PrivateKeyJwt {
+                    key_pem,
+                    key_id: self.private_key_id.clone(),
+                }
+            }
+        };
+        Ok(client_auth)
+    }
+
+    /// Discovery, or endpoints configured one by one (https, or http on loopback).
+    fn endpoints(&self, at: &str) -> Result<Endpoints, ConfigError> {
+        let field = |name: &str| format!("{at}.{name}");
+        let endpoints = match (self.discovery, &self.endpoints) {
+            (true, None) => Endpoints::Discovery,
+            (true, Some(_)) => {
+                return Err(ConfigError::new(
+                    field("endpoints"),
+                    "set discovery: false to configure endpoints by hand",
+                ))
+            }
+            (false, None) => {
+                return Err(ConfigError::new(
+                    field("endpoints"),
+                    "required when discovery is false",
+                ))
+            }
+            (false, Some(e)) => {
+                check_url(&field("endpoints.authorization"), &e.authorization)?;
+                check_url(&field("endpoints.token"), &e.token)?;
+                check_url(&field("endpoints.jwks"), &e.jwks)?;
+                for (name, url) in [("userinfo", &e.userinfo), ("end_session", &e.end_session)] {
+                    if let Some(url) = url {
+                        check_url(&field(&format!("endpoints.{name}")), url)?;
+                    }
+                }
+                Endpoints::Static(Box::new(StaticEndpoints {
+                    authorization: e.authorization.clone(),
+                    token: e.token.clone(),
+                    jwks: e.jwks.clone(),
+                    userinfo: e.userinfo.clone(),
+                    end_session: e.end_session.clone(),
+                }))
+            }
+        };
+        Ok(endpoints)
+    }
+
+    /// The signing algorithms the configuration restricts the provider to, checked against
+    /// what the platform signs with.
+    fn allowed_algs(
+        &self,
+        at: &str,
+        flavour: OidcFlavour,
+        client_auth: &ClientAuth,
+    ) -> Result<Option<Vec<SigningAlg>>, ConfigError> {
+        let field = |name: &str| format!("{at}.{name}");
+        let franceconnect = flavour != OidcFlavour::Generic;
+        let plus = flavour == OidcFlavour::FranceConnectPlus;
+        let Some(algs) = &self.allowed_algs else {
+            return Ok(None);
+        };
+        if algs.is_empty() {
+            return Err(ConfigError::new(field("allowed_algs"), "must not be empty"));
+        }
+        if algs.contains(&SigningAlg::None) {
+            return Err(ConfigError::new(
+                field("allowed_algs"),
+                "unsigned tokens (none) are never accepted",
+            ));
+        }
+        let symmetric = algs.iter().any(|a| {
+            matches!(
+                a,
+                SigningAlg::HmacSha256 | SigningAlg::HmacSha384 | SigningAlg::HmacSha512
+            )
+        });
+        if plus && algs.iter().any(|a| *a != SigningAlg::EcdsaP256Sha256) {
+            return Err(ConfigError::new(
+                field("allowed_algs"),
+                "FranceConnect+ signs with ES256 only",
+            ));
+        }
+        if franceconnect
+            && algs.iter().any(|a| {
+                !matches!(
+                    a,
+                    SigningAlg::EcdsaP256Sha256 | SigningAlg::RsaSsaPkcs1V15Sha256
+                )
+            })
+        {
+            return Err(ConfigError::new(
+                field("allowed_algs"),
+                "FranceConnect signs with ES256 or RS256 only",
+            ));
+        }
+        if symmetric && client_auth.secret().is_none() {
+            return Err(ConfigError::new(
+                field("allowed_algs"),
+                "HS* needs a client_secret",
+            ));
+        }
+        Ok(Some(algs.clone()))
     }
 
     /// The decryption keys, loaded and checked: none, or at least one published, kids unique.
