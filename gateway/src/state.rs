@@ -154,136 +154,12 @@ impl Gateway {
             _ => Arc::new(MemoryStore::default()),
         };
 
-        let mut providers = HashMap::new();
-        for provider in &file.providers {
-            match provider {
-                ProviderConfig::Local(local) => {
-                    let users =
-                        config.local_users.get(&local.id).cloned().ok_or_else(|| {
-                            format!("providers: users of {:?} not loaded", local.id)
-                        })?;
-                    let provider = Arc::new(LocalProvider::new(
-                        local.id.clone(),
-                        local.display_name.clone(),
-                        users,
-                    ));
-                    providers.insert(
-                        local.id.clone(),
-                        ProviderEntry {
-                            rate_limit: local.rate_limit.clone(),
-                            ..ProviderEntry::new(provider)
-                        },
-                    );
-                }
-                ProviderConfig::Cas(cas) => {
-                    let settings = config.cas.get(&cas.id).cloned().ok_or_else(|| {
-                        format!("providers: settings of {:?} not resolved", cas.id)
-                    })?;
-                    let provider = Arc::new(
-                        CasProvider::new(settings)
-                            .map_err(|e| format!("providers: {:?}: {e}", cas.id))?,
-                    );
-                    providers.insert(
-                        cas.id.clone(),
-                        ProviderEntry {
-                            server_endpoints: ServerEndpointLimits {
-                                allowed_sources: cas.single_logout.allowed_sources.clone(),
-                                max_per_minute: Some(cas.single_logout.max_per_minute),
-                            },
-                            ..ProviderEntry::new(provider)
-                        },
-                    );
-                }
-                ProviderConfig::Oidc(oidc)
-                | ProviderConfig::Franceconnect(oidc)
-                | ProviderConfig::FranceconnectPlus(oidc) => {
-                    let settings = config.oidc.get(&oidc.id).cloned().ok_or_else(|| {
-                        format!("providers: settings of {:?} not resolved", oidc.id)
-                    })?;
-                    let provider = Arc::new(
-                        OidcProvider::new(settings)
-                            .map_err(|e| format!("providers: {:?}: {e}", oidc.id))?,
-                    );
-                    providers.insert(oidc.id.clone(), ProviderEntry::new(provider));
-                }
-                ProviderConfig::External(external) => {
-                    let provider = config.external.get(&external.id).cloned().ok_or_else(|| {
-                        format!(
-                            "providers: {:?} is kind external, and no implementation was supplied \
-                             (only a program embedding Guichet supplies one)",
-                            external.id
-                        )
-                    })?;
-                    providers.insert(
-                        external.id.clone(),
-                        ProviderEntry {
-                            server_endpoints: ServerEndpointLimits {
-                                allowed_sources: external.allowed_sources.clone(),
-                                max_per_minute: external.max_per_minute,
-                            },
-                            ..ProviderEntry::new(provider)
-                        },
-                    );
-                }
-            }
-        }
+        let providers = build_providers(config)?;
 
-        let directory = match &config.directory {
-            None => None,
-            Some(directory) => {
-                // Shared by replicas when sessions are: same Redis, same sealing key.
-                let shared = config.redis.as_ref().map(|redis| RedisCacheSettings {
-                    url: redis.url.expose().to_owned(),
-                    encryption_key: redis.encryption_key,
-                    key_prefix: redis.key_prefix.clone(),
-                });
-                let cache = CachedDirectory::new(
-                    directory.backend.clone(),
-                    directory.cache.clone(),
-                    shared,
-                )
-                .map_err(|e| format!("directory: {e}"))?;
-                Some(Arc::new(cache))
-            }
-        };
+        let directory = build_directory(config)?;
 
         let metrics = Metrics::new();
-        let mut apps = Vec::new();
-        let mut router = Router::default();
-        for (index, (app, resolved)) in file.apps.iter().zip(&config.apps).enumerate() {
-            let hosts = resolved.hosts.clone();
-            let path_prefix = resolved.path_prefix.clone();
-            for host in &hosts {
-                router.add(host, &path_prefix, index);
-            }
-            let upstream = Upstream::from_config(app, &resolved.upstream)
-                .map_err(|e| format!("apps[{index}].upstream_tls: {e}"))?;
-            if !app.upstream_tls.verify && app.upstream.scheme() == "https" {
-                tracing::warn!(app = %app.id, "upstream certificate verification is OFF");
-            }
-            apps.push(App {
-                id: app.id.clone(),
-                origin: app.url.origin().ascii_serialization(),
-                secure: app.url.scheme() == "https",
-                hosts,
-                path_prefix,
-                upstream,
-                preserve_host: app.preserve_host,
-                providers: app.providers.clone(),
-                policy: resolved.policy.clone(),
-                case_insensitive_paths: app.case_insensitive_paths,
-                roles: app.roles.clone(),
-                contact: app.contact.clone(),
-                unknown_person: app.unknown_person,
-                guest_roles: app.guest_roles.clone(),
-                identity_headers: IdentityHeaders::compile(
-                    &app.identity_headers,
-                    resolved.header_names.clone(),
-                ),
-                latency: metrics.latency.with_label_values(&[&app.id]),
-                requests: Default::default(),
-            });
-        }
+        let (apps, router) = build_apps(config, &metrics)?;
 
         Ok(Arc::new(Gateway {
             apps,
@@ -335,4 +211,149 @@ impl Gateway {
     pub fn app_by_id(&self, id: &str) -> Option<usize> {
         self.apps.iter().position(|app| app.id == id)
     }
+}
+
+/// Every configured provider, built from its resolved settings: the one place the gateway
+/// names protocols.
+fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, String> {
+    let file = &config.file;
+    let mut providers = HashMap::new();
+    for provider in &file.providers {
+        match provider {
+            ProviderConfig::Local(local) => {
+                let users = config
+                    .local_users
+                    .get(&local.id)
+                    .cloned()
+                    .ok_or_else(|| format!("providers: users of {:?} not loaded", local.id))?;
+                let provider = Arc::new(LocalProvider::new(
+                    local.id.clone(),
+                    local.display_name.clone(),
+                    users,
+                ));
+                providers.insert(
+                    local.id.clone(),
+                    ProviderEntry {
+                        rate_limit: local.rate_limit.clone(),
+                        ..ProviderEntry::new(provider)
+                    },
+                );
+            }
+            ProviderConfig::Cas(cas) => {
+                let settings =
+                    config.cas.get(&cas.id).cloned().ok_or_else(|| {
+                        format!("providers: settings of {:?} not resolved", cas.id)
+                    })?;
+                let provider = Arc::new(
+                    CasProvider::new(settings)
+                        .map_err(|e| format!("providers: {:?}: {e}", cas.id))?,
+                );
+                providers.insert(
+                    cas.id.clone(),
+                    ProviderEntry {
+                        server_endpoints: ServerEndpointLimits {
+                            allowed_sources: cas.single_logout.allowed_sources.clone(),
+                            max_per_minute: Some(cas.single_logout.max_per_minute),
+                        },
+                        ..ProviderEntry::new(provider)
+                    },
+                );
+            }
+            ProviderConfig::Oidc(oidc)
+            | ProviderConfig::Franceconnect(oidc)
+            | ProviderConfig::FranceconnectPlus(oidc) => {
+                let settings =
+                    config.oidc.get(&oidc.id).cloned().ok_or_else(|| {
+                        format!("providers: settings of {:?} not resolved", oidc.id)
+                    })?;
+                let provider = Arc::new(
+                    OidcProvider::new(settings)
+                        .map_err(|e| format!("providers: {:?}: {e}", oidc.id))?,
+                );
+                providers.insert(oidc.id.clone(), ProviderEntry::new(provider));
+            }
+            ProviderConfig::External(external) => {
+                let provider = config.external.get(&external.id).cloned().ok_or_else(|| {
+                    format!(
+                        "providers: {:?} is kind external, and no implementation was supplied \
+                         (only a program embedding Guichet supplies one)",
+                        external.id
+                    )
+                })?;
+                providers.insert(
+                    external.id.clone(),
+                    ProviderEntry {
+                        server_endpoints: ServerEndpointLimits {
+                            allowed_sources: external.allowed_sources.clone(),
+                            max_per_minute: external.max_per_minute,
+                        },
+                        ..ProviderEntry::new(provider)
+                    },
+                );
+            }
+        }
+    }
+    Ok(providers)
+}
+
+/// The cached directory, when one is configured.
+fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, String> {
+    let directory = match &config.directory {
+        None => None,
+        Some(directory) => {
+            // Shared by replicas when sessions are: same Redis, same sealing key.
+            let shared = config.redis.as_ref().map(|redis| RedisCacheSettings {
+                url: redis.url.expose().to_owned(),
+                encryption_key: redis.encryption_key,
+                key_prefix: redis.key_prefix.clone(),
+            });
+            let cache =
+                CachedDirectory::new(directory.backend.clone(), directory.cache.clone(), shared)
+                    .map_err(|e| format!("directory: {e}"))?;
+            Some(Arc::new(cache))
+        }
+    };
+    Ok(directory)
+}
+
+/// The apps and the router that finds them, from what the configuration's validation kept.
+fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), String> {
+    let file = &config.file;
+    let mut apps = Vec::new();
+    let mut router = Router::default();
+    for (index, (app, resolved)) in file.apps.iter().zip(&config.apps).enumerate() {
+        let hosts = resolved.hosts.clone();
+        let path_prefix = resolved.path_prefix.clone();
+        for host in &hosts {
+            router.add(host, &path_prefix, index);
+        }
+        let upstream = Upstream::from_config(app, &resolved.upstream)
+            .map_err(|e| format!("apps[{index}].upstream_tls: {e}"))?;
+        if !app.upstream_tls.verify && app.upstream.scheme() == "https" {
+            tracing::warn!(app = %app.id, "upstream certificate verification is OFF");
+        }
+        apps.push(App {
+            id: app.id.clone(),
+            origin: app.url.origin().ascii_serialization(),
+            secure: app.url.scheme() == "https",
+            hosts,
+            path_prefix,
+            upstream,
+            preserve_host: app.preserve_host,
+            providers: app.providers.clone(),
+            policy: resolved.policy.clone(),
+            case_insensitive_paths: app.case_insensitive_paths,
+            roles: app.roles.clone(),
+            contact: app.contact.clone(),
+            unknown_person: app.unknown_person,
+            guest_roles: app.guest_roles.clone(),
+            identity_headers: IdentityHeaders::compile(
+                &app.identity_headers,
+                resolved.header_names.clone(),
+            ),
+            latency: metrics.latency.with_label_values(&[&app.id]),
+            requests: Default::default(),
+        });
+    }
+    Ok((apps, router))
 }

@@ -28,14 +28,7 @@ pub async fn finish(
 ) -> Result<Reply, StoreError> {
     let id = req.correlation_id.clone();
     let fail = |req: &Request, provider: &str, reason: &str, outcome: &str| {
-        audit::login_failed(&req.audit(gateway), provider, None, reason);
-        if gateway.providers.contains_key(provider) {
-            gateway
-                .metrics
-                .logins
-                .with_label_values(&[provider, outcome])
-                .inc();
-        }
+        failed(gateway, req, provider, reason, outcome)
     };
     let query = req.query.clone().unwrap_or_default();
     if query.len() > MAX_QUERY_BYTES {
@@ -68,27 +61,8 @@ pub async fn finish(
 
     // Some providers' own endpoints ride the callback URL, recognised by a field (CAS single
     // logout: `logoutRequest`), without a login transaction.
-    let method = req.method.clone();
-    if let Some(entry) = gateway.providers.get(provider_id) {
-        let fields = if method == http::Method::POST {
-            &form
-        } else {
-            &query
-        };
-        let wanted = provider_endpoints::method_of(&method);
-        let on_callback = entry.provider.endpoints().into_iter().find(|spec| {
-            Some(spec.method) == wanted
-                && matches!(spec.route, EndpointRoute::OnCallback(field)
-                    if fields.iter().any(|(k, _)| k == field))
-        });
-        if let Some(spec) = on_callback {
-            let request = EndpointRequest {
-                query: &query,
-                form: &form,
-            };
-            return provider_endpoints::handle(gateway, req, provider_id, entry, spec, request)
-                .await;
-        }
+    if let Some(reply) = endpoint_on_callback(gateway, req, provider_id, &query, &form).await? {
+        return Ok(reply);
     }
 
     // A provider's answer by cross-site POST carries no SameSite=Lax cookie: the browser's
@@ -154,43 +128,82 @@ pub async fn finish(
         callback_url: callback_url(app, provider_id),
     };
     let callback = Callback { query, form };
-    match entry
+    let outcome = entry
         .provider
         .finish(&finish, &callback, &txn.provider_state)
-        .await
-    {
+        .await;
+    match outcome {
         Ok(principal) => sign_in(gateway, req, app, &txn.return_to, principal).await,
-        Err(ProviderError::Denied { error, description }) => {
-            let reason = format!(
-                "provider returned error {error:?}: {}",
-                description.as_deref().unwrap_or("-")
-            );
-            fail(req, provider_id, &reason, "denied");
-            Ok(
-                Reply::error(403, text::LOGIN_FAILED, text::PROVIDER_DENIED, &id)
-                    .with_header("set-cookie", clear_login),
-            )
-        }
-        Err(ProviderError::InvalidProof(reason)) => {
-            fail(req, provider_id, &reason, "rejected");
-            Ok(
-                Reply::error(403, text::LOGIN_FAILED, text::TICKET_INVALID, &id)
-                    .with_header("set-cookie", clear_login),
-            )
-        }
-        Err(ProviderError::Unavailable(reason)) => {
-            fail(req, provider_id, &reason, "unavailable");
-            Ok(Reply::error(502, text::LOGIN_FAILED, text::IDP_DOWN, &id)
-                .with_header("set-cookie", clear_login))
-        }
         Err(error) => {
-            fail(req, provider_id, &error.to_string(), "rejected");
-            Ok(
-                Reply::error(403, text::LOGIN_FAILED, text::LOGIN_REFUSED, &id)
-                    .with_header("set-cookie", clear_login),
-            )
+            Ok(refused(gateway, req, provider_id, error).with_header("set-cookie", clear_login))
         }
     }
+}
+
+/// Audits a failed callback and counts it for its provider (when it names one).
+fn failed(gateway: &Gateway, req: &Request, provider: &str, reason: &str, outcome: &str) {
+    audit::login_failed(&req.audit(gateway), provider, None, reason);
+    if gateway.providers.contains_key(provider) {
+        gateway
+            .metrics
+            .logins
+            .with_label_values(&[provider, outcome])
+            .inc();
+    }
+}
+
+/// A provider endpoint that rides the callback URL, when the request carries its field.
+async fn endpoint_on_callback(
+    gateway: &Gateway,
+    req: &Request,
+    provider_id: &str,
+    query: &[(String, String)],
+    form: &[(String, String)],
+) -> Result<Option<Reply>, StoreError> {
+    let Some(entry) = gateway.providers.get(provider_id) else {
+        return Ok(None);
+    };
+    let fields = if req.method == http::Method::POST {
+        form
+    } else {
+        query
+    };
+    let wanted = provider_endpoints::method_of(&req.method);
+    let on_callback = entry.provider.endpoints().into_iter().find(|spec| {
+        Some(spec.method) == wanted
+            && matches!(spec.route, EndpointRoute::OnCallback(field)
+                if fields.iter().any(|(k, _)| k == field))
+    });
+    let Some(spec) = on_callback else {
+        return Ok(None);
+    };
+    let request = EndpointRequest { query, form };
+    provider_endpoints::handle(gateway, req, provider_id, entry, spec, request)
+        .await
+        .map(Some)
+}
+
+/// The page for a login the provider did not finish, the precise reason to the audit log:
+/// the user cancelled or was refused, a one-time proof that expired or was replayed, a
+/// provider that cannot be reached, anything else.
+fn refused(gateway: &Gateway, req: &Request, provider_id: &str, error: ProviderError) -> Reply {
+    let id = &req.correlation_id;
+    let (status, message, reason, outcome) = match error {
+        ProviderError::Denied { error, description } => (
+            403,
+            text::PROVIDER_DENIED,
+            format!(
+                "provider returned error {error:?}: {}",
+                description.as_deref().unwrap_or("-")
+            ),
+            "denied",
+        ),
+        ProviderError::InvalidProof(reason) => (403, text::TICKET_INVALID, reason, "rejected"),
+        ProviderError::Unavailable(reason) => (502, text::IDP_DOWN, reason, "unavailable"),
+        error => (403, text::LOGIN_REFUSED, error.to_string(), "rejected"),
+    };
+    failed(gateway, req, provider_id, &reason, outcome);
+    Reply::error(status, text::LOGIN_FAILED, message, id)
 }
 
 /// The relay of a callback POST that arrived without the login cookie: a page on this site that
