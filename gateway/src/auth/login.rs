@@ -288,68 +288,17 @@ fn chooser_page(gateway: &Gateway, app: &App, correlation_id: &str) -> String {
 )]
 pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
     let id = req.correlation_id.clone();
-    let form = match &req.body {
-        Body::Form(form) => form.clone(),
-        Body::TooLarge => {
-            audit::request_refused(&req.audit(gateway), "login form too large");
-            return Ok(Reply::error(413, text::BAD_REQUEST, text::TOO_LARGE, &id));
-        }
-        Body::Unreadable | Body::None => {
-            return Ok(Reply::error(400, text::BAD_REQUEST, text::BAD_FORM, &id));
-        }
+    let (form, txn, provider_id) = match bound_form(gateway, req).await? {
+        Ok(bound) => bound,
+        Err(refusal) => return Ok(refusal),
     };
+    let app = &gateway.apps[req.app];
+    let provider_id = provider_id.as_str();
+    let entry = &gateway.providers[provider_id];
     let field = |name: &str| {
         form.iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    };
-
-    // Single use: whatever happens next, this transaction is spent.
-    let Some((_, txn)) = transaction(gateway, req, true).await? else {
-        audit::login_failed(
-            &req.audit(gateway),
-            "-",
-            None,
-            "login transaction missing or expired",
-        );
-        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
-    };
-    let Some(app_index) = gateway.app_by_id(&txn.app) else {
-        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
-    };
-    req.app = app_index;
-    let app = &gateway.apps[app_index];
-    let token_ok = field("csrf_token")
-        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(txn.csrf_token.as_bytes())));
-    if !token_ok || !same_origin_post(req, app) {
-        audit::login_failed(
-            &req.audit(gateway),
-            "-",
-            None,
-            "CSRF check failed (token or Origin)",
-        );
-        gateway
-            .metrics
-            .logins
-            .with_label_values(&["-", "csrf"])
-            .inc();
-        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
-    }
-    // The provider the login page was shown for, and it must take passwords.
-    let provider = txn
-        .provider
-        .as_deref()
-        .filter(|pid| app.providers.iter().any(|p| p == pid))
-        .and_then(|pid| gateway.providers.get_key_value(pid))
-        .filter(|(_, entry)| entry.provider.password_verifier().is_some());
-    let Some((provider_id, entry)) = provider else {
-        audit::login_failed(
-            &req.audit(gateway),
-            "-",
-            None,
-            "no password provider bound to this login",
-        );
-        return Ok(Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &id));
     };
 
     let typed_login = field("username").unwrap_or("").trim();
@@ -493,6 +442,82 @@ pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
             retry.render(gateway, text::BAD_CREDENTIALS, 401).await
         }
     }
+}
+
+/// The posted form, its login transaction (taken: single use) and the password provider it is
+/// bound to, once the CSRF token and Origin hold; otherwise the refusal. Sets the request's app
+/// to the transaction's.
+async fn bound_form(
+    gateway: &Gateway,
+    req: &mut Request,
+) -> Result<Result<(Vec<(String, String)>, LoginTransaction, String), Reply>, StoreError> {
+    let id = req.correlation_id.clone();
+    let refuse = |req: &Request, reason: &str| {
+        audit::login_failed(&req.audit(gateway), "-", None, reason);
+        Reply::error(403, text::LOGIN_FAILED, text::BAD_FORM, &req.correlation_id)
+    };
+    let form = match &req.body {
+        Body::Form(form) => form.clone(),
+        Body::TooLarge => {
+            audit::request_refused(&req.audit(gateway), "login form too large");
+            return Ok(Err(Reply::error(
+                413,
+                text::BAD_REQUEST,
+                text::TOO_LARGE,
+                &id,
+            )));
+        }
+        Body::Unreadable | Body::None => {
+            return Ok(Err(Reply::error(
+                400,
+                text::BAD_REQUEST,
+                text::BAD_FORM,
+                &id,
+            )));
+        }
+    };
+    // Single use: whatever happens next, this transaction is spent.
+    let Some((_, txn)) = transaction(gateway, req, true).await? else {
+        return Ok(Err(refuse(req, "login transaction missing or expired")));
+    };
+    let Some(app_index) = gateway.app_by_id(&txn.app) else {
+        return Ok(Err(Reply::error(
+            403,
+            text::LOGIN_FAILED,
+            text::BAD_FORM,
+            &id,
+        )));
+    };
+    req.app = app_index;
+    let app = &gateway.apps[app_index];
+    let token_ok = form
+        .iter()
+        .find(|(k, _)| k == "csrf_token")
+        .is_some_and(|(_, token)| bool::from(token.as_bytes().ct_eq(txn.csrf_token.as_bytes())));
+    if !token_ok || !same_origin_post(req, app) {
+        gateway
+            .metrics
+            .logins
+            .with_label_values(&["-", "csrf"])
+            .inc();
+        return Ok(Err(refuse(req, "CSRF check failed (token or Origin)")));
+    }
+    // The provider the login page was shown for, and it must take passwords.
+    let provider = txn
+        .provider
+        .as_deref()
+        .filter(|pid| app.providers.iter().any(|p| p == pid))
+        .filter(|pid| {
+            gateway
+                .providers
+                .get(*pid)
+                .is_some_and(|entry| entry.provider.password_verifier().is_some())
+        })
+        .map(str::to_owned);
+    let Some(provider_id) = provider else {
+        return Ok(Err(refuse(req, "no password provider bound to this login")));
+    };
+    Ok(Ok((form, txn, provider_id)))
 }
 
 /// The login form again after a failed attempt, with a fresh transaction (the old one is spent)
