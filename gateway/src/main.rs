@@ -39,7 +39,8 @@ impl ConfigArgs {
             .overrides
             .iter()
             .map(|argument| argument.parse::<Override>())
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         Config::load_with_overrides(&self.config, &overrides).map_err(|e| e.to_string())
     }
 }
@@ -169,7 +170,8 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&format!("cannot start a runtime: {e}")),
             };
             let result = runtime.block_on(async {
-                let gateway = guichet_gateway::state::Gateway::new(&config)?;
+                let gateway =
+                    guichet_gateway::state::Gateway::new(&config).map_err(|e| e.to_string())?;
                 guichet_gateway::explain::explain(
                     &gateway,
                     &user,
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
                     auth_level.as_deref(),
                 )
                 .await
+                .map_err(|e| e.to_string())
             });
             match result {
                 Ok(text) => {
@@ -195,7 +198,7 @@ fn main() -> ExitCode {
             let _log_writer = logging::init(&config.file.log);
             match server::run_forever(&config) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
+                Err(e) => fail(&e.to_string()),
             }
         }
         Command::Demo {
@@ -237,7 +240,7 @@ fn main() -> ExitCode {
                     println!("{message}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail(&e.to_string()),
             }
         }
         Command::HashPassword => hash_password(),
@@ -303,7 +306,7 @@ fn run_demo(
     drop(echo);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e.to_string()),
     }
 }
 

@@ -137,20 +137,39 @@ pub struct Gateway {
     pub busy_addresses: crate::session::login_limits::BusyAddresses,
 }
 
+/// Why the gateway cannot start with a configuration that passed validation: something only
+/// building it finds (a provider's key, the Redis client, a CA file), named by where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// A programming error, not a configuration one.
+    #[error("internal: the gateway must be built inside a Tokio runtime")]
+    NoRuntime,
+    #[error("providers: {id:?}: {reason}")]
+    Provider { id: String, reason: String },
+    /// A setting, with its path.
+    #[error("{0}")]
+    Setting(String),
+    /// Something the system refused (a runtime, a thread, a TLS listener).
+    #[error("{0}")]
+    System(String),
+}
+
 impl Gateway {
     /// Builds the gateway's state. Connections to Redis and the directory are created here,
     /// so this must run where their client libraries may spawn background tasks: inside
     /// [`crate::ops::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
     /// gateway, as the one-shot commands do).
-    pub fn new(config: &Config) -> Result<Arc<Gateway>, String> {
+    pub fn new(config: &Config) -> Result<Arc<Gateway>, StartError> {
         if tokio::runtime::Handle::try_current().is_err() {
             // A programming error, not a configuration one: say so instead of letting a
             // client library panic with "there is no reactor running".
-            return Err("internal: the gateway must be built inside a Tokio runtime".into());
+            return Err(StartError::NoRuntime);
         }
         let file = &config.file;
         let store: SharedStore = match (&file.session.store, &config.redis) {
-            (StoreConfig::Redis(_), Some(redis)) => Arc::new(RedisStore::new(redis)?),
+            (StoreConfig::Redis(_), Some(redis)) => {
+                Arc::new(RedisStore::new(redis).map_err(|e| StartError::Setting(e.to_string()))?)
+            }
             _ => Arc::new(MemoryStore::default()),
         };
 
@@ -215,17 +234,18 @@ impl Gateway {
 
 /// Every configured provider, built from its resolved settings: the one place the gateway
 /// names protocols.
-fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, String> {
+fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, StartError> {
     let file = &config.file;
     let mut providers = HashMap::new();
     for provider in &file.providers {
         match provider {
             ProviderConfig::Local(local) => {
-                let users = config
-                    .local_users
-                    .get(&local.id)
-                    .cloned()
-                    .ok_or_else(|| format!("providers: users of {:?} not loaded", local.id))?;
+                let users = config.local_users.get(&local.id).cloned().ok_or_else(|| {
+                    StartError::Provider {
+                        id: local.id.clone(),
+                        reason: "users not loaded".into(),
+                    }
+                })?;
                 let provider = Arc::new(LocalProvider::new(
                     local.id.clone(),
                     local.display_name.clone(),
@@ -241,13 +261,21 @@ fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, St
             }
             ProviderConfig::Cas(cas) => {
                 let settings =
-                    config.cas.get(&cas.id).cloned().ok_or_else(|| {
-                        format!("providers: settings of {:?} not resolved", cas.id)
-                    })?;
-                let provider = Arc::new(
-                    CasProvider::new(settings)
-                        .map_err(|e| format!("providers: {:?}: {e}", cas.id))?,
-                );
+                    config
+                        .cas
+                        .get(&cas.id)
+                        .cloned()
+                        .ok_or_else(|| StartError::Provider {
+                            id: cas.id.clone(),
+                            reason: "settings not resolved".into(),
+                        })?;
+                let provider =
+                    Arc::new(
+                        CasProvider::new(settings).map_err(|e| StartError::Provider {
+                            id: cas.id.clone(),
+                            reason: e.to_string(),
+                        })?,
+                    );
                 providers.insert(
                     cas.id.clone(),
                     ProviderEntry {
@@ -263,22 +291,31 @@ fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, St
             | ProviderConfig::Franceconnect(oidc)
             | ProviderConfig::FranceconnectPlus(oidc) => {
                 let settings =
-                    config.oidc.get(&oidc.id).cloned().ok_or_else(|| {
-                        format!("providers: settings of {:?} not resolved", oidc.id)
-                    })?;
-                let provider = Arc::new(
-                    OidcProvider::new(settings)
-                        .map_err(|e| format!("providers: {:?}: {e}", oidc.id))?,
-                );
+                    config
+                        .oidc
+                        .get(&oidc.id)
+                        .cloned()
+                        .ok_or_else(|| StartError::Provider {
+                            id: oidc.id.clone(),
+                            reason: "settings not resolved".into(),
+                        })?;
+                let provider =
+                    Arc::new(
+                        OidcProvider::new(settings).map_err(|e| StartError::Provider {
+                            id: oidc.id.clone(),
+                            reason: e.to_string(),
+                        })?,
+                    );
                 providers.insert(oidc.id.clone(), ProviderEntry::new(provider));
             }
             ProviderConfig::External(external) => {
                 let provider = config.external.get(&external.id).cloned().ok_or_else(|| {
-                    format!(
-                        "providers: {:?} is kind external, and no implementation was supplied \
-                         (only a program embedding Guichet supplies one)",
-                        external.id
-                    )
+                    StartError::Provider {
+                        id: external.id.clone(),
+                        reason: "is kind external, and no implementation was supplied (only a \
+                                 program embedding Guichet supplies one)"
+                            .into(),
+                    }
                 })?;
                 providers.insert(
                     external.id.clone(),
@@ -297,7 +334,7 @@ fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, St
 }
 
 /// The cached directory, when one is configured.
-fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, String> {
+fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, StartError> {
     let directory = match &config.directory {
         None => None,
         Some(directory) => {
@@ -309,7 +346,7 @@ fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, Stri
             });
             let cache =
                 CachedDirectory::new(directory.backend.clone(), directory.cache.clone(), shared)
-                    .map_err(|e| format!("directory: {e}"))?;
+                    .map_err(|e| StartError::Setting(format!("directory: {e}")))?;
             Some(Arc::new(cache))
         }
     };
@@ -317,7 +354,7 @@ fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, Stri
 }
 
 /// The apps and the router that finds them, from what the configuration's validation kept.
-fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), String> {
+fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), StartError> {
     let file = &config.file;
     let mut apps = Vec::new();
     let mut router = Router::default();
@@ -328,7 +365,7 @@ fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), 
             router.add(host, &path_prefix, index);
         }
         let upstream = Upstream::from_config(app, &resolved.upstream)
-            .map_err(|e| format!("apps[{index}].upstream_tls: {e}"))?;
+            .map_err(|e| StartError::Setting(format!("apps[{index}].upstream_tls: {e}")))?;
         if !app.upstream_tls.verify && app.upstream.scheme() == "https" {
             tracing::warn!(app = %app.id, "upstream certificate verification is OFF");
         }

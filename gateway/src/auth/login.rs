@@ -206,7 +206,8 @@ pub async fn sign_in(
         None => None,
         Some(config) => match crate::identity::directory::pivot_of(&principal, config) {
             Ok(pivot) => pivot,
-            Err(reason) => {
+            Err(refused) => {
+                let reason = refused.to_string();
                 let provider_id = &principal.provider;
                 audit::login_failed(
                     &req.audit(gateway),

@@ -47,6 +47,17 @@ pub fn canonical_name(name: &str) -> String {
         .collect()
 }
 
+/// A header value source the configuration cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueSourceError {
+    #[error("attribute name missing after 'attribute:'")]
+    NoAttributeName,
+    #[error(
+        "unknown value {0:?}: expected subject, provider, roles, auth_level, attribute:NAME or constant:TEXT"
+    )]
+    Unknown(String),
+}
+
 /// Where a header's value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValueSource {
@@ -66,7 +77,7 @@ impl<'de> Deserialize<'de> for ValueSource {
 }
 
 impl ValueSource {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ValueSourceError> {
         Ok(match text {
             "subject" => ValueSource::Subject,
             "provider" => ValueSource::Provider,
@@ -75,15 +86,13 @@ impl ValueSource {
             _ => {
                 if let Some(name) = text.strip_prefix("attribute:") {
                     if name.is_empty() {
-                        return Err("attribute name missing after 'attribute:'".into());
+                        return Err(ValueSourceError::NoAttributeName);
                     }
                     ValueSource::Attribute(name.to_string())
                 } else if let Some(value) = text.strip_prefix("constant:") {
                     ValueSource::Constant(value.to_string())
                 } else {
-                    return Err(format!(
-                        "unknown value {text:?}: expected subject, provider, roles, auth_level, attribute:NAME or constant:TEXT"
-                    ));
+                    return Err(ValueSourceError::Unknown(text.to_owned()));
                 }
             }
         })

@@ -44,8 +44,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        let message: String = message.into();
+    pub fn new(path: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        let message = message.to_string();
         Self {
             path: path.into(),
             // One line, always: multi-line errors get mangled by log collectors.
@@ -628,39 +628,48 @@ fn is_identifier(id: &str) -> bool {
 }
 
 /// Returns the lowercase host the app is routed by.
-fn validate_app_url(url: &url::Url) -> Result<String, String> {
+/// An app or upstream URL Guichet cannot serve or reach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid URL: {0}")]
+pub struct InvalidUrl(String);
+
+fn validate_app_url(url: &url::Url) -> Result<String, InvalidUrl> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "invalid URL: scheme must be http or https, not {:?}",
+        return Err(InvalidUrl(format!(
+            "scheme must be http or https, not {:?}",
             url.scheme()
-        ));
+        )));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err("invalid URL: no query, fragment or credentials allowed".into());
+        return Err(InvalidUrl(
+            "no query, fragment or credentials allowed".into(),
+        ));
     }
     if url.path().contains("/.guichet") || url.path().contains("//") {
-        return Err("invalid URL: path prefix must be plain segments".into());
+        return Err(InvalidUrl("path prefix must be plain segments".into()));
     }
     url.host_str()
         .map(|h| h.to_ascii_lowercase())
-        .ok_or_else(|| "invalid URL: no host".into())
+        .ok_or_else(|| InvalidUrl("no host".into()))
 }
 
-fn validate_upstream(url: &url::Url) -> Result<UpstreamAddress, String> {
+fn validate_upstream(url: &url::Url) -> Result<UpstreamAddress, InvalidUrl> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "invalid URL: scheme must be http or https, not {:?}",
+        return Err(InvalidUrl(format!(
+            "scheme must be http or https, not {:?}",
             url.scheme()
-        ));
+        )));
     }
     let Some(host) = url.host_str() else {
-        return Err("invalid URL: no host".into());
+        return Err(InvalidUrl("no host".into()));
     };
     if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
-        return Err("invalid URL: only scheme, host and port are supported".into());
+        return Err(InvalidUrl(
+            "only scheme, host and port are supported".into(),
+        ));
     }
     let Some(port) = url.port_or_known_default() else {
-        return Err("invalid URL: no port".into());
+        return Err(InvalidUrl("no port".into()));
     };
     Ok(UpstreamAddress {
         host: host.trim_matches(['[', ']']).to_owned(),
@@ -679,6 +688,8 @@ pub fn app_path_prefix(url: &url::Url) -> String {
 }
 
 /// Inline users for a local provider (demo, tests): validated like a users file.
-pub fn inline_users(users: Vec<LocalUser>) -> Result<LocalUsers, String> {
-    LocalUsers::from_users(users).map_err(|e| e.to_string())
+pub fn inline_users(
+    users: Vec<LocalUser>,
+) -> Result<LocalUsers, guichet_protocols::local::LocalUsersError> {
+    LocalUsers::from_users(users)
 }

@@ -27,21 +27,43 @@ enum Segment {
     Index(usize),
 }
 
-impl std::str::FromStr for Override {
-    type Err = String;
+/// A `--set` argument that cannot be used. Never echoes the value: it may be a secret typed
+/// with the wrong separator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("--set: expected PATH=VALUE")]
+    NoEquals,
+    #[error("--set {path}: {problem}")]
+    Path { path: String, problem: PathProblem },
+    #[error("--set {0}: the value is not valid YAML")]
+    Value(String),
+}
 
-    fn from_str(argument: &str) -> Result<Self, String> {
-        let (path, value) = argument
-            .split_once('=')
-            // Not echoed: the argument may be a secret typed with the wrong separator.
-            .ok_or_else(|| "--set: expected PATH=VALUE".to_owned())?;
-        let segments = parse_path(path).map_err(|e| format!("--set {path}: {e}"))?;
+/// What is wrong with a `--set` path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathProblem {
+    #[error("empty name in the path")]
+    EmptyName,
+    #[error("expected [INDEX]")]
+    ExpectedIndex,
+    #[error("{0:?} is not an index")]
+    NotAnIndex(String),
+}
+
+impl std::str::FromStr for Override {
+    type Err = OverrideError;
+
+    fn from_str(argument: &str) -> Result<Self, OverrideError> {
+        let (path, value) = argument.split_once('=').ok_or(OverrideError::NoEquals)?;
+        let segments = parse_path(path).map_err(|problem| OverrideError::Path {
+            path: path.to_owned(),
+            problem,
+        })?;
         // An empty value is an empty string, not YAML's null.
         let value = if value.is_empty() {
             Value::String(String::new())
         } else {
-            serde_norway::from_str(value)
-                .map_err(|_| format!("--set {path}: the value is not valid YAML"))?
+            serde_norway::from_str(value).map_err(|_| OverrideError::Value(path.to_owned()))?
         };
         Ok(Override {
             path: path.to_owned(),
@@ -51,7 +73,7 @@ impl std::str::FromStr for Override {
     }
 }
 
-fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
+fn parse_path(path: &str) -> Result<Vec<Segment>, PathProblem> {
     let mut segments = Vec::new();
     for part in path.split('.') {
         let (key, mut rest) = match part.find('[') {
@@ -60,17 +82,17 @@ fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
         };
         if key.is_empty() {
             // `a[0]` only: not `a.[0]`, `[0]` or `a..b`.
-            return Err("empty name in the path".into());
+            return Err(PathProblem::EmptyName);
         }
         segments.push(Segment::Key(key.to_owned()));
         while !rest.is_empty() {
             let close = rest
                 .find(']')
                 .filter(|_| rest.starts_with('['))
-                .ok_or("expected [INDEX]")?;
+                .ok_or(PathProblem::ExpectedIndex)?;
             let index = rest[1..close]
                 .parse()
-                .map_err(|_| format!("{:?} is not an index", &rest[1..close]))?;
+                .map_err(|_| PathProblem::NotAnIndex(rest[1..close].to_owned()))?;
             segments.push(Segment::Index(index));
             rest = &rest[close + 1..];
         }

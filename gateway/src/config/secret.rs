@@ -24,21 +24,35 @@ impl fmt::Debug for SecretSource {
     }
 }
 
+/// A secret that cannot be read. Never carries the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("cannot read {file}: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("secret is empty")]
+    Empty,
+}
+
 impl SecretSource {
     /// Reads the secret. A file's trailing newline is dropped (`echo x > file` is the norm).
-    pub fn resolve(&self) -> Result<Secret, String> {
+    pub fn resolve(&self) -> Result<Secret, SecretError> {
         let value = match self {
             SecretSource::Inline(value) => value.clone(),
             SecretSource::Env { env } => {
-                std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?
+                std::env::var(env).map_err(|_| SecretError::EnvUnset(env.clone()))?
             }
             SecretSource::File { file } => std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {file}: {e}"))?
+                .map_err(|e| SecretError::Unreadable {
+                    file: file.clone(),
+                    reason: e.to_string(),
+                })?
                 .trim_end_matches(['\n', '\r'])
                 .to_owned(),
         };
         if value.is_empty() {
-            return Err("secret is empty".into());
+            return Err(SecretError::Empty);
         }
         Ok(Secret(value))
     }

@@ -27,9 +27,17 @@ pub struct Upstream {
     pub authority: String,
 }
 
+/// An upstream CA file that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ca_file {path}: {reason}")]
+pub struct CaFileError {
+    pub path: String,
+    pub reason: String,
+}
+
 impl Upstream {
     /// The upstream of `app`, whose address the configuration load already validated.
-    pub fn from_config(app: &AppConfig, address: &UpstreamAddress) -> Result<Self, String> {
+    pub fn from_config(app: &AppConfig, address: &UpstreamAddress) -> Result<Self, CaFileError> {
         let ca = match &app.upstream_tls.ca_file {
             None => None,
             Some(path) => Some(load_ca(path)?),
@@ -64,19 +72,21 @@ impl Upstream {
     }
 }
 
-fn load_ca(path: &std::path::Path) -> Result<Arc<CaType>, String> {
+fn load_ca(path: &std::path::Path) -> Result<Arc<CaType>, CaFileError> {
+    let fail = |reason: String| CaFileError {
+        path: path.display().to_string(),
+        reason,
+    };
     let mut certs = Vec::new();
-    for cert in CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-    {
-        let der = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))? {
+        let der = cert.map_err(|e| fail(e.to_string()))?;
         // pingora's parser panics on bad DER: check it here, where it is a config error.
         x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| format!("ca_file {}: invalid certificate: {e}", path.display()))?;
+            .map_err(|e| fail(format!("invalid certificate: {e}")))?;
         certs.push(WrappedX509::new(der.to_vec(), parse_x509));
     }
     if certs.is_empty() {
-        return Err(format!("ca_file {}: no certificate found", path.display()));
+        return Err(fail("no certificate found".into()));
     }
     Ok(Arc::from(certs.into_boxed_slice()))
 }

@@ -28,13 +28,17 @@ pub struct BackgroundRuntime {
 
 impl BackgroundRuntime {
     /// One worker thread is plenty: background work is a few connection drivers and timers.
-    pub fn start() -> Result<BackgroundRuntime, String> {
+    pub fn start() -> Result<BackgroundRuntime, crate::state::StartError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("guichet-background")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the background runtime: {e}"))?;
+            .map_err(|e| {
+                crate::state::StartError::System(format!(
+                    "cannot start the background runtime: {e}"
+                ))
+            })?;
         Ok(BackgroundRuntime {
             runtime: Some(runtime),
         })

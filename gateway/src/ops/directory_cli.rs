@@ -22,9 +22,28 @@ pub enum Target {
     },
 }
 
-pub async fn invalidate(config: &Config, target: &Target) -> Result<String, String> {
+/// Why an invalidation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidateError {
+    #[error("directory: not configured in this file")]
+    NoDirectory,
+    #[error(transparent)]
+    SharedCache(#[from] guichet_directory_client::SharedCacheError),
+    #[error("cannot reach the gateway's admin listener at {admin}: {reason}")]
+    Unreachable { admin: SocketAddr, reason: String },
+    #[error("unexpected answer from {0}")]
+    UnexpectedAnswer(SocketAddr),
+    #[error(
+        "the gateway at {0} refused: set directory.admin_token, or run this on the gateway's host"
+    )]
+    Refused(SocketAddr),
+    #[error("the gateway at {admin} answered {status}")]
+    Status { admin: SocketAddr, status: u16 },
+}
+
+pub async fn invalidate(config: &Config, target: &Target) -> Result<String, InvalidateError> {
     let Some(directory) = &config.directory else {
-        return Err("directory: not configured in this file".into());
+        return Err(InvalidateError::NoDirectory);
     };
     let who = match target {
         Target::Everyone => "everyone".to_owned(),
@@ -36,19 +55,12 @@ pub async fn invalidate(config: &Config, target: &Target) -> Result<String, Stri
                 url: redis.url.expose().to_owned(),
                 encryption_key: redis.encryption_key,
                 key_prefix: redis.key_prefix.clone(),
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             match target {
-                Target::Everyone => invalidator
-                    .invalidate(None)
-                    .await
-                    .map_err(|e| e.to_string())?,
+                Target::Everyone => invalidator.invalidate(None).await?,
                 Target::Person { attribute, value } => {
                     for pivot in PivotQuery::both_cases(attribute, value) {
-                        invalidator
-                            .invalidate(Some(&pivot))
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        invalidator.invalidate(Some(&pivot)).await?;
                     }
                 }
             }
@@ -73,11 +85,14 @@ pub async fn invalidate(config: &Config, target: &Target) -> Result<String, Stri
             let admin = reachable(config.file.admin);
             let status = tokio::task::spawn_blocking(move || post(admin, &body, token.as_deref()))
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| InvalidateError::Unreachable {
+                    admin,
+                    reason: e.to_string(),
+                })??;
             match status {
                 200 => Ok(format!("invalidated {who} on the gateway at {admin}")),
-                403 => Err(format!("the gateway at {admin} refused: set directory.admin_token, or run this on the gateway's host")),
-                other => Err(format!("the gateway at {admin} answered {other}")),
+                403 => Err(InvalidateError::Refused(admin)),
+                status => Err(InvalidateError::Status { admin, status }),
             }
         }
     }
@@ -97,9 +112,11 @@ fn reachable(admin: SocketAddr) -> SocketAddr {
 }
 
 /// One HTTP/1.1 POST to the admin listener; its status code.
-fn post(admin: SocketAddr, body: &str, token: Option<&str>) -> Result<u16, String> {
-    let unreachable =
-        |e: std::io::Error| format!("cannot reach the gateway's admin listener at {admin}: {e}");
+fn post(admin: SocketAddr, body: &str, token: Option<&str>) -> Result<u16, InvalidateError> {
+    let unreachable = |e: std::io::Error| InvalidateError::Unreachable {
+        admin,
+        reason: e.to_string(),
+    };
     let mut stream =
         TcpStream::connect_timeout(&admin, Duration::from_secs(5)).map_err(unreachable)?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
@@ -121,5 +138,5 @@ fn post(admin: SocketAddr, body: &str, token: Option<&str>) -> Result<u16, Strin
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("unexpected answer from {admin}"))
+        .ok_or(InvalidateError::UnexpectedAnswer(admin))
 }

@@ -11,6 +11,23 @@ use crate::identity::{now, person, Identity, Person};
 use crate::session::{Pivot, SessionId, SessionRecord};
 use crate::state::Gateway;
 
+/// Why `policy explain` cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("--url: {0}")]
+    Url(String),
+    #[error("no application is published at {0}")]
+    NoApplication(String),
+    #[error("{user:?} is no local account of this application, and none of its providers ({providers}) has a directory pivot")]
+    UnknownUser { user: String, providers: String },
+    #[error(
+        "{0} links people by the identité pivot (six fields): explain works with a local account or a single-attribute pivot"
+    )]
+    IdentityPivot(String),
+    #[error(transparent)]
+    Pivot(#[from] crate::identity::directory::PivotRefused),
+}
+
 /// The decision for `user` (a pivot value, or a local login) on `url` with `method`, as text.
 pub async fn explain(
     gateway: &Gateway,
@@ -18,19 +35,21 @@ pub async fn explain(
     url: &str,
     method: &str,
     auth_level: Option<&str>,
-) -> Result<String, String> {
-    let url = url::Url::parse(url).map_err(|e| format!("--url: {e}"))?;
-    let host = request_host(url.host_str().unwrap_or("")).ok_or("--url: no host")?;
+) -> Result<String, ExplainError> {
+    let url = url::Url::parse(url).map_err(|e| ExplainError::Url(e.to_string()))?;
+    let host = request_host(url.host_str().unwrap_or(""))
+        .ok_or_else(|| ExplainError::Url("no host".into()))?;
     let raw = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
     };
-    let target = parse_target(raw.as_bytes()).map_err(|e| format!("--url: refused: {e}"))?;
+    let target =
+        parse_target(raw.as_bytes()).map_err(|e| ExplainError::Url(format!("refused: {e}")))?;
     let path = target.decision_path;
     let app_index = gateway
         .router
         .route(&host, &path)
-        .ok_or_else(|| format!("no application is published at {url}"))?;
+        .ok_or_else(|| ExplainError::NoApplication(url.to_string()))?;
     let app = &gateway.apps[app_index];
     let method = method.to_ascii_uppercase();
     let mut out = format!("application: {} ({})\n", app.id, app.origin);
@@ -56,11 +75,9 @@ pub async fn explain(
                 .providers
                 .iter()
                 .find_map(|pid| gateway.pivots.get(pid).map(|c| (pid.clone(), c)))
-                .ok_or_else(|| {
-                    format!(
-                        "{user:?} is no local account of this application, and none of its providers ({}) has a directory pivot",
-                        app.providers.join(", ")
-                    )
+                .ok_or_else(|| ExplainError::UnknownUser {
+                    user: user.to_owned(),
+                    providers: app.providers.join(", "),
                 })?;
             let principal = Principal {
                 provider,
@@ -71,10 +88,7 @@ pub async fn explain(
                 logout: LogoutHandle::None,
             };
             if config.identity.is_some() {
-                return Err(format!(
-                    "{} links people by the identité pivot (six fields): explain works with a local account or a single-attribute pivot",
-                    principal.provider
-                ));
+                return Err(ExplainError::IdentityPivot(principal.provider));
             }
             let pivot = Pivot::new(&config.directory_attribute, user, config.case_sensitive);
             (principal, Some(pivot))

@@ -16,7 +16,7 @@ use crate::ops::admin::AdminApp;
 use crate::ops::background::BackgroundRuntime;
 use crate::ops::store_watch::StoreWatch;
 use crate::pipeline::proxy::GuichetProxy;
-use crate::state::Gateway;
+use crate::state::{Gateway, StartError};
 
 /// Builds the pingora server for a validated config. Nothing listens until it runs.
 ///
@@ -25,7 +25,7 @@ use crate::state::Gateway;
 pub fn build(
     config: &Config,
     background: &BackgroundRuntime,
-) -> Result<(Server, Arc<Gateway>), String> {
+) -> Result<(Server, Arc<Gateway>), StartError> {
     let gateway = background.enter(|| Gateway::new(config))?;
     // Opens the session store's connection from the background runtime, so that its driver
     // task lives there rather than on whichever service runtime would ask first.
@@ -59,7 +59,7 @@ pub fn build(
                     &tls.cert_file.to_string_lossy(),
                     &tls.key_file.to_string_lossy(),
                 )
-                .map_err(|e| format!("listen: TLS for {address}: {e}"))?,
+                .map_err(|e| StartError::Setting(format!("listen: TLS for {address}: {e}")))?,
         }
     }
     let mut admin = Service::new(
@@ -150,7 +150,7 @@ impl Drop for RunningGateway {
 }
 
 /// Starts the gateway in the background of this process (tests, `guichet demo`).
-pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
+pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
     let background = BackgroundRuntime::start()?;
     let (server, gateway) = build(config, &background)?;
     let shutdown = ShutdownHandle::default();
@@ -162,7 +162,7 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
                 shutdown_signal: Box::new(signal),
             })
         })
-        .map_err(|e| format!("cannot start server thread: {e}"))?;
+        .map_err(|e| StartError::System(format!("cannot start server thread: {e}")))?;
     Ok(RunningGateway {
         gateway,
         shutdown,
@@ -173,7 +173,7 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, String> {
 
 /// Runs until SIGTERM/SIGINT/SIGQUIT (the `guichet run` command), then returns once in-flight
 /// requests are done and every runtime has stopped.
-pub fn run_forever(config: &Config) -> Result<(), String> {
+pub fn run_forever(config: &Config) -> Result<(), StartError> {
     let background = BackgroundRuntime::start()?;
     let (server, gateway) = build(config, &background)?;
     let listeners: Vec<String> = config

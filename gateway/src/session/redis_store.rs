@@ -21,6 +21,15 @@ use super::crypto::Sealer;
 use super::{SessionId, SessionRecord, Store, StoreError};
 use crate::config::ResolvedRedis;
 
+/// A Redis session store that cannot be set up (the URL or the client refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedisStoreError {
+    #[error("session.store.url: invalid Redis URL ({0})")]
+    Url(String),
+    #[error("session.store: {0}")]
+    Client(String),
+}
+
 pub struct RedisStore {
     connection: ConnectionManager,
     sealer: Sealer,
@@ -39,16 +48,16 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 impl RedisStore {
     /// Does not connect: the first command does, and later ones reconnect as needed.
     #[allow(clippy::expect_used, reason = "HMAC takes any key length")]
-    pub fn new(config: &ResolvedRedis) -> Result<Self, String> {
+    pub fn new(config: &ResolvedRedis) -> Result<Self, RedisStoreError> {
         let client = redis::Client::open(config.url.expose())
-            .map_err(|e| format!("session.store.url: invalid Redis URL ({:?})", e.kind()))?;
+            .map_err(|e| RedisStoreError::Url(format!("{:?}", e.kind())))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| format!("session.store: {:?}", e.kind()))?;
+            .map_err(|e| RedisStoreError::Client(format!("{:?}", e.kind())))?;
         let naming_key = Sha256::new()
             .chain_update(b"guichet redis key names v1")
             .chain_update(config.encryption_key)

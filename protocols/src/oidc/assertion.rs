@@ -57,11 +57,11 @@ impl AssertionKey {
         }
     }
 
-    fn sign(&self, input: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, input: &[u8]) -> Result<Vec<u8>, openidconnect::SigningError> {
         match self {
-            AssertionKey::Rsa { signing, .. } => signing
-                .sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, input)
-                .map_err(|e| e.to_string()),
+            AssertionKey::Rsa { signing, .. } => {
+                signing.sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, input)
+            }
             // JWS ES256 is the raw r‖s pair, 64 bytes, not DER.
             AssertionKey::Ec(key) => {
                 let signature: p256::ecdsa::Signature = key.sign(input);
