@@ -306,7 +306,16 @@ fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, St
                             reason: e.to_string(),
                         })?,
                     );
-                providers.insert(oidc.id.clone(), ProviderEntry::new(provider));
+                providers.insert(
+                    oidc.id.clone(),
+                    ProviderEntry {
+                        server_endpoints: ServerEndpointLimits {
+                            allowed_sources: oidc.server_endpoints.allowed_sources.clone(),
+                            max_per_minute: oidc.server_endpoints.max_per_minute,
+                        },
+                        ..ProviderEntry::new(provider)
+                    },
+                );
             }
             ProviderConfig::External(external) => {
                 let provider = config.external.get(&external.id).cloned().ok_or_else(|| {

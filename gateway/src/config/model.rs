@@ -202,6 +202,19 @@ pub enum ProviderConfig {
     External(ExternalProviderConfig),
 }
 
+/// The guard of a provider's server-to-server endpoints (back-channel logout), the same for
+/// every protocol.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEndpointsConfig {
+    /// When not empty, only these networks may call them.
+    #[serde(default)]
+    pub allowed_sources: Vec<ipnet::IpNet>,
+    /// Requests one address (IPv4, IPv6 /64) may send them per minute; beyond, 429.
+    #[serde(default)]
+    pub max_per_minute: Option<u64>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalProviderConfig {

@@ -89,6 +89,9 @@ pub struct OidcProviderConfig {
     /// `franceconnect_plus`). Their public halves are served at `/.guichet/jwks/{id}`.
     #[serde(default)]
     pub encryption_keys: Vec<EncryptionKeyConfig>,
+    /// The guard of its back-channel logout endpoint: allowed sources, per-address limit.
+    #[serde(default)]
+    pub server_endpoints: super::ServerEndpointsConfig,
 }
 
 /// One decryption key, usually a file mounted from a Kubernetes Secret.

@@ -282,3 +282,26 @@ async fn backchannel_logout_reaches_every_replica() {
     assert!(!is_signed_in(&mut browser, &a).await);
     assert!(!is_signed_in(&mut on_b, &b).await);
 }
+
+/// The generic guard of server-to-server provider endpoints, configured for an OpenID
+/// provider: a back-channel logout from outside its allowed sources is refused before the
+/// token is even read, and the session stays.
+#[tokio::test]
+async fn backchannel_logout_from_outside_the_allowed_sources_is_refused() {
+    let op = MockOp::start().await;
+    let gw = TestGateway::start(GatewayOptions {
+        extra_providers: vec![oidc::provider_yaml(
+            "oidc",
+            "op",
+            &op.issuer,
+            "server_endpoints: { allowed_sources: [10.0.0.0/8], max_per_minute: 100 }",
+        )],
+        extra_apps: vec![oidc::app_yaml("rp", "/rp", &["op"])],
+        ..GatewayOptions::default()
+    });
+    let mut browser = signed_in(&gw).await;
+    let sid = op.state().sids.last().cloned().unwrap();
+    let token = op.logout_token(&sid, Map::new(), Alg::Rs256);
+    assert_eq!(backchannel(&gw, &token).await, 403);
+    assert!(is_signed_in(&mut browser, &gw).await, "session kept");
+}
