@@ -436,6 +436,43 @@ impl MockOp {
     }
 }
 
+/// A FranceConnect login went through: the platform refused nothing, and the gateway sent the
+/// browser back to its page with a session.
+pub fn assert_signed_in(op: &MockOp, trip: &oidc::Trip) {
+    let refusals = op.fc(|fc| fc.refusals.clone());
+    assert_eq!(
+        trip.page.status, 302,
+        "{}\nthe platform refused: {refusals:?}",
+        trip.page.body
+    );
+    assert!(refusals.is_empty(), "the platform refused: {refusals:?}");
+    assert!(trip
+        .page
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("guichet_session=")));
+}
+
+/// A login refused by Guichet: the generic page with its correlation id, `reason` in the audit
+/// log, no session.
+pub fn assert_refused(log: &crate::logs::Scope, trip: &oidc::Trip, reason: &str) {
+    assert_eq!(trip.page.status, 403, "{}", trip.page.body);
+    let correlation_id = trip.page.headers["x-request-id"].to_str().unwrap();
+    assert!(trip.page.body.contains(correlation_id), "the page shows it");
+    let events = log.audit_of(&trip.page);
+    assert!(
+        events.iter().any(|e| e["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(reason))),
+        "{reason}: {events:?}"
+    );
+    assert!(trip
+        .page
+        .set_cookies()
+        .iter()
+        .all(|c| !c.starts_with("guichet_session=")));
+}
+
 fn fc(state: &mut OpState) -> &mut Platform {
     state.franceconnect.as_mut().expect("FranceConnect mode")
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use guichet_tests::franceconnect::{assert_refused as refused, assert_signed_in as signed_in};
 use guichet_tests::franceconnect::{TokenAuth, AUTHORIZE_OPTIONAL, AUTHORIZE_REQUIRED};
 use guichet_tests::oidc::{self, Alg, MockOp};
 use guichet_tests::{logs, Browser, GatewayOptions, TestGateway};
@@ -44,38 +45,6 @@ fn jwt_claims(jwt: &str) -> Value {
         .decode(payload)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON claims")
-}
-
-/// The login succeeded: the gateway sends the browser back to the page, with a session.
-fn signed_in(op: &MockOp, trip: &oidc::Trip) {
-    let refusals = op.fc(|fc| fc.refusals.clone());
-    assert_eq!(
-        trip.page.status, 302,
-        "{}\nthe platform refused: {refusals:?}",
-        trip.page.body
-    );
-    assert!(refusals.is_empty(), "the platform refused: {refusals:?}");
-    assert!(trip
-        .page
-        .set_cookies()
-        .iter()
-        .any(|c| c.starts_with("guichet_session=")));
-}
-
-fn refused(log: &logs::Scope, trip: &oidc::Trip, reason: &str) {
-    assert_eq!(trip.page.status, 403, "{}", trip.page.body);
-    let events = log.audit_of(&trip.page);
-    assert!(
-        events.iter().any(|e| e["fields"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains(reason))),
-        "{reason}: {events:?}"
-    );
-    assert!(trip
-        .page
-        .set_cookies()
-        .iter()
-        .all(|c| !c.starts_with("guichet_session=")));
 }
 
 #[tokio::test]

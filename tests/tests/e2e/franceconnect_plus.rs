@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use guichet_tests::franceconnect::Sealing;
+use guichet_tests::franceconnect::{assert_refused as refused, assert_signed_in as signed_in};
 use guichet_tests::oidc::{self, MockOp, CLIENT_ID};
 use guichet_tests::{logs, Browser, GatewayOptions, TestGateway};
 use p256::pkcs8::EncodePrivateKey;
@@ -58,9 +59,9 @@ fn keys_yaml(keys: &[(&PathBuf, &str, &str)]) -> String {
     yaml
 }
 
-/// The gateway with a FranceConnect+ provider, registered at the platform: callback and
-/// signed-out URIs, and its JWKS URL, which the platform fetches.
-async fn gateway(op: &MockOp, extra: &str) -> TestGateway {
+/// The gateway with a FranceConnect+ provider, its callback and signed-out URIs registered at
+/// the platform (not its JWKS).
+fn unregistered_gateway(op: &MockOp, extra: &str) -> TestGateway {
     let gw = TestGateway::start(GatewayOptions {
         extra_providers: vec![oidc::provider_yaml(
             "franceconnect_plus",
@@ -72,6 +73,13 @@ async fn gateway(op: &MockOp, extra: &str) -> TestGateway {
         ..GatewayOptions::default()
     });
     op.register_gateway(&format!("http://app.test:{}", gw.port), PROVIDER);
+    gw
+}
+
+/// The gateway with a FranceConnect+ provider, registered at the platform: callback and
+/// signed-out URIs, and its JWKS URL, which the platform fetches.
+async fn gateway(op: &MockOp, extra: &str) -> TestGateway {
+    let gw = unregistered_gateway(op, extra);
     op.register_gateway_jwks(&gw.url(&format!("/.guichet/jwks/{PROVIDER}")))
         .await;
     gw
@@ -81,35 +89,6 @@ async fn login(gw: &TestGateway) -> (Browser, oidc::Trip) {
     let mut browser = gw.browser();
     let trip = oidc::login(&mut browser, gw, "/demarches/", None).await;
     (browser, trip)
-}
-
-fn signed_in(op: &MockOp, trip: &oidc::Trip) {
-    let refusals = op.fc(|fc| fc.refusals.clone());
-    assert_eq!(
-        trip.page.status, 302,
-        "{}\nthe platform refused: {refusals:?}",
-        trip.page.body
-    );
-    assert!(refusals.is_empty(), "the platform refused: {refusals:?}");
-}
-
-/// Refused with the generic page, a correlation id, the reason in the audit log, no session.
-fn refused(log: &logs::Scope, trip: &oidc::Trip, reason: &str) {
-    assert_eq!(trip.page.status, 403, "{}", trip.page.body);
-    let correlation_id = trip.page.headers["x-request-id"].to_str().unwrap();
-    assert!(trip.page.body.contains(correlation_id), "the page shows it");
-    let events = log.audit_of(&trip.page);
-    assert!(
-        events.iter().any(|e| e["fields"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains(reason))),
-        "{reason}: {events:?}"
-    );
-    assert!(trip
-        .page
-        .set_cookies()
-        .iter()
-        .all(|c| !c.starts_with("guichet_session=")));
 }
 
 fn sealed_headers(op: &MockOp) -> Vec<Value> {
@@ -221,17 +200,7 @@ async fn keys_rotate_without_a_failed_login() {
     // Step 1: the new key is added in first place, the old one kept. The platform still holds
     // the JWKS it fetched before: what it encrypts to the old key still decrypts.
     let both = keys_yaml(&[(&new, "2026-07", ""), (&old, "2026-01", "")]);
-    let gw = TestGateway::start(GatewayOptions {
-        extra_providers: vec![oidc::provider_yaml(
-            "franceconnect_plus",
-            PROVIDER,
-            &op.issuer,
-            &format!("scopes: [identite_pivot]\n{both}"),
-        )],
-        extra_apps: vec![oidc::app_yaml("citizens", "/demarches", &[PROVIDER])],
-        ..GatewayOptions::default()
-    });
-    op.register_gateway(&format!("http://app.test:{}", gw.port), PROVIDER);
+    let gw = unregistered_gateway(&op, &both);
     let (_, trip) = login(&gw).await;
     signed_in(&op, &trip);
     assert_eq!(sealed_headers(&op).last().unwrap()["kid"], "2026-01");
