@@ -21,6 +21,7 @@ pub mod binary;
 pub mod cas;
 pub mod chromium;
 pub mod franceconnect;
+pub mod keys;
 pub mod logs;
 pub mod oidc;
 pub mod poll;

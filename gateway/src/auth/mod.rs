@@ -108,16 +108,10 @@ async fn provider_endpoint(
         .and_then(|rest| rest.split_once('/'))
         .and_then(|(name, provider_id)| {
             let entry = gateway.providers.get(provider_id)?;
-            let route =
-                entry
-                    .provider
-                    .endpoints()
-                    .into_iter()
-                    .find_map(|spec| match spec.route {
-                        EndpointRoute::Path(declared) if declared == name => Some(spec.route),
-                        _ => None,
-                    })?;
-            let spec = provider_endpoints::find(entry, route, method)?;
+            let wanted = provider_endpoints::method_of(method)?;
+            let spec = entry.provider.endpoints().into_iter().find(|spec| {
+                spec.method == wanted && matches!(spec.route, EndpointRoute::Path(p) if p == name)
+            })?;
             Some((provider_id, entry, spec))
         });
     let Some((provider_id, entry, spec)) = found else {

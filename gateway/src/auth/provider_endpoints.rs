@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use guichet_protocols::{
-    Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest, EndpointRoute,
-    EndpointSpec,
+    Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest, EndpointSpec,
 };
 
 use super::client_bucket;
@@ -26,20 +25,6 @@ pub fn method_of(method: &http::Method) -> Option<EndpointMethod> {
         http::Method::POST => Some(EndpointMethod::Post),
         _ => None,
     }
-}
-
-/// The endpoint of `entry` that `route` and `method` name, if it declares one.
-pub fn find(
-    entry: &ProviderEntry,
-    route: EndpointRoute,
-    method: &http::Method,
-) -> Option<EndpointSpec> {
-    let method = method_of(method)?;
-    entry
-        .provider
-        .endpoints()
-        .into_iter()
-        .find(|spec| spec.route == route && spec.method == method)
 }
 
 /// Hands `request` to the provider's endpoint `spec` after the generic checks, and carries out

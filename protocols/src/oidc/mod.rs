@@ -175,6 +175,17 @@ impl OidcProvider {
         }
     }
 
+    /// Whether there is anything to publish (without building the JWKS).
+    fn publishes_keys(&self) -> bool {
+        self.assertion_key.is_some()
+            || self
+                .settings
+                .encryption
+                .iter()
+                .flat_map(|e| e.keys.iter())
+                .any(|k| k.published())
+    }
+
     /// The service's public keys for this provider, as a JWKS to publish at the URL registered
     /// with the provider: the encryption keys it encrypts to (retired ones left out) and the
     /// client-assertion key. `None` when there is nothing to publish.
@@ -751,7 +762,7 @@ impl IdentityProvider for OidcProvider {
             method: EndpointMethod::Post,
             caller: Caller::Server,
         }];
-        if self.published_jwks().is_some() {
+        if self.publishes_keys() {
             endpoints.push(EndpointSpec {
                 name: JWKS,
                 route: EndpointRoute::Path(JWKS),

@@ -448,12 +448,8 @@ fn with_franceconnect_plus(key_file: &std::path::Path, extra: &str) -> String {
 }
 
 fn ec_key_file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
-    use p256::pkcs8::EncodePrivateKey;
-    let pem = p256::SecretKey::random(&mut rand::thread_rng())
-        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
-        .unwrap();
     let path = dir.path().join(name);
-    std::fs::write(&path, pem.as_bytes()).unwrap();
+    std::fs::write(&path, guichet_tests::keys::ec_pem()).unwrap();
     path
 }
 

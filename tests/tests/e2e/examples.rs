@@ -123,11 +123,7 @@ fn launch(path: &Path, peers: &Peers, port: u16, admin_port: u16) -> Launch {
                 for k in 0..keys {
                     let file = peers.keys.path().join(format!("provider-{i}-key-{k}.pem"));
                     if !file.exists() {
-                        use p256::pkcs8::EncodePrivateKey;
-                        let pem = p256::SecretKey::random(&mut rand::thread_rng())
-                            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
-                            .unwrap();
-                        std::fs::write(&file, pem.as_bytes()).unwrap();
+                        std::fs::write(&file, guichet_tests::keys::ec_pem()).unwrap();
                     }
                     overrides.push(format!(
                         "providers[{i}].encryption_keys[{k}].private_key.file={}",

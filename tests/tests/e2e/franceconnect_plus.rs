@@ -6,45 +6,12 @@ use std::path::PathBuf;
 
 use guichet_tests::franceconnect::Sealing;
 use guichet_tests::franceconnect::{assert_refused as refused, assert_signed_in as signed_in};
+use guichet_tests::keys::KeyFiles;
 use guichet_tests::oidc::{self, MockOp, CLIENT_ID};
 use guichet_tests::{logs, Browser, GatewayOptions, TestGateway};
-use p256::pkcs8::EncodePrivateKey;
 use serde_json::Value;
 
 const PROVIDER: &str = "fcplus";
-
-/// Key files for the gateway, in a directory that lives as long as the test.
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    fn new() -> Keys {
-        Keys {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// A fresh P-256 key in PEM, written to `{name}.pem`.
-    fn ec(&self, name: &str) -> PathBuf {
-        let pem = p256::SecretKey::random(&mut rand::thread_rng())
-            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
-            .unwrap();
-        self.write(name, pem.as_bytes())
-    }
-
-    /// One of the committed test RSA keys, copied to `{name}.pem`.
-    fn rsa(&self, name: &str, which: &str) -> PathBuf {
-        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("keys/{which}.pem"));
-        self.write(name, &std::fs::read(source).unwrap())
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.dir.path().join(format!("{name}.pem"));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
 
 /// `encryption_keys` entries: (file, kid, extra settings such as `alg: RSA-OAEP`).
 fn keys_yaml(keys: &[(&PathBuf, &str, &str)]) -> String {
@@ -91,13 +58,25 @@ async fn login(gw: &TestGateway) -> (Browser, oidc::Trip) {
     (browser, trip)
 }
 
+/// The kids of the JWKS the platform holds for the gateway, in order.
+fn registered_kids(op: &MockOp) -> Vec<Value> {
+    op.fc(|fc| {
+        fc.clients[CLIENT_ID].jwks.as_ref().unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].clone())
+            .collect()
+    })
+}
+
 fn sealed_headers(op: &MockOp) -> Vec<Value> {
     op.fc(|fc| fc.sealed_headers.clone())
 }
 
 #[tokio::test]
 async fn a_login_decrypts_the_id_token_and_the_userinfo() {
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let key = keys.ec("current");
     let op = MockOp::franceconnect_plus().await;
     let gw = gateway(&op, &keys_yaml(&[(&key, "enc-2026", "")])).await;
@@ -168,7 +147,7 @@ async fn a_login_decrypts_the_id_token_and_the_userinfo() {
 #[tokio::test]
 async fn rsa_oaep_and_rsa_oaep_256_keys_work_too() {
     for alg in ["RSA-OAEP-256", "RSA-OAEP"] {
-        let keys = Keys::new();
+        let keys = KeyFiles::new();
         let key = keys.rsa("rsa", "op-rsa-3");
         let op = MockOp::franceconnect_plus().await;
         op.fc(|fc| fc.client_mut(CLIENT_ID).encryption_alg = alg.into());
@@ -187,7 +166,7 @@ async fn rsa_oaep_and_rsa_oaep_256_keys_work_too() {
 
 #[tokio::test]
 async fn keys_rotate_without_a_failed_login() {
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let (old, new) = (keys.ec("old"), keys.ec("new"));
     let op = MockOp::franceconnect_plus().await;
 
@@ -207,14 +186,7 @@ async fn keys_rotate_without_a_failed_login() {
     // The platform fetches the JWKS again: both keys, the new one first, which it now uses.
     let jwks_url = gw.url(&format!("/.guichet/jwks/{PROVIDER}"));
     op.register_gateway_jwks(&jwks_url).await;
-    let kids: Vec<Value> = op.fc(|fc| {
-        fc.clients[CLIENT_ID].jwks.as_ref().unwrap()["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].clone())
-            .collect()
-    });
+    let kids = registered_kids(&op);
     assert_eq!(kids, ["2026-07", "2026-01"]);
     let (_, trip) = login(&gw).await;
     signed_in(&op, &trip);
@@ -226,14 +198,7 @@ async fn keys_rotate_without_a_failed_login() {
     let stale = op.fc(|fc| fc.clients[CLIENT_ID].jwks.clone().unwrap());
     let retired = keys_yaml(&[(&new, "2026-07", ""), (&old, "2026-01", "retired: true")]);
     let gw = gateway(&op, &retired).await;
-    let kids: Vec<Value> = op.fc(|fc| {
-        fc.clients[CLIENT_ID].jwks.as_ref().unwrap()["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].clone())
-            .collect()
-    });
+    let kids = registered_kids(&op);
     assert_eq!(kids, ["2026-07"], "the retired key is not published");
     let mut only_old = stale.clone();
     only_old["keys"] = Value::Array(
@@ -254,7 +219,7 @@ async fn keys_rotate_without_a_failed_login() {
 #[tokio::test]
 async fn tokens_sealed_wrongly_are_refused_with_no_session() {
     let log = logs::Scope::begin();
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let key = keys.ec("ours");
     let foreign = {
         // A key the service does not hold, published under the service's kid.
@@ -319,7 +284,7 @@ async fn tokens_sealed_wrongly_are_refused_with_no_session() {
 #[tokio::test]
 async fn a_key_management_algorithm_outside_the_list_is_refused() {
     let log = logs::Scope::begin();
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let key = keys.rsa("rsa", "op-rsa-3");
     let op = MockOp::franceconnect_plus().await;
     op.fc(|fc| fc.client_mut(CLIENT_ID).encryption_alg = "RSA-OAEP-256".into());
@@ -336,7 +301,7 @@ async fn a_key_management_algorithm_outside_the_list_is_refused() {
 
 #[tokio::test]
 async fn eidas3_is_asked_for_and_checked() {
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let key = keys.ec("k");
     let op = MockOp::franceconnect_plus().await;
     let gw = gateway(
@@ -372,7 +337,7 @@ async fn eidas3_is_asked_for_and_checked() {
 
 #[tokio::test]
 async fn the_jwks_of_a_provider_without_keys_is_not_found() {
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let key = keys.ec("k");
     let op = MockOp::franceconnect_plus().await;
     let gw = gateway(&op, &keys_yaml(&[(&key, "k", "")])).await;
@@ -398,7 +363,7 @@ async fn the_jwks_of_a_provider_without_keys_is_not_found() {
 
 #[tokio::test]
 async fn private_key_jwt_signs_es256_with_the_published_key() {
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let (enc, sig) = (keys.ec("enc"), keys.ec("sig"));
     let op = MockOp::franceconnect_plus().await;
     op.fc(|fc| {

@@ -4,11 +4,11 @@
 //! encrypting id_tokens and userinfo (its own JOSE library, not Guichet's) to the keys Guichet
 //! publishes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use guichet_tests::keys::KeyFiles;
 use guichet_tests::oidc::NodeOidcProvider;
 use guichet_tests::{free_port, logs, Browser, GatewayOptions, Page, TestGateway};
-use p256::pkcs8::EncodePrivateKey;
 use serde_json::Value;
 
 /// The `action` of the first form of an HTML page, and its hidden fields.
@@ -165,39 +165,6 @@ async fn a_login_through_node_oidc_provider_reaches_the_app() {
     assert!(out.location().unwrap().contains("id_token_hint="));
 }
 
-/// Decryption key files for the gateway, in a directory that lives as long as the test.
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    fn new() -> Keys {
-        Keys {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// A fresh P-256 key (PKCS#8 PEM), for ECDH-ES.
-    fn ec(&self, name: &str) -> PathBuf {
-        let pem = p256::SecretKey::random(&mut rand::thread_rng())
-            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
-            .unwrap();
-        self.write(name, pem.as_bytes())
-    }
-
-    /// A committed test RSA key (2048 bits, PKCS#8 PEM), for RSA-OAEP(-256).
-    fn rsa(&self, name: &str) -> PathBuf {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/op-rsa-3.pem");
-        self.write(name, &std::fs::read(source).unwrap())
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.dir.path().join(format!("{name}.pem"));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
 /// The `encryption_keys` setting with one key (`alg` given when not empty).
 fn encryption_yaml(key: &Path, kid: &str, alg: &str) -> String {
     let alg = if alg.is_empty() {
@@ -223,10 +190,15 @@ async fn published_jwks(gw: &TestGateway) -> String {
 
 #[tokio::test]
 async fn node_oidc_provider_encrypts_id_tokens_and_userinfo_to_the_published_keys() {
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let cases = [
         ("ECDH-ES", keys.ec("ec"), "enc-1", ""),
-        ("RSA-OAEP-256", keys.rsa("rsa"), "rsa-1", "RSA-OAEP-256"),
+        (
+            "RSA-OAEP-256",
+            keys.rsa("rsa", "op-rsa-3"),
+            "rsa-1",
+            "RSA-OAEP-256",
+        ),
     ];
     for (alg, key, kid, configured_alg) in cases {
         eprintln!("case: {alg}");
@@ -269,7 +241,7 @@ async fn node_oidc_provider_encrypts_id_tokens_and_userinfo_to_the_published_key
 #[tokio::test]
 async fn a_plain_id_token_from_node_oidc_provider_is_refused_when_keys_are_configured() {
     let log = logs::Scope::begin();
-    let keys = Keys::new();
+    let keys = KeyFiles::new();
     let key = keys.ec("ec");
     let port = free_port();
     let op_port = free_port();
