@@ -164,3 +164,45 @@ async fn a_form_post_replayed_from_another_browser_is_refused() {
     assert!(page.contains(&format!("x-remote-user {subject}")), "{page}");
     user.close().await;
 }
+
+/// The same journey through the shipped binary (`guichet run`, sessions in Redis), as
+/// deployments run it.
+#[tokio::test]
+async fn a_form_post_login_completes_in_chromium_through_the_binary() {
+    let redis = guichet_tests::RedisServer::start();
+    let op = form_post_provider(false).await;
+    let echo = guichet_gateway::echo::start_on_loopback().unwrap();
+    let options = GatewayOptions {
+        store: guichet_tests::Store::Redis { url: redis.url() },
+        extra_providers: vec![oidc::provider_yaml(
+            "oidc",
+            "op",
+            &op.issuer,
+            "authorize_params: { response_mode: form_post }",
+        )],
+        extra_apps: vec![oidc::app_yaml("rp", "/rp", &["op"])],
+        ..GatewayOptions::default()
+    };
+    let mut process = guichet_tests::binary::GuichetProcess::start(&options, echo.address);
+    process.wait_ready().await;
+    let browser = Chromium::start(&["app.test", OP_HOST]).await;
+    browser
+        .goto(&format!("http://app.test:{}/rp/hello", process.port))
+        .await;
+    browser
+        .wait_for_url(|url| url.host_str() == Some("app.test") && url.path() == "/rp/hello")
+        .await;
+    let page = browser.text().await;
+    let subject = op.state().subject.clone();
+    assert!(
+        page.contains(&format!("x-remote-user {subject}")),
+        "{page}\n{}",
+        process.output()
+    );
+    assert_eq!(op.state().form_posts.len(), 1, "answered by form_post");
+    assert!(
+        redis.command(&["KEYS", "*"]).contains(":s:"),
+        "the session is in Redis"
+    );
+    browser.close().await;
+}
