@@ -15,7 +15,8 @@ mod provider;
 
 pub use principal::{AuthLevel, LogoutHandle, Principal};
 pub use provider::{
-    logout_tag, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
-    EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart, PasswordVerifier,
-    ProviderError, ProviderState, SetupError, SignOut, DEFAULT_CALLBACK_BODY_BYTES,
+    logout_tag, BrowserTo, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply,
+    EndpointRequest, EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart,
+    OneTimeProofs, PasswordVerifier, ProcessProofs, ProviderError, ProviderState, SetupError,
+    SignOut, DEFAULT_CALLBACK_BODY_BYTES,
 };

@@ -355,6 +355,7 @@ mod tests {
     fn ctx() -> FinishContext {
         FinishContext {
             callback_url: Url::parse("http://app.example/.guichet/login").unwrap(),
+            proofs: std::sync::Arc::new(crate::ProcessProofs::default()),
         }
     }
 

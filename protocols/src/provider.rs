@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -56,6 +59,9 @@ pub struct EndpointSpec {
 pub struct EndpointRequest<'a> {
     pub query: &'a [(String, String)],
     pub form: &'a [(String, String)],
+    /// The query string exactly as received (without `?`): a SAML HTTP-Redirect signature
+    /// covers the parameters' original encoding, which decoding loses.
+    pub raw_query: &'a str,
 }
 
 impl EndpointRequest<'_> {
@@ -77,6 +83,9 @@ pub struct EndpointReply {
     pub body: String,
     /// `Cache-Control` when the answer may be cached (public documents); `no-store` otherwise.
     pub cache_control: Option<&'static str>,
+    /// When set, the browser is sent there instead (a SAML LogoutResponse by HTTP-Redirect or
+    /// HTTP-POST binding); the other fields are not used.
+    pub navigate: Option<BrowserTo>,
 }
 
 impl EndpointReply {
@@ -86,6 +95,7 @@ impl EndpointReply {
             content_type: "text/plain; charset=utf-8",
             body: body.to_owned(),
             cache_control: None,
+            navigate: None,
         }
     }
 
@@ -95,6 +105,18 @@ impl EndpointReply {
             content_type: "application/json",
             body: value.to_string(),
             cache_control: None,
+            navigate: None,
+        }
+    }
+
+    /// Sends the browser on (a redirect or an auto-submitting form the gateway renders).
+    pub fn navigate(to: BrowserTo) -> Self {
+        Self {
+            status: 303,
+            content_type: "text/plain; charset=utf-8",
+            body: String::new(),
+            cache_control: None,
+            navigate: Some(to),
         }
     }
 }
@@ -111,6 +133,10 @@ pub enum EndpointOutcome {
     },
     /// Just answer (a public document).
     Reply(EndpointReply),
+    /// The provider's own sign-out, started by [`IdentityProvider::sign_out`] with this
+    /// `state`, is over (a SAML LogoutResponse came back): the gateway lands the browser as its
+    /// logout return would.
+    SignOutReturned { state: String },
     /// Refused: the precise reason goes to the audit log, the answer to the caller.
     Refused {
         reason: String,
@@ -146,16 +172,49 @@ pub enum LoginStart {
     CredentialsForm,
 }
 
-/// How the browser goes to the provider to sign out there.
+/// Where a provider sends the browser: to sign out at the provider, or back to it with an
+/// answer (a SAML LogoutResponse).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SignOut {
+pub enum BrowserTo {
     /// A redirect (OpenID Connect end-session, CAS `/logout`, SAML HTTP-Redirect binding).
     Redirect { location: Url },
-    /// An auto-submitting form (SAML HTTP-POST binding); `fields` are raw values.
+    /// An auto-submitting form (SAML HTTP-POST binding); `fields` are raw values, the gateway
+    /// escapes them.
     AutoPost {
         action: Url,
         fields: Vec<(String, String)>,
     },
+}
+
+/// How the browser goes to the provider to sign out there.
+pub type SignOut = BrowserTo;
+
+/// One-time proofs of login (SAML Response and Assertion IDs) already seen, in the store every
+/// replica shares: a proof replayed to another replica is refused too.
+#[async_trait]
+pub trait OneTimeProofs: Send + Sync {
+    /// Records `id` as used for `keep_for` (until the proof expires, plus the clock skew
+    /// allowed); `false` when it was already recorded, i.e. a replay. An error means the store
+    /// cannot tell: the login must fail closed.
+    async fn first_use(&self, id: &str, keep_for: Duration) -> Result<bool, ProviderError>;
+}
+
+/// [`OneTimeProofs`] in this process only: for unit tests and tools that finish no login
+/// through the gateway.
+#[derive(Default)]
+pub struct ProcessProofs(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+#[async_trait]
+impl OneTimeProofs for ProcessProofs {
+    async fn first_use(&self, id: &str, keep_for: Duration) -> Result<bool, ProviderError> {
+        let now = std::time::Instant::now();
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.retain(|_, until| *until > now);
+        Ok(seen.insert(id.to_owned(), now + keep_for).is_none())
+    }
 }
 
 /// Opaque per-login data a provider needs again at the callback (PKCE verifier, nonce, SAML
@@ -200,11 +259,21 @@ impl Callback {
 }
 
 /// What the gateway knows about the login being finished.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FinishContext {
     /// The callback URL registered for this provider and application (from config, never from
     /// the request's Host).
     pub callback_url: Url,
+    /// Proofs already used, shared by every replica (replay protection).
+    pub proofs: Arc<dyn OneTimeProofs>,
+}
+
+impl std::fmt::Debug for FinishContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinishContext")
+            .field("callback_url", &self.callback_url.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A provider that cannot be built from its settings. The gateway's configuration checks
@@ -307,6 +376,19 @@ pub trait IdentityProvider: Send + Sync {
             reason: format!("no endpoint {name:?}"),
             reply: EndpointReply::text(404, "not found\n"),
         }
+    }
+
+    /// The app a login the provider starts by itself (a SAML IdP-initiated response, with no
+    /// login transaction) lands on, when this provider accepts such logins at all. `finish` then
+    /// gets an empty [`ProviderState`] and must check that unsolicited logins are allowed.
+    fn unsolicited_landing(&self) -> Option<&str> {
+        None
+    }
+
+    /// Counters of the provider's own background work (e.g. failed metadata refreshes), exported
+    /// by the gateway as `guichet_provider_events_total{provider, event}`.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
 
     /// Set for providers that take a password in Guichet's own form.

@@ -5,13 +5,18 @@
 //! the user was going and the provider chosen; a callback on another provider's path is refused
 //! whatever it carries.
 
-use guichet_protocols::{Callback, EndpointRequest, EndpointRoute, FinishContext, ProviderError};
+use std::sync::Arc;
+
+use guichet_protocols::{
+    Callback, EndpointRequest, EndpointRoute, FinishContext, ProviderError, ProviderState,
+};
 
 use super::login::{callback_url, sign_in};
 use super::{login_cookie, provider_endpoints, transaction, transaction_cookie, Body, Request};
 use crate::http::pages::text;
 use crate::http::respond::Reply;
-use crate::session::StoreError;
+use crate::session::login::LoginTransaction;
+use crate::session::{StoreError, StoreProofs};
 use crate::state::Gateway;
 use crate::telemetry::audit;
 
@@ -75,7 +80,11 @@ pub async fn finish(
     }
 
     // Single use: replaying a callback finds nothing.
-    let Some((_, txn)) = transaction(gateway, req, true).await? else {
+    let txn = match transaction(gateway, req, true).await? {
+        Some((_, txn)) => Some(txn),
+        None => unsolicited(gateway, req, provider_id),
+    };
+    let Some(txn) = txn else {
         fail(
             req,
             "-",
@@ -126,6 +135,7 @@ pub async fn finish(
     let entry = &gateway.providers[provider_id];
     let finish = FinishContext {
         callback_url: callback_url(app, provider_id),
+        proofs: Arc::new(StoreProofs::new(gateway.store.clone(), provider_id)),
     };
     let callback = Callback { query, form };
     let outcome = entry
@@ -138,6 +148,25 @@ pub async fn finish(
             Ok(refused(gateway, req, provider_id, error).with_header("set-cookie", clear_login))
         }
     }
+}
+
+/// A login the provider started by itself (a SAML IdP-initiated response) has no transaction:
+/// when the provider accepts such logins, it lands on the app the provider names, at its root.
+/// The provider's `finish` gets an empty state and checks that unsolicited logins are allowed.
+fn unsolicited(gateway: &Gateway, req: &Request, provider_id: &str) -> Option<LoginTransaction> {
+    if req.method != http::Method::POST {
+        return None;
+    }
+    let entry = gateway.providers.get(provider_id)?;
+    let landing = entry.provider.unsolicited_landing()?;
+    let app = &gateway.apps[gateway.app_by_id(landing)?];
+    let mut txn = LoginTransaction::new(
+        &app.id,
+        &format!("{}/", app.path_prefix.trim_end_matches('/')),
+    );
+    txn.provider = Some(provider_id.to_owned());
+    txn.provider_state = ProviderState::default();
+    Some(txn)
 }
 
 /// Audits a failed callback and counts it for its provider (when it names one).
@@ -177,7 +206,12 @@ async fn endpoint_on_callback(
     let Some(spec) = on_callback else {
         return Ok(None);
     };
-    let request = EndpointRequest { query, form };
+    let raw_query = req.query.as_deref().unwrap_or("");
+    let request = EndpointRequest {
+        query,
+        form,
+        raw_query,
+    };
     provider_endpoints::handle(gateway, req, provider_id, entry, spec, request)
         .await
         .map(Some)

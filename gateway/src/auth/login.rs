@@ -384,6 +384,10 @@ pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
     let finish = FinishContext {
         callback_url: url::Url::parse(&format!("{}/.guichet/login", app.origin))
             .expect("origin is a URL"),
+        proofs: std::sync::Arc::new(crate::session::StoreProofs::new(
+            gateway.store.clone(),
+            &provider_id,
+        )),
     };
     match entry
         .provider

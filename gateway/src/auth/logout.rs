@@ -163,7 +163,19 @@ fn logout_state_key(state: &str) -> String {
 /// (single use) lands where the user asked; anything else gets the plain "signed out" page,
 /// never an error loop and never a redirect the request chose.
 pub async fn done(gateway: &Gateway, req: &mut Request) -> Result<Reply, StoreError> {
-    let pending = match req.query_param("state") {
+    let state = req.query_param("state");
+    land_after_provider_logout(gateway, req, state).await
+}
+
+/// Where the browser lands once the provider's own logout is over, by the state
+/// [`sign_out`] stored: by the logout return URL, or by a provider endpoint that received the
+/// provider's answer (a SAML LogoutResponse).
+pub async fn land_after_provider_logout(
+    gateway: &Gateway,
+    req: &Request,
+    state: Option<String>,
+) -> Result<Reply, StoreError> {
+    let pending = match state {
         Some(state) if state.len() <= 128 => gateway
             .store
             .take_transient(&logout_state_key(&state))

@@ -137,9 +137,11 @@ async fn provider_endpoint(
     } else {
         Vec::new()
     };
+    let raw_query = req.query.clone().unwrap_or_default();
     let request = EndpointRequest {
         query: &query,
         form: &form,
+        raw_query: &raw_query,
     };
     provider_endpoints::handle(gateway, req, provider_id, entry, spec, request).await
 }

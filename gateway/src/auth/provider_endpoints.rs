@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use guichet_protocols::{
-    Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest, EndpointSpec,
+    BrowserTo, Caller, EndpointMethod, EndpointOutcome, EndpointReply, EndpointRequest,
+    EndpointSpec,
 };
 
 use super::client_bucket;
@@ -63,10 +64,13 @@ pub async fn handle(
         }
     }
     match entry.provider.endpoint(spec.name, &request).await {
-        EndpointOutcome::Reply(reply) => Ok(reply_of(reply)),
+        EndpointOutcome::Reply(reply) => Ok(reply_of(reply, &req.correlation_id)),
+        EndpointOutcome::SignOutReturned { state } => {
+            super::logout::land_after_provider_logout(gateway, req, Some(state)).await
+        }
         EndpointOutcome::Refused { reason, reply } => {
             refuse(&reason);
-            Ok(reply_of(reply))
+            Ok(reply_of(reply, &req.correlation_id))
         }
         EndpointOutcome::EndSessions {
             tags,
@@ -83,12 +87,19 @@ pub async fn handle(
                 .logouts
                 .with_label_values(&[provider_id])
                 .inc_by(ended as u64);
-            Ok(reply_of(reply))
+            Ok(reply_of(reply, &req.correlation_id))
         }
     }
 }
 
-fn reply_of(reply: EndpointReply) -> Reply {
+fn reply_of(reply: EndpointReply, correlation_id: &str) -> Reply {
+    match reply.navigate {
+        Some(BrowserTo::Redirect { location }) => return Reply::redirect(location.as_str()),
+        Some(BrowserTo::AutoPost { action, fields }) => {
+            return Reply::auto_post(&action, &fields, correlation_id)
+        }
+        None => {}
+    }
     let mut out = Reply::raw(reply.status, reply.content_type, reply.body);
     if let Some(cache) = reply.cache_control {
         out = out.with_header("cache-control", cache.to_owned());

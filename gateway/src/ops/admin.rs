@@ -179,6 +179,11 @@ impl ServeHttp for AdminApp {
                 if let Some(cache) = &self.gateway.directory {
                     self.gateway.metrics.sync_directory(cache.stats());
                 }
+                for (id, entry) in &self.gateway.providers {
+                    self.gateway
+                        .metrics
+                        .sync_provider(id, &entry.provider.counters());
+                }
                 text(
                     200,
                     "text/plain; version=0.0.4",

@@ -7,6 +7,7 @@ mod crypto;
 pub mod login;
 pub mod login_limits;
 mod memory;
+mod proofs;
 pub(crate) mod record;
 mod redis_store;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 
 pub use crypto::Sealer;
 pub use memory::MemoryStore;
+pub use proofs::StoreProofs;
 pub use record::{AppView, Pivot, SessionId, SessionRecord, ViewCache};
 pub use redis_store::RedisStore;
 

@@ -11,6 +11,7 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     pub logouts: IntCounterVec,
     pub store_errors: IntCounterVec,
+    pub provider_events: IntCounterVec,
     pub store_up: IntGauge,
     /// Directory lookups the in-process cache could not answer, by where the answer came from
     /// (copied from the cache's own counters when metrics are read: nothing on the hot path).
@@ -78,8 +79,17 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
+        let provider_events = IntCounterVec::new(
+            Opts::new(
+                "guichet_provider_events_total",
+                "Providers' own background events, by provider and event (e.g. saml_metadata_refresh_failed)",
+            ),
+            &["provider", "event"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(directory_lookups.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(provider_events.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(logins.clone()),
@@ -100,6 +110,18 @@ impl Metrics {
             store_errors,
             store_up,
             directory_lookups,
+            provider_events,
+        }
+    }
+
+    /// Brings a provider's event counters up to the provider's own.
+    pub fn sync_provider(&self, provider: &str, counters: &[(&'static str, u64)]) {
+        for (event, total) in counters {
+            let counter = self.provider_events.with_label_values(&[provider, event]);
+            let seen = counter.get();
+            if *total > seen {
+                counter.inc_by(total - seen);
+            }
         }
     }
 

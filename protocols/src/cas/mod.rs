@@ -407,6 +407,7 @@ mod tests {
         // Sent back without a ticket: a clean refusal.
         let ctx = FinishContext {
             callback_url: service.clone(),
+            proofs: std::sync::Arc::new(crate::ProcessProofs::default()),
         };
         let result = gateway
             .finish(&ctx, &Callback::default(), &ProviderState::default())
