@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # System packages: build dependencies of the crates (pingora, later xmlsec for SAML) and
 # redis-server, which the test kit starts on an ephemeral loopback port.
 # chromium and chromium-driver: the browser tests (SameSite rules on cross-site POSTs).
+# simplesamlphp, php-cli and php-xml (DOM, which its SAML library needs): the real SimpleSAMLphp
+# IdP of the SAML interop tests, served by `php -S` on loopback (tests/src/simplesamlphp.rs).
 needed=(cmake pkg-config clang libclang-dev libssl-dev libxml2-dev libxmlsec1-dev redis-server
-  chromium chromium-driver)
+  chromium chromium-driver simplesamlphp php-cli php-xml)
 missing=()
 for package in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use guichet_gateway::config::{Config, LogConfig, Override};
-use guichet_gateway::{demo, directory_cli, echo, logging, server};
+use guichet_gateway::{demo, directory_cli, echo, logging, saml_cli, server};
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// SAML providers.
+    Saml {
+        #[command(subcommand)]
+        command: SamlCommand,
+    },
     /// Print the argon2id hash of a password read from standard input (for users files).
     HashPassword,
     /// Run only the built-in header-echo application (an upstream for trials and benchmarks).
@@ -108,6 +113,19 @@ enum DirectoryCommand {
         /// Everyone.
         #[arg(long, conflicts_with_all = ["attribute", "value"])]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SamlCommand {
+    /// Print Guichet's SP metadata for one SAML provider (entityID, every app's assertion
+    /// consumer URL, single logout, certificates), for the IdP's administrator.
+    Metadata {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The provider's `id` in the configuration.
+        #[arg(long)]
+        provider: String,
     },
 }
 
@@ -141,8 +159,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config: args } => match args.load() {
-            Ok(_) => {
+        Command::Check { config: args } => match args
+            .load()
+            .and_then(|config| saml_cli::check_idp_metadata(&config).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {
                 println!("{}: configuration is valid", args.config.display());
                 ExitCode::SUCCESS
             }
@@ -243,6 +264,18 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Saml {
+            command: SamlCommand::Metadata { config, provider },
+        } => match config
+            .load()
+            .and_then(|config| saml_cli::sp_metadata(&config, &provider).map_err(|e| e.to_string()))
+        {
+            Ok(xml) => {
+                println!("{xml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::HashPassword => hash_password(),
         Command::Echo { listen } => run_echo(listen),
     }

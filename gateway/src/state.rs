@@ -11,6 +11,7 @@ use guichet_policies::Policy;
 use guichet_protocols::cas::CasProvider;
 use guichet_protocols::local::LocalProvider;
 use guichet_protocols::oidc::OidcProvider;
+use guichet_protocols::saml::SamlProvider;
 use guichet_protocols::IdentityProvider;
 use ipnet::IpNet;
 
@@ -316,6 +317,27 @@ fn build_providers(config: &Config) -> Result<HashMap<String, ProviderEntry>, St
                         ..ProviderEntry::new(provider)
                     },
                 );
+            }
+            ProviderConfig::Saml(saml) => {
+                let settings =
+                    config
+                        .saml
+                        .get(&saml.id)
+                        .cloned()
+                        .ok_or_else(|| StartError::Provider {
+                            id: saml.id.clone(),
+                            reason: "settings not resolved".into(),
+                        })?;
+                // Reads (or fetches) the IdP's metadata now: a start that cannot is an error
+                // naming the setting.
+                let provider =
+                    Arc::new(
+                        SamlProvider::new(settings).map_err(|e| StartError::Provider {
+                            id: saml.id.clone(),
+                            reason: e.to_string(),
+                        })?,
+                    );
+                providers.insert(saml.id.clone(), ProviderEntry::new(provider));
             }
             ProviderConfig::External(external) => {
                 let provider = config.external.get(&external.id).cloned().ok_or_else(|| {

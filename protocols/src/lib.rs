@@ -12,6 +12,7 @@ pub mod local;
 pub mod oidc;
 mod principal;
 mod provider;
+pub mod saml;
 
 pub use principal::{AuthLevel, LogoutHandle, Principal};
 pub use provider::{

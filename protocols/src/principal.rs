@@ -59,10 +59,15 @@ pub enum LogoutHandle {
     },
     /// CAS: single logout requests name the service ticket that opened the session.
     Cas { service_ticket: String },
-    /// SAML: LogoutRequest needs the NameID (with its format) and the SessionIndex.
+    /// SAML: LogoutRequest needs the NameID (with its format and qualifiers, as the assertion
+    /// gave them) and the SessionIndex.
     Saml {
         name_id: String,
         name_id_format: Option<String>,
         session_index: Option<String>,
+        #[serde(default)]
+        name_qualifier: Option<String>,
+        #[serde(default)]
+        sp_name_qualifier: Option<String>,
     },
 }

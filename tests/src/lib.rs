@@ -25,7 +25,9 @@ pub mod keys;
 pub mod logs;
 pub mod oidc;
 pub mod poll;
+pub mod saml_idp;
 pub mod scim;
+pub mod simplesamlphp;
 pub mod tls;
 
 /// The host name test apps are published on (resolved to 127.0.0.1 by the [`Browser`]).

@@ -386,7 +386,7 @@ pub async fn submit(gateway: &Gateway, req: &mut Request) -> Result<Reply, Store
             .expect("origin is a URL"),
         proofs: std::sync::Arc::new(crate::session::StoreProofs::new(
             gateway.store.clone(),
-            &provider_id,
+            provider_id,
         )),
     };
     match entry

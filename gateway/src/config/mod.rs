@@ -10,6 +10,7 @@ pub mod identity_headers;
 mod model;
 mod oidc;
 mod overrides;
+mod saml;
 mod secret;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub use oidc::{
     OidcProviderConfig,
 };
 pub use overrides::Override;
+pub use saml::{SamlProviderConfig, SLO_ENDPOINT as SAML_SLO_ENDPOINT};
 pub use secret::{Secret, SecretSource};
 
 /// A configuration error: the dotted path of the field and what is wrong with it.
@@ -65,6 +67,9 @@ pub struct Config {
     pub oidc: HashMap<String, OidcSettings>,
     /// Resolved settings of each CAS provider, by provider id.
     pub cas: HashMap<String, guichet_protocols::cas::CasSettings>,
+    /// Resolved settings of each SAML provider, by provider id (the IdP metadata is read when
+    /// the gateway starts, so that the SP metadata can be printed before the IdP exists).
+    pub saml: HashMap<String, guichet_protocols::saml::SamlSettings>,
     /// The directory's backend and cache settings, when one is configured.
     pub directory: Option<ResolvedDirectory>,
     /// Implementations of `kind: external` providers, by id, supplied by the embedding program.
@@ -183,6 +188,7 @@ impl Config {
         let mut local_users = HashMap::new();
         let mut oidc_settings = HashMap::new();
         let mut cas_settings = HashMap::new();
+        let mut saml_settings = HashMap::new();
         for (i, provider) in file.providers.iter().enumerate() {
             match provider {
                 ProviderConfig::Local(local) => {
@@ -223,6 +229,10 @@ impl Config {
                     let settings = cas.resolve(&format!("providers[{i}]"))?;
                     cas_settings.insert(cas.id.clone(), settings);
                 }
+                ProviderConfig::Saml(saml) => {
+                    let settings = saml.resolve(&format!("providers[{i}]"), &file.apps)?;
+                    saml_settings.insert(saml.id.clone(), settings);
+                }
                 // Supplied by the embedding program after loading; checked when the gateway
                 // is built.
                 ProviderConfig::External(_) => {}
@@ -239,6 +249,7 @@ impl Config {
             local_users,
             oidc: oidc_settings,
             cas: cas_settings,
+            saml: saml_settings,
             directory,
             external: HashMap::new(),
             apps,

@@ -197,6 +197,8 @@ pub enum ProviderConfig {
     FranceconnectPlus(OidcProviderConfig),
     /// A CAS server (CAS protocol 2.0 or 3.0), e.g. a school ENT portal.
     Cas(CasProviderConfig),
+    /// A SAML 2.0 identity provider (Shibboleth, ADFS, SimpleSAMLphp, a federation's IdP).
+    Saml(super::SamlProviderConfig),
     /// A provider implemented by a program that embeds Guichet as a library and supplies it
     /// ([`super::Config::supply_provider`]); the `guichet` binary supplies none.
     External(ExternalProviderConfig),
@@ -237,6 +239,7 @@ impl ProviderConfig {
             | ProviderConfig::Franceconnect(oidc)
             | ProviderConfig::FranceconnectPlus(oidc) => &oidc.id,
             ProviderConfig::Cas(cas) => &cas.id,
+            ProviderConfig::Saml(saml) => &saml.id,
             ProviderConfig::External(external) => &external.id,
         }
     }
@@ -248,6 +251,7 @@ impl ProviderConfig {
             | ProviderConfig::Franceconnect(oidc)
             | ProviderConfig::FranceconnectPlus(oidc) => oidc.pivot.as_ref(),
             ProviderConfig::Cas(cas) => cas.pivot.as_ref(),
+            ProviderConfig::Saml(saml) => saml.pivot.as_ref(),
             ProviderConfig::External(external) => external.pivot.as_ref(),
         }
     }

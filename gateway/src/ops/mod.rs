@@ -5,5 +5,6 @@ pub mod background;
 pub mod directory_cli;
 pub mod directory_watch;
 pub mod explain;
+pub mod saml_cli;
 pub mod server;
 pub mod store_watch;

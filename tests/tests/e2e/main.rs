@@ -30,5 +30,6 @@ mod provider_seam;
 mod proxy;
 mod redirects;
 mod redis_store;
+mod saml;
 mod sessions;
 mod tls;

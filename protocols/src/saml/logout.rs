@@ -1,0 +1,433 @@
+//! Single logout (SAML profiles §4.4), both ways, at `/.guichet/saml-slo/{id}`:
+//!
+//! - the IdP's LogoutRequest (HTTP-Redirect or HTTP-POST): its signature is required and checked
+//!   with the metadata's certificates (over the query as received for HTTP-Redirect, enveloped
+//!   for HTTP-POST), then Issuer, Destination, times and NameID; the gateway ends the sessions
+//!   filed under the SessionIndexes (or the NameID) and the browser goes back to the IdP with
+//!   our signed LogoutResponse;
+//! - the IdP's LogoutResponse to our own LogoutRequest (started by
+//!   [`IdentityProvider::sign_out`](crate::IdentityProvider::sign_out)): checked the same way,
+//!   its InResponseTo must be the ID derived from the RelayState (the gateway's single-use logout
+//!   state), and the gateway lands the browser as after any logout.
+//!
+//! A DEFLATEd message inflates to [`MAX_LOGOUT_BYTES`] at most.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use url::Url;
+
+use super::instant::{minus, parse_instant, plus};
+use super::metadata::IdpMetadata;
+use super::request::{
+    logout_request_id, pick, random_id, send, Binding, LogoutRequest, LogoutResponse, NameId,
+    STATUS_SUCCESS,
+};
+use super::signature::{self, RedirectError, SignatureError};
+use super::xml_guard::{
+    self, Element, EncodingError, XmlError, MESSAGE_LIMITS, NS_ASSERTION, NS_PROTOCOL,
+};
+use super::SamlProvider;
+use crate::{
+    logout_tag, BrowserTo, EndpointOutcome, EndpointReply, EndpointRequest, LogoutHandle,
+    Principal, ProviderError,
+};
+
+/// Largest logout message, inflated or decoded.
+pub(crate) const MAX_LOGOUT_BYTES: usize = 64 * 1024;
+/// Longest RelayState echoed back (SAML says 80 bytes; some IdPs send more).
+const MAX_RELAY_STATE: usize = 1024;
+/// How long our LogoutRequest is valid.
+const LOGOUT_REQUEST_LIFETIME: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LogoutError {
+    #[error("{0}")]
+    Redirect(RedirectError),
+    #[error("the message is {0}")]
+    Encoding(EncodingError),
+    #[error("the message is not UTF-8")]
+    NotUtf8,
+    #[error("the message: {0}")]
+    Xml(XmlError),
+    #[error("the form carries no single SAMLRequest or SAMLResponse")]
+    NoMessage,
+    #[error("the RelayState is longer than {MAX_RELAY_STATE} bytes")]
+    RelayStateTooLong,
+    #[error("{0} is not a {1}")]
+    WrongMessage(String, &'static str),
+    #[error("a logout message must not carry an assertion")]
+    Assertion,
+    #[error("the message is not signed")]
+    Unsigned,
+    #[error("signature: {0}")]
+    Signature(SignatureError),
+    #[error("the signature does not cover the message")]
+    SignedOther,
+    #[error("{0} missing")]
+    Missing(&'static str),
+    #[error("Version is not 2.0")]
+    Version,
+    #[error("{0} is not a UTC xs:dateTime")]
+    BadTime(&'static str),
+    #[error("IssueInstant is not within the clock skew of now")]
+    IssueInstant,
+    #[error("the LogoutRequest expired (NotOnOrAfter)")]
+    Expired,
+    #[error("Issuer {0:?} is not the IdP")]
+    Issuer(String),
+    #[error("Destination {0:?} is not one of this SP's SingleLogoutService URLs")]
+    Destination(String),
+    #[error("the NameID is encrypted (EncryptedID is not supported)")]
+    EncryptedId,
+    #[error("the LogoutResponse has no RelayState")]
+    NoRelayState,
+    #[error("InResponseTo {0:?} does not answer the LogoutRequest of this RelayState")]
+    InResponseTo(Option<String>),
+}
+
+/// A LogoutRequest from the IdP, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdpLogoutRequest {
+    pub id: String,
+    pub name_id: String,
+    pub session_indexes: Vec<String>,
+    pub relay_state: Option<String>,
+}
+
+/// The IdP's LogoutResponse to ours, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdpLogoutResponse {
+    pub status: String,
+    pub relay_state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Incoming {
+    Request(IdpLogoutRequest),
+    Response(IdpLogoutResponse),
+}
+
+/// What a logout message must match.
+pub(crate) struct SloContext<'a> {
+    pub idp: &'a IdpMetadata,
+    pub slo_urls: &'a [Url],
+    pub skew: Duration,
+    pub now: OffsetDateTime,
+    pub allow_sha1: bool,
+}
+
+/// An HTTP-Redirect binding message, from the raw query string.
+pub(crate) fn read_redirect(
+    raw_query: &str,
+    ctx: &SloContext<'_>,
+) -> Result<Incoming, LogoutError> {
+    let message = signature::verify_redirect(raw_query, &ctx.idp.signing_keys, ctx.allow_sha1)
+        .map_err(LogoutError::Redirect)?;
+    let deflated = xml_guard::decode_base64(&message.message, MAX_LOGOUT_BYTES)
+        .map_err(LogoutError::Encoding)?;
+    let inflated =
+        xml_guard::inflate(&deflated, MAX_LOGOUT_BYTES).map_err(LogoutError::Encoding)?;
+    let xml = String::from_utf8(inflated).map_err(|_| LogoutError::NotUtf8)?;
+    let root = xml_guard::parse(&xml, &MESSAGE_LIMITS).map_err(LogoutError::Xml)?;
+    // The query signature covers the whole message; an enveloped one is not looked at.
+    interpret(&root, message.param, message.relay_state, ctx)
+}
+
+/// An HTTP-POST binding message, from the form.
+pub(crate) fn read_post(
+    form: &[(String, String)],
+    ctx: &SloContext<'_>,
+) -> Result<Incoming, LogoutError> {
+    fn field<'f>(
+        form: &'f [(String, String)],
+        name: &'static str,
+    ) -> impl Iterator<Item = &'f String> + 'f {
+        form.iter().filter(move |(k, _)| k == name).map(|(_, v)| v)
+    }
+    let mut requests = field(form, "SAMLRequest");
+    let mut responses = field(form, "SAMLResponse");
+    let (param, value) = match (requests.next(), requests.next(), responses.next()) {
+        (Some(value), None, None) => ("SAMLRequest", value),
+        (None, None, Some(value)) if responses.next().is_none() => ("SAMLResponse", value),
+        _ => return Err(LogoutError::NoMessage),
+    };
+    let mut relay_states = field(form, "RelayState");
+    let relay_state = relay_states.next().cloned();
+    if relay_states.next().is_some() {
+        return Err(LogoutError::NoMessage);
+    }
+    let bytes = xml_guard::decode_base64(value, MAX_LOGOUT_BYTES).map_err(LogoutError::Encoding)?;
+    let xml = String::from_utf8(bytes).map_err(|_| LogoutError::NotUtf8)?;
+    let root = xml_guard::parse(&xml, &MESSAGE_LIMITS).map_err(LogoutError::Xml)?;
+    let signed =
+        signature::check_signatures(&root, ctx.allow_sha1).map_err(LogoutError::Signature)?;
+    if signed.is_empty() {
+        return Err(LogoutError::Unsigned);
+    }
+    let reduced = signature::verify_and_reduce(&xml, &ctx.idp.signing_certs, ctx.allow_sha1)
+        .map_err(LogoutError::Signature)?;
+    if reduced.ns != root.ns || reduced.name != root.name || reduced.attr("ID") != root.attr("ID") {
+        return Err(LogoutError::SignedOther);
+    }
+    interpret(&reduced, param, relay_state, ctx)
+}
+
+fn interpret(
+    root: &Element,
+    param: &str,
+    relay_state: Option<String>,
+    ctx: &SloContext<'_>,
+) -> Result<Incoming, LogoutError> {
+    let expected = if param == "SAMLRequest" {
+        "LogoutRequest"
+    } else {
+        "LogoutResponse"
+    };
+    if !root.is(NS_PROTOCOL, expected) {
+        return Err(LogoutError::WrongMessage(root.name.clone(), expected));
+    }
+    if relay_state
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_RELAY_STATE)
+    {
+        return Err(LogoutError::RelayStateTooLong);
+    }
+    if root
+        .descendants()
+        .iter()
+        .any(|e| e.name == "Assertion" || e.name == "EncryptedAssertion")
+    {
+        return Err(LogoutError::Assertion);
+    }
+    if root.attr("Version") != Some("2.0") {
+        return Err(LogoutError::Version);
+    }
+    let id = root
+        .attr("ID")
+        .filter(|id| !id.is_empty())
+        .ok_or(LogoutError::Missing("ID"))?;
+    let issued = parse_instant(
+        root.attr("IssueInstant")
+            .ok_or(LogoutError::Missing("IssueInstant"))?,
+    )
+    .map_err(|_| LogoutError::BadTime("IssueInstant"))?;
+    if issued > plus(ctx.now, ctx.skew) || issued < minus(ctx.now, ctx.skew) {
+        return Err(LogoutError::IssueInstant);
+    }
+    let issuer = root
+        .child(NS_ASSERTION, "Issuer")
+        .ok_or(LogoutError::Missing("Issuer"))?
+        .text();
+    if issuer != ctx.idp.entity_id {
+        return Err(LogoutError::Issuer(issuer));
+    }
+    let destination = root
+        .attr("Destination")
+        .ok_or(LogoutError::Missing("Destination"))?;
+    let parsed = Url::parse(destination).ok();
+    if !parsed.is_some_and(|d| ctx.slo_urls.contains(&d)) {
+        return Err(LogoutError::Destination(destination.to_owned()));
+    }
+    if expected == "LogoutRequest" {
+        if let Some(until) = root.attr("NotOnOrAfter") {
+            let until = parse_instant(until).map_err(|_| LogoutError::BadTime("NotOnOrAfter"))?;
+            if minus(ctx.now, ctx.skew) >= until {
+                return Err(LogoutError::Expired);
+            }
+        }
+        let name_id = match root.child(NS_ASSERTION, "NameID") {
+            Some(name_id) => name_id.text(),
+            None if root.child(NS_ASSERTION, "EncryptedID").is_some() => {
+                return Err(LogoutError::EncryptedId)
+            }
+            None => return Err(LogoutError::Missing("NameID")),
+        };
+        if name_id.is_empty() {
+            return Err(LogoutError::Missing("NameID value"));
+        }
+        Ok(Incoming::Request(IdpLogoutRequest {
+            id: id.to_owned(),
+            name_id,
+            session_indexes: root
+                .children_named(NS_PROTOCOL, "SessionIndex")
+                .map(Element::text)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            relay_state,
+        }))
+    } else {
+        let relay_state = relay_state.ok_or(LogoutError::NoRelayState)?;
+        let in_response_to = root.attr("InResponseTo");
+        if in_response_to != Some(logout_request_id(&relay_state).as_str()) {
+            return Err(LogoutError::InResponseTo(in_response_to.map(str::to_owned)));
+        }
+        let status = root
+            .child(NS_PROTOCOL, "Status")
+            .and_then(|s| s.child(NS_PROTOCOL, "StatusCode"))
+            .and_then(|c| c.attr("Value"))
+            .ok_or(LogoutError::Missing("StatusCode"))?
+            .to_owned();
+        Ok(Incoming::Response(IdpLogoutResponse {
+            status,
+            relay_state,
+        }))
+    }
+}
+
+/// The SLO endpoint: `post` says which binding the request came by.
+pub(crate) async fn endpoint(
+    provider: &SamlProvider,
+    request: &EndpointRequest<'_>,
+    post: bool,
+) -> EndpointOutcome {
+    let idp = provider.metadata.current().await;
+    let settings = &provider.settings;
+    let ctx = SloContext {
+        idp: &idp,
+        slo_urls: &settings.slo_urls,
+        skew: settings.clock_skew,
+        now: OffsetDateTime::now_utc(),
+        allow_sha1: settings.allow_sha1,
+    };
+    let incoming = if post {
+        read_post(request.form, &ctx)
+    } else {
+        read_redirect(request.raw_query, &ctx)
+    };
+    let refused = |reason: String| EndpointOutcome::Refused {
+        reason: format!("SAML single logout: {reason}"),
+        reply: EndpointReply::text(400, "invalid SAML logout message\n"),
+    };
+    match incoming {
+        Err(error) => refused(error.to_string()),
+        Ok(Incoming::Response(response)) => {
+            if response.status != STATUS_SUCCESS {
+                // The local session is over already: only the IdP's may remain.
+                tracing::warn!(
+                    idp.id = %settings.id,
+                    saml.status = %response.status,
+                    "the IdP did not confirm the single logout"
+                );
+            }
+            EndpointOutcome::SignOutReturned {
+                state: response.relay_state,
+            }
+        }
+        Ok(Incoming::Request(logout)) => {
+            let tags = if logout.session_indexes.is_empty() {
+                vec![logout_tag(&settings.id, "nameid", &logout.name_id)]
+            } else {
+                logout
+                    .session_indexes
+                    .iter()
+                    .map(|index| logout_tag(&settings.id, "sidx", index))
+                    .collect()
+            };
+            let reply = match answer(provider, &idp, &logout, ctx.now) {
+                Ok(Some(to)) => EndpointReply::navigate(to),
+                Ok(None) => EndpointReply::text(200, "signed out\n"),
+                Err(error) => {
+                    tracing::warn!(
+                        idp.id = %settings.id,
+                        error = %error,
+                        "cannot answer the IdP's LogoutRequest"
+                    );
+                    EndpointReply::text(200, "signed out\n")
+                }
+            };
+            EndpointOutcome::EndSessions {
+                tags,
+                subject: Some(logout.name_id),
+                reply,
+            }
+        }
+    }
+}
+
+/// Our LogoutResponse to the IdP's LogoutRequest, signed when we have a key; `None` when the
+/// IdP has no SingleLogoutService to answer to.
+fn answer(
+    provider: &SamlProvider,
+    idp: &IdpMetadata,
+    logout: &IdpLogoutRequest,
+    now: OffsetDateTime,
+) -> Result<Option<BrowserTo>, super::signature::SignError> {
+    let Some((binding, endpoint)) = pick(&idp.slo, Binding::Redirect) else {
+        return Ok(None);
+    };
+    let destination = endpoint
+        .response_location
+        .as_ref()
+        .unwrap_or(&endpoint.location);
+    let id = random_id();
+    let response = LogoutResponse {
+        id: &id,
+        in_response_to: &logout.id,
+        issue_instant: now,
+        destination,
+        issuer: &provider.settings.entity_id,
+    };
+    send(
+        binding,
+        destination,
+        "SAMLResponse",
+        logout.relay_state.as_deref(),
+        provider.keys.signing.as_ref(),
+        |key| response.to_xml(key),
+    )
+    .map(Some)
+}
+
+/// Our LogoutRequest, when the session came from this IdP, the IdP has a SingleLogoutService
+/// and we can sign.
+pub(crate) fn sign_out(
+    provider: &SamlProvider,
+    idp: &IdpMetadata,
+    principal: &Principal,
+    state: &str,
+    now: OffsetDateTime,
+) -> Result<Option<BrowserTo>, ProviderError> {
+    let LogoutHandle::Saml {
+        name_id,
+        name_id_format,
+        session_index,
+        name_qualifier,
+        sp_name_qualifier,
+    } = &principal.logout
+    else {
+        return Ok(None);
+    };
+    let Some(key) = provider.keys.signing.as_ref() else {
+        return Ok(None);
+    };
+    let Some((binding, endpoint)) = pick(&idp.slo, Binding::Redirect) else {
+        return Ok(None);
+    };
+    let id = logout_request_id(state);
+    let name_id = NameId {
+        value: name_id.clone(),
+        format: name_id_format.clone(),
+        name_qualifier: name_qualifier.clone(),
+        sp_name_qualifier: sp_name_qualifier.clone(),
+    };
+    let request = LogoutRequest {
+        id: &id,
+        issue_instant: now,
+        not_on_or_after: plus(now, LOGOUT_REQUEST_LIFETIME),
+        destination: &endpoint.location,
+        issuer: &provider.settings.entity_id,
+        name_id: &name_id,
+        session_index: session_index.as_deref(),
+    };
+    send(
+        binding,
+        &endpoint.location,
+        "SAMLRequest",
+        Some(state),
+        Some(key),
+        |key| request.to_xml(key),
+    )
+    .map(Some)
+    .map_err(|e| ProviderError::Unavailable(format!("cannot sign the LogoutRequest: {e}")))
+}
