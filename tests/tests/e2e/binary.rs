@@ -285,3 +285,131 @@ async fn a_cas_login_through_the_binary() {
         ["jeanne.dupont@example.org"]
     );
 }
+
+/// The SAML provider in production shape through the binary: two processes sharing Redis, a
+/// login on one, the IdP's single logout delivered to the other, the session gone on both.
+#[tokio::test]
+async fn a_saml_login_and_the_idps_single_logout_through_two_processes() {
+    use guichet_tests::saml_idp::{status, LogoutRequestSpec, ResponseSpec, SamlIdp, TestKey};
+
+    let idp = SamlIdp::start().await;
+    let keys = crate::saml::sp_keys();
+    let redis = RedisServer::start();
+    let echo = guichet_gateway::echo::start_on_loopback().expect("echo app");
+    let options = crate::saml::options(&idp, &keys, "", Store::Redis { url: redis.url() });
+    let mut first = GuichetProcess::start(&options, echo.address);
+    let mut second = GuichetProcess::start(&options, echo.address);
+    first.wait_ready().await;
+    second.wait_ready().await;
+
+    let mut browser = first.browser();
+    let request = crate::saml::start_login(&first, &mut browser, &idp).await;
+    let spec = ResponseSpec::answering(&request);
+    let session_index = spec.session_index.clone().unwrap();
+    let done = crate::saml::post_response(&mut browser, &request, &idp.response(&spec)).await;
+    crate::saml::assert_signed_in(&done);
+    let page = browser
+        .send(browser.get_json(&first.url("/bib/catalogue?q=1")))
+        .await;
+    assert_eq!(page.status, 200, "{}\n{}", page.body, first.output());
+    assert_eq!(
+        page.upstream_header("x-remote-user"),
+        ["alice@corp.example"]
+    );
+
+    let logout = idp.logout_request_redirect(&LogoutRequestSpec::new(
+        &second.url("/.guichet/saml-slo/idp"),
+        "alice@corp.example",
+        Some(&session_index),
+    ));
+    let mut at_idp = second.browser();
+    let answer = at_idp.send(at_idp.get(&logout.url)).await;
+    assert_eq!(answer.status, 302, "{}\n{}", answer.body, second.output());
+    let response = SamlIdp::read_logout_response_from_url(answer.location().unwrap());
+    assert_eq!(response.status.as_deref(), Some(status::SUCCESS));
+    assert!(SamlIdp::verify_redirect_signature(
+        answer.location().unwrap(),
+        &TestKey::sp().cert_pem()
+    ));
+    let page = browser.send(browser.get_json(&first.url("/bib/"))).await;
+    assert_eq!(page.status, 401, "ended on the other process too");
+    assert!(first.terminate(Duration::from_secs(20)).success());
+    assert!(second.terminate(Duration::from_secs(20)).success());
+}
+
+/// `guichet saml metadata` prints what the IdP's administrator needs, the same document the
+/// gateway serves; `guichet check` reads the IdP's metadata and names the field when it
+/// cannot.
+#[tokio::test]
+async fn the_saml_commands_print_the_sp_metadata_and_check_the_idp_metadata() {
+    use guichet_tests::saml_idp::{SamlIdp, TestKey};
+
+    let idp = SamlIdp::start().await;
+    let keys = crate::saml::sp_keys();
+    let options = crate::saml::options(&idp, &keys, "", Store::Memory);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("guichet.yaml");
+    std::fs::write(
+        &config,
+        guichet_tests::config_yaml(&options, 8080, 9180, "127.0.0.1:8081".parse().unwrap()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(guichet_tests::guichet_binary())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let config_arg = config.display().to_string();
+    let printed = run(&[
+        "saml",
+        "metadata",
+        "--config",
+        &config_arg,
+        "--provider",
+        "idp",
+    ]);
+    assert!(printed.status.success(), "{:?}", printed);
+    let xml = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        xml.contains("entityID=\"https://guichet.test/saml\""),
+        "{xml}"
+    );
+    assert!(xml.contains("/.guichet/callback/idp"), "{xml}");
+    assert!(xml.contains("/.guichet/saml-slo/idp"), "{xml}");
+    let cert: String = TestKey::sp()
+        .cert_pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(xml.replace(['\n', ' '], "").contains(&cert));
+
+    let unknown = run(&[
+        "saml",
+        "metadata",
+        "--config",
+        &config_arg,
+        "--provider",
+        "nope",
+    ]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--provider"), "{stderr}");
+
+    let valid = run(&["check", "--config", &config_arg]);
+    assert!(valid.status.success(), "{:?}", valid);
+
+    // The IdP's metadata unreachable: one line naming the setting, non-zero exit.
+    let unreachable = run(&[
+        "check",
+        "--config",
+        &config_arg,
+        "--set",
+        "providers[2].idp_metadata.url=http://127.0.0.1:9/metadata",
+    ]);
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("idp_metadata"), "{stderr}");
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use guichet_tests::binary::{GuichetProcess, Launch};
 use guichet_tests::cas::MockCas;
 use guichet_tests::oidc::MockOp;
+use guichet_tests::saml_idp::{ResponseSpec, SamlIdp, TestKey};
 use guichet_tests::scim::MockScim;
 use guichet_tests::{free_port, Browser, RedisServer};
 use serde_norway::Value;
@@ -53,6 +54,7 @@ struct Peers {
     franceconnect_plus: MockOp,
     cas: MockCas,
     scim: MockScim,
+    saml: SamlIdp,
     /// Stands in for the Secret that holds FranceConnect+ decryption keys.
     keys: tempfile::TempDir,
 }
@@ -66,6 +68,7 @@ impl Peers {
             franceconnect_plus: MockOp::franceconnect_plus().await,
             cas: MockCas::start().await,
             scim: MockScim::start().await,
+            saml: SamlIdp::start().await,
             keys: tempfile::tempdir().unwrap(),
         }
     }
@@ -132,6 +135,7 @@ fn launch(path: &Path, peers: &Peers, port: u16, admin_port: u16) -> Launch {
                 }
             }
             Some("cas") => overrides.push(format!("providers[{i}].server_url={}", peers.cas.url())),
+            Some("saml") => saml_overrides(i, provider, peers, &mut overrides),
             _ => {}
         }
     }
@@ -142,6 +146,44 @@ fn launch(path: &Path, peers: &Peers, port: u16, admin_port: u16) -> Launch {
         overrides,
         env,
         current_dir: Some(workspace()),
+    }
+}
+
+/// A SAML provider of an example pointed at the test kit's IdP, found in its signed federation
+/// metadata, with the key files of its Secret written here.
+fn saml_overrides(i: usize, provider: &Value, peers: &Peers, overrides: &mut Vec<String>) {
+    let file = |name: &str, content: String| {
+        let path = peers.keys.path().join(format!("provider-{i}-{name}"));
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    };
+    let saml = &peers.saml;
+    overrides.push(format!(
+        "providers[{i}].idp_metadata.url={}",
+        saml.signed_federation_metadata_url()
+    ));
+    overrides.push(format!("providers[{i}].idp_entity_id={}", saml.entity_id()));
+    let signers = provider["metadata_signing_certificates"]
+        .as_sequence()
+        .map(Vec::len)
+        .unwrap_or(0);
+    for k in 0..signers {
+        let path = file("signer.pem", saml.metadata_signing_certificate_pem());
+        overrides.push(format!(
+            "providers[{i}].metadata_signing_certificates[{k}].file={path}"
+        ));
+    }
+    let key = file("sp.key", TestKey::sp().private_key_pem());
+    let cert = file("sp.crt", TestKey::sp().cert_pem());
+    let mut pairs = vec!["signing".to_owned()];
+    let encryption = provider["encryption"]
+        .as_sequence()
+        .map(Vec::len)
+        .unwrap_or(0);
+    pairs.extend((0..encryption).map(|k| format!("encryption[{k}]")));
+    for pair in pairs {
+        overrides.push(format!("providers[{i}].{pair}.private_key.file={key}"));
+        overrides.push(format!("providers[{i}].{pair}.certificate.file={cert}"));
     }
 }
 
@@ -312,6 +354,63 @@ async fn the_production_example_signs_a_citizen_in_with_franceconnect_plus() {
     assert!(sealed
         .iter()
         .all(|h| h["alg"] == "ECDH-ES" && h["kid"] == "fcplus-2026-07"));
+    assert!(browser.cookie("__Host-guichet_session").is_some());
+    let keys = peers.redis.command(&["KEYS", "*"]);
+    assert!(
+        keys.contains("guichet:s:"),
+        "the session is in Redis: {keys}"
+    );
+}
+
+/// The production example, signed in to through the university's SAML IdP by the shipped
+/// binary: the IdP picked from signed federation metadata, an encrypted assertion, the person
+/// unknown to the directory landing as a guest, the session in Redis.
+#[tokio::test]
+async fn the_production_example_signs_a_federation_user_in_with_saml() {
+    let peers = Peers::start().await;
+    let process = peers.run(&workspace().join("examples/guichet.yaml")).await;
+    let port = process.port;
+    let mut browser = Browser::resolving(port, &["portal.example.org"]);
+    let site = |path: &str| format!("http://portal.example.org:{port}{path}");
+    let start = browser
+        .send(browser.get(&site("/.guichet/login?idp=federation")))
+        .await;
+    assert_eq!(start.status, 302, "{}\n{}", start.body, process.output());
+    let sso = start.location().unwrap().to_owned();
+    assert!(sso.starts_with(&peers.saml.sso_url()), "{sso}");
+    let request = SamlIdp::read_authn_request_from_url(&sso);
+    assert!(
+        request.verify_redirect_signature(&TestKey::sp().cert_pem())
+            || !request.redirect_signature_present
+    );
+    let acs = request.acs_url.clone().unwrap();
+    assert_eq!(
+        acs,
+        "https://portal.example.org/.guichet/callback/federation"
+    );
+    let mut spec = ResponseSpec::answering(&request);
+    spec.encrypt_for = Some(guichet_tests::saml_idp::EncryptFor::new(
+        &TestKey::sp().cert_pem(),
+    ));
+    spec.attributes
+        .push(guichet_tests::saml_idp::SpecAttribute::uri(
+            "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+            "eduPersonPrincipalName",
+            &["hdupont@univ.example.org"],
+        ));
+    let fields = SamlIdp::post_fields(&peers.saml.response(&spec), request.relay_state.as_deref());
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // TLS ends at the load balancer: the POST reaches the binary's plain listener.
+    let done = browser
+        .send(browser.post_form(
+            &acs.replace("https://portal.example.org", &site("")),
+            &fields,
+        ))
+        .await;
+    assert_eq!(done.status, 302, "{}\n{}", done.body, process.output());
     assert!(browser.cookie("__Host-guichet_session").is_some());
     let keys = peers.redis.command(&["KEYS", "*"]);
     assert!(

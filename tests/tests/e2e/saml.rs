@@ -10,7 +10,9 @@ use guichet_tests::saml_idp::{
     name_id_format, status, Attack, AuthnRequestSeen, DataEncryption, EncryptFor, KeyTransport,
     LogoutRequestSpec, ResponseSpec, SamlIdp, SignatureAlgorithm, Signing, TestKey,
 };
-use guichet_tests::{logs, Browser, GatewayOptions, Page, RedisServer, Store, TestGateway};
+use guichet_tests::{
+    logs, Browser, GatewayOptions, Page, Reachable, RedisServer, Store, TestGateway,
+};
 
 /// Guichet's entityID in these tests.
 const SP_ENTITY: &str = "https://guichet.test/saml";
@@ -72,7 +74,7 @@ pub fn options(idp: &SamlIdp, keys: &SpKeys, extra: &str, store: Store) -> Gatew
 
 /// From a protected page to the IdP: the AuthnRequest the gateway sent (HTTP-Redirect).
 pub async fn start_login(
-    gw: &TestGateway,
+    gw: &impl Reachable,
     browser: &mut Browser,
     idp: &SamlIdp,
 ) -> AuthnRequestSeen {
@@ -107,7 +109,7 @@ pub async fn post_response(
 }
 
 /// Signed in: the session cookie, and the landing is the page first asked for.
-fn assert_signed_in(page: &Page) {
+pub fn assert_signed_in(page: &Page) {
     assert_eq!(page.status, 302, "{}", page.body);
     assert_eq!(page.location(), Some("/bib/catalogue?q=1"));
     assert!(page
