@@ -62,6 +62,14 @@ pub struct EndpointRequest<'a> {
     /// The query string exactly as received (without `?`): a SAML HTTP-Redirect signature
     /// covers the parameters' original encoding, which decoding loses.
     pub raw_query: &'a str,
+    /// Messages already used, shared by every replica (a SAML LogoutRequest replayed).
+    pub proofs: &'a dyn OneTimeProofs,
+}
+
+impl std::fmt::Debug for dyn OneTimeProofs + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneTimeProofs")
+    }
 }
 
 impl EndpointRequest<'_> {

@@ -207,10 +207,12 @@ async fn endpoint_on_callback(
         return Ok(None);
     };
     let raw_query = req.query.as_deref().unwrap_or("");
+    let proofs = StoreProofs::new(gateway.store.clone(), provider_id);
     let request = EndpointRequest {
         query,
         form,
         raw_query,
+        proofs: &proofs,
     };
     provider_endpoints::handle(gateway, req, provider_id, entry, spec, request)
         .await

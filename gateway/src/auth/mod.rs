@@ -138,10 +138,12 @@ async fn provider_endpoint(
         Vec::new()
     };
     let raw_query = req.query.clone().unwrap_or_default();
+    let proofs = crate::session::StoreProofs::new(gateway.store.clone(), provider_id);
     let request = EndpointRequest {
         query: &query,
         form: &form,
         raw_query: &raw_query,
+        proofs: &proofs,
     };
     provider_endpoints::handle(gateway, req, provider_id, entry, spec, request).await
 }

@@ -32,13 +32,13 @@ pub(crate) fn format_instant(at: OffsetDateTime) -> String {
     )
 }
 
-/// `at` plus `by`, saturating.
+/// `at` plus `by` (unchanged on overflow, the stricter answer for every check using it).
 pub(crate) fn plus(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
     at.checked_add(time::Duration::try_from(by).unwrap_or(time::Duration::MAX))
         .unwrap_or(at)
 }
 
-/// `at` minus `by`, saturating.
+/// `at` minus `by` (unchanged on overflow, the stricter answer for every check using it).
 pub(crate) fn minus(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
     at.checked_sub(time::Duration::try_from(by).unwrap_or(time::Duration::MAX))
         .unwrap_or(at)

@@ -315,6 +315,18 @@ pub(crate) async fn endpoint(
             }
         }
         Ok(Incoming::Request(logout)) => {
+            // Accepted within the clock skew of its IssueInstant only; within that window, the
+            // same message (on any replica) is used once.
+            let keep_for = settings.clock_skew * 2 + std::time::Duration::from_secs(1);
+            match request
+                .proofs
+                .first_use(&format!("logout-request:{}", logout.id), keep_for)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return refused(format!("LogoutRequest {:?} replayed", logout.id)),
+                Err(error) => return refused(error.to_string()),
+            }
             let tags = if logout.session_indexes.is_empty() {
                 vec![logout_tag(&settings.id, "nameid", &logout.name_id)]
             } else {

@@ -262,6 +262,13 @@ impl IdentityProvider for SamlProvider {
         &self.settings.id
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![(
+            "saml_metadata_refresh_failed",
+            self.metadata_refresh_failures(),
+        )]
+    }
+
     fn display_name(&self) -> &str {
         &self.settings.display_name
     }

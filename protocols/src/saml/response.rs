@@ -196,7 +196,8 @@ pub(crate) fn verify(
     if !document.is(NS_PROTOCOL, "Response") {
         return Err(ResponseError::NotAResponse);
     }
-    // An error answer carries no login, signed or not: it ends the login as a denial.
+    // An error answer carries no login: it ends this one as a denial, signed or not (nothing is
+    // granted on it, so an unsigned one is harmless).
     check_status(&document)?;
     let count = document
         .descendants()

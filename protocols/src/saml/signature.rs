@@ -463,7 +463,11 @@ pub(crate) fn verify_redirect(
     }
     signed.push_str("&SigAlg=");
     signed.push_str(sig_alg);
-    let signature = xml_guard::decode_base64(&form_decode(signature)?, MAX_SIGNATURE_BYTES)
+    // Like the message, base64: its `+` may arrive unencoded.
+    let signature = percent_encoding::percent_decode_str(signature)
+        .decode_utf8()
+        .map_err(|_| RedirectError::NotUtf8)?;
+    let signature = xml_guard::decode_base64(&signature, MAX_SIGNATURE_BYTES)
         .map_err(|_| RedirectError::BadSignatureValue)?;
     if !keys
         .iter()

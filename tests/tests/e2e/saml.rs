@@ -905,6 +905,24 @@ async fn idp_initiated_logout_on_two_replicas(post: bool) {
         !session_alive(&gw1, &mut alice).await,
         "ended on the other replica"
     );
+
+    // The same message again: used once (the record is in the shared store).
+    let log = logs::Scope::begin();
+    let mut replayer = gw2.browser();
+    let replayed = if post {
+        let fields: Vec<(&str, &str)> = message
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        replayer
+            .send(replayer.post_form(&message.url, &fields))
+            .await
+    } else {
+        replayer.send(replayer.get(&message.url)).await
+    };
+    assert_eq!(replayed.status, 400, "{}", replayed.body);
+    assert!(log.text().contains("replayed"), "{}", log.text());
     assert!(
         session_alive(&gw1, &mut other).await,
         "only that session index"

@@ -47,6 +47,7 @@ async fn get(provider: &crate::saml::SamlProvider, raw_query: &str) -> EndpointO
                 query: &[],
                 form: &[],
                 raw_query,
+                proofs: &crate::ProcessProofs::default(),
             },
         )
         .await
@@ -60,6 +61,7 @@ async fn post(provider: &crate::saml::SamlProvider, form: &[(String, String)]) -
                 query: &[],
                 form,
                 raw_query: "",
+                proofs: &crate::ProcessProofs::default(),
             },
         )
         .await
@@ -338,4 +340,53 @@ async fn sign_out_needs_a_saml_session_and_a_signing_key() {
         provider(|_| {}).sign_out(&local, &back, "s").await.unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn an_idp_with_only_post_single_logout_is_answered_by_post() {
+    let metadata = idp_metadata_xml().replacen(
+        &format!(r#"<md:SingleLogoutService Binding="{BINDING_REDIRECT}" Location="{IDP_SLO}"/>"#),
+        "",
+        1,
+    );
+    let provider = provider_with(&metadata, |_| {}).unwrap();
+    let xml = idp_logout_request(SLO, Some("_sidx-42"));
+    let query = signature::redirect_query(
+        "SAMLRequest",
+        &xml,
+        Some("r"),
+        Some(&keys().idp.signing_key()),
+    )
+    .unwrap();
+    let EndpointOutcome::EndSessions { reply, .. } = get(&provider, &query).await else {
+        panic!()
+    };
+    let Some(BrowserTo::AutoPost { action, fields }) = reply.navigate else {
+        panic!("{:?}", reply.navigate)
+    };
+    assert_eq!(action.as_str(), IDP_SLO_POST);
+    assert_eq!(fields[0].0, "SAMLResponse");
+    assert_eq!(fields[1], ("RelayState".to_string(), "r".to_string()));
+    let answer =
+        String::from_utf8(xml_guard::decode_base64(&fields[0].1, MAX_LOGOUT_BYTES).unwrap())
+            .unwrap();
+    let sp_cert = samael::crypto::CertificateDer::from(
+        openssl::x509::X509::from_pem(keys().sp_signing.cert_pem.as_bytes())
+            .unwrap()
+            .to_der()
+            .unwrap(),
+    );
+    let reduced = signature::verify_and_reduce(&answer, &[sp_cert], false).unwrap();
+    assert!(reduced.is(P, "LogoutResponse"));
+    assert_eq!(reduced.attr("InResponseTo"), Some("_idp-logout-1"));
+
+    // Our own sign-out goes by POST too, signed in the document.
+    let back = url::Url::parse("https://app.example.org/").unwrap();
+    let Some(BrowserTo::AutoPost { action, fields }) =
+        provider.sign_out(&principal(), &back, "st").await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(action.as_str(), IDP_SLO_POST);
+    assert_eq!(fields[1], ("RelayState".to_string(), "st".to_string()));
 }

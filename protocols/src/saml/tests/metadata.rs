@@ -329,6 +329,7 @@ async fn the_metadata_endpoint_serves_the_sp_metadata() {
                 query: &[],
                 form: &[],
                 raw_query: "",
+                proofs: &crate::ProcessProofs::default(),
             },
         )
         .await;

@@ -4,6 +4,7 @@
 //! logout. Messages are built and signed in [`fixtures`].
 
 mod fixtures;
+mod guard;
 mod logout;
 mod metadata;
 mod provider;

@@ -631,24 +631,19 @@ fn an_unknown_condition_is_refused() {
 }
 
 #[test]
-fn zz_timing_probe() {
-    let attributes: Vec<(String, Option<String>, Vec<String>)> = (0..400)
-        .map(|i| (format!("urn:example:attr{i}"), None, vec![format!("v{i}a"), format!("v{i}b"), format!("v{i}c")]))
-        .collect();
-    let spec = ResponseSpec { attributes, sign_assertion: Some(Signer::idp()), ..ResponseSpec::default() };
-    let xml = spec.xml();
-    let t = std::time::Instant::now();
-    let _ = crate::saml::signature::verify_and_reduce(&xml, &idp().signing_certs, false).unwrap();
-    eprintln!("reduce {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    let _ = crate::saml::xml_guard::parse(&xml, &crate::saml::xml_guard::MESSAGE_LIMITS).unwrap();
-    eprintln!("parse {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    let login = Check::default().run(&xml).unwrap();
-    eprintln!("{} bytes, {} attrs, {:?}", xml.len(), login.attributes.len(), t.elapsed());
-    let entities: String = (0..3000).map(|i| idp_entity(&format!("https://idp{i}.example.org"), Some(&keys().idp.cert_b64), false)).collect();
-    let fed = format!(r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">{entities}</md:EntitiesDescriptor>"#);
-    let t = std::time::Instant::now();
-    let idp = crate::saml::metadata::parse_idp_metadata(&fed, &crate::saml::metadata::MetadataPolicy { idp_entity_id: Some("https://idp2999.example.org"), trusted: &[], allow_sha1: false }, now()).unwrap();
-    eprintln!("{} bytes metadata, {:?} {}", fed.len(), t.elapsed(), idp.entity_id);
+fn a_decrypted_assertion_may_use_the_responses_namespace_declarations() {
+    let spec = ResponseSpec::default();
+    let assertion = spec
+        .assertion_xml()
+        .replacen(&format!(r#" xmlns:saml="{NS_A}""#), "", 1);
+    assert!(!assertion.contains("xmlns:saml"));
+    let xml = spec.wrap(&encrypt(&assertion, Encryption::gcm()).replacen(
+        &format!(r#"<saml:EncryptedAssertion xmlns:saml="{NS_A}">"#),
+        "<saml:EncryptedAssertion>",
+        1,
+    ));
+    assert_eq!(
+        Check::default().run(&xml).unwrap().name_id.value,
+        "alice-7f3e"
+    );
 }
