@@ -803,6 +803,10 @@ pub struct ReceivedMessage {
 struct State {
     want_authn_requests_signed: bool,
     auto_login: Option<ResponseSpec>,
+    /// The auto-login form waits for a click on its `#continue` button.
+    auto_login_manual: bool,
+    /// The responses the auto-login sent, oldest first.
+    auto_login_posts: Vec<SentMessage>,
     sp_slo_url: Option<String>,
     authn_requests: Vec<AuthnRequestSeen>,
     slo_messages: Vec<ReceivedMessage>,
@@ -959,6 +963,20 @@ impl SamlIdp {
     /// `None` (the start): the endpoint only records requests and answers 200.
     pub fn set_auto_login(&self, spec: Option<ResponseSpec>) {
         self.inner.state().auto_login = spec;
+    }
+
+    /// With `true`, the auto-login page (see [`SamlIdp::set_auto_login`]) is not submitted on
+    /// load: the browser stays on the IdP until something clicks its `#continue` button (a
+    /// test can take the response from [`SamlIdp::auto_login_posts`] in between).
+    pub fn set_auto_login_manual(&self, manual: bool) {
+        self.inner.state().auto_login_manual = manual;
+    }
+
+    /// The responses the auto-login put in its forms, oldest first: `id` the Response's ID,
+    /// `xml` the Response, `url` the form's action (the ACS), `fields` the form's fields
+    /// (`SAMLResponse`, `RelayState`) as the browser posts them.
+    pub fn auto_login_posts(&self) -> Vec<SentMessage> {
+        self.inner.state().auto_login_posts.clone()
     }
 
     /// When set, a LogoutRequest arriving at the SLO endpoint by redirect is answered with a
@@ -1184,10 +1202,10 @@ impl Inner {
             Ok(seen) => seen,
             Err(e) => return ResponseTemplate::new(400).set_body_string(e),
         };
-        let auto_login = {
+        let (auto_login, manual) = {
             let mut state = self.state();
             state.authn_requests.push(seen.clone());
-            state.auto_login.clone()
+            (state.auto_login.clone(), state.auto_login_manual)
         };
         let Some(mut spec) = auto_login else {
             return ResponseTemplate::new(200)
@@ -1198,11 +1216,28 @@ impl Inner {
             spec.acs_url = acs.clone();
         }
         spec.in_response_to = Some(seen.id.clone());
-        let response = B64.encode(self.response_xml(&spec));
-        let fields = post_fields("SAMLResponse", &response, seen.relay_state.as_deref());
-        ResponseTemplate::new(200)
-            .insert_header("content-type", "text/html; charset=utf-8")
-            .set_body_string(auto_post_form(&spec.acs_url, &fields))
+        // A random ID as before, known here so that the post can be recorded with it.
+        let id = spec.response_id.get_or_insert_with(fresh_id).clone();
+        let xml = self.response_xml(&spec);
+        let fields = post_fields(
+            "SAMLResponse",
+            &B64.encode(&xml),
+            seen.relay_state.as_deref(),
+        );
+        let page = if manual {
+            manual_post_form(&spec.acs_url, &fields)
+        } else {
+            auto_post_form(&spec.acs_url, &fields)
+        };
+        self.state().auto_login_posts.push(SentMessage {
+            id,
+            xml,
+            url: spec.acs_url.clone(),
+            fields,
+        });
+        // set_body_raw: set_body_string would make it text/plain whatever the header says
+        // (wiremock's mime wins), and a browser would show the form's source.
+        ResponseTemplate::new(200).set_body_raw(page.into_bytes(), "text/html; charset=utf-8")
     }
 
     fn handle_slo(&self, request: &Request) -> ResponseTemplate {
@@ -2017,6 +2052,24 @@ pub fn auto_post_form(action: &str, fields: &[(String, String)]) -> String {
         .collect();
     format!(
         r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Mock IdP</title></head><body onload="document.forms[0].submit()"><form method="post" action="{}">{inputs}<noscript><button type="submit">Continue</button></noscript></form></body></html>"#,
+        escape(action)
+    )
+}
+
+/// The same form, submitted only by a click on its `#continue` button.
+pub fn manual_post_form(action: &str, fields: &[(String, String)]) -> String {
+    let inputs: String = fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}"/>"#,
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Mock IdP</title></head><body><form method="post" action="{}">{inputs}<button type="submit" id="continue">Continue</button></form></body></html>"#,
         escape(action)
     )
 }

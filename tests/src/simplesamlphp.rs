@@ -206,37 +206,15 @@ impl SimpleSamlPhp {
         write("config/metadata/saml20-sp-remote.php", SP_REMOTE_PHP);
 
         let base_url = format!("http://127.0.0.1:{port}/simplesaml/");
-        // Hosts the IdP may send the browser to besides itself (ReturnTo after a logout).
-        let mut trusted: Vec<String> = sp
-            .acs_urls
-            .iter()
-            .chain([&sp.slo_url, &sp.entity_id])
-            .filter_map(|u| url::Url::parse(u).ok())
-            .filter_map(|u| {
-                let host = u.host_str()?.to_owned();
-                Some(match u.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host,
-                })
-            })
-            .collect();
-        trusted.sort();
-        trusted.dedup();
         let settings = serde_json::json!({
             "base_url": base_url,
             "dir": root.to_str().expect("a UTF-8 temp path"),
             "secret_salt": random_token(),
             "admin_password": random_token(),
-            "trusted_domains": trusted,
+            // Hosts the IdP may send the browser to besides itself (ReturnTo after a logout).
+            "trusted_domains": trusted_domains(sp),
             "idp_entity_id": format!("{base_url}saml2/idp/metadata.php"),
-            "sp": {
-                "entity_id": sp.entity_id,
-                "acs_urls": sp.acs_urls,
-                "slo_url": sp.slo_url,
-                "sign_logout": sp.sign_logout,
-                "encrypt_assertions": sp.encrypt_assertions,
-                "signs_messages": sp.signs_messages,
-            },
+            "sp": sp_settings(sp),
         });
         write("config/guichet.json", &settings.to_string());
 
@@ -265,6 +243,26 @@ impl SimpleSamlPhp {
         };
         idp.wait_ready().await;
         idp
+    }
+
+    /// Replaces the SP under test (its metadata, certificate and the hosts it may send the
+    /// browser back to) in the running IdP: SimpleSAMLphp reads its metadata files on every
+    /// request, so the next message uses it. Sessions, keys and the salt stay. For an SP that
+    /// can only publish its metadata once it has read the IdP's (Guichet fetches the IdP
+    /// metadata at start): start the IdP with a placeholder registration, then register.
+    pub fn register_sp(&self, sp: &SpRegistration) {
+        let root = self.dir.path();
+        let path = root.join("config/guichet.json");
+        let text = fs::read_to_string(&path).expect("guichet.json");
+        let mut settings: serde_json::Value = serde_json::from_str(&text).expect("guichet.json");
+        settings["trusted_domains"] = trusted_domains(sp);
+        settings["sp"] = sp_settings(sp);
+        // The certificate first: the new metadata must never name a stale one.
+        fs::write(root.join("cert/sp.crt"), &sp.certificate_pem).expect("write cert/sp.crt");
+        // Written aside, then renamed: a request in between reads the old file or the new one.
+        let staged = root.join("config/guichet.json.new");
+        fs::write(&staged, settings.to_string()).expect("write guichet.json");
+        fs::rename(&staged, &path).expect("rename guichet.json");
     }
 
     async fn wait_ready(&mut self) {
@@ -546,6 +544,38 @@ impl Drop for SimpleSamlPhp {
             child.wait().ok();
         }
     }
+}
+
+/// The `sp` object of `guichet.json` (read by `metadata/saml20-sp-remote.php`).
+fn sp_settings(sp: &SpRegistration) -> serde_json::Value {
+    serde_json::json!({
+        "entity_id": sp.entity_id,
+        "acs_urls": sp.acs_urls,
+        "slo_url": sp.slo_url,
+        "sign_logout": sp.sign_logout,
+        "encrypt_assertions": sp.encrypt_assertions,
+        "signs_messages": sp.signs_messages,
+    })
+}
+
+/// The SP's `host[:port]`s, which the IdP may send the browser to (`trusted.url.domains`).
+fn trusted_domains(sp: &SpRegistration) -> serde_json::Value {
+    let mut trusted: Vec<String> = sp
+        .acs_urls
+        .iter()
+        .chain([&sp.slo_url, &sp.entity_id])
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter_map(|u| {
+            let host = u.host_str()?.to_owned();
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        })
+        .collect();
+    trusted.sort();
+    trusted.dedup();
+    serde_json::json!(trusted)
 }
 
 fn random_token() -> String {

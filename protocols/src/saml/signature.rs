@@ -234,6 +234,12 @@ fn check_algorithm(uri: &str, allow_sha1: bool) -> Result<SigAlg, SignatureError
 
 /// Verifies every signature in `xml` with the IdP's certificates and returns the signed
 /// content alone, rooted at the signed element (the outermost one when several are signed).
+///
+/// The content is xmlsec's pre-digest data: the very bytes whose digest the signature covers
+/// (canonicalized, the enveloped signature removed), so nothing unsigned can reach what is read
+/// next. It also costs time linear in the size of the response, where samael's
+/// `ValidateAndMarkNoAncestors` pruning grows quadratically with it (a response carrying 200
+/// attribute values: 2.1 ms against 44 ms, see docs/benchmarks.md).
 pub(crate) fn verify_and_reduce(
     xml: &str,
     certs: &[CertificateDer],
@@ -247,7 +253,7 @@ pub(crate) fn verify_and_reduce(
     let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         xml,
         certs,
-        ReduceMode::ValidateAndMarkNoAncestors,
+        ReduceMode::PreDigest,
         allowed,
     )
     .map_err(|_| SignatureError::Invalid)?;
