@@ -1,4 +1,4 @@
-//! Endpoints that providers own (single logout, public keys, later SAML metadata), routed here
+//! Endpoints that providers own (single logout, public keys, SAML metadata), routed here
 //! generically: `/.guichet/{name}/{provider}` for [`EndpointRoute::Path`], and the callback URL
 //! for [`EndpointRoute::OnCallback`] (CAS single logout). The gateway guards them the same way
 //! whatever the protocol: server-to-server endpoints only from the provider's allowed sources,

@@ -746,6 +746,17 @@ async fn the_sp_metadata_names_every_endpoint_and_certificate() {
         xml.contains("use=\"signing\"") && xml.contains("use=\"encryption\""),
         "{xml}"
     );
+    // The IdP metadata refreshes are counted where operators look.
+    let metrics = browser
+        .send(browser.get(&setup.gw.admin_url("/metrics")))
+        .await;
+    assert!(
+        metrics.body.contains(
+            "guichet_provider_events_total{event=\"saml_metadata_refresh_failed\",provider=\"idp\"} 0"
+        ),
+        "{}",
+        metrics.body
+    );
 }
 
 #[tokio::test]
