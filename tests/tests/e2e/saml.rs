@@ -1000,3 +1000,37 @@ async fn a_deflate_bomb_on_the_logout_endpoint_is_refused_without_panic() {
         .await;
     assert_eq!(metadata.status, 200);
 }
+
+#[tokio::test]
+async fn sp_initiated_logout_on_one_replica_ends_the_session_on_the_other() {
+    let redis = RedisServer::start();
+    let idp = SamlIdp::start().await;
+    let keys = sp_keys();
+    let store = || Store::Redis { url: redis.url() };
+    let gw1 = TestGateway::start(options(&idp, &keys, "", store()));
+    let gw2 = TestGateway::start(options(&idp, &keys, "", store()));
+    let (mut on_first, session_index) = signed_in(&gw1, &idp).await;
+    // The same browser reaching the other replica (a load balancer's choice).
+    let mut on_second = gw2.browser();
+    on_second.cookies = on_first.cookies.clone();
+    assert!(session_alive(&gw2, &mut on_second).await);
+
+    let out = on_second
+        .send(on_second.get(&gw2.url("/.guichet/logout?return_to=/bib/")))
+        .await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    let request = SamlIdp::read_logout_request_from_url(out.location().unwrap());
+    assert_eq!(request.session_indexes, [session_index]);
+    assert!(
+        !session_alive(&gw1, &mut on_first).await,
+        "ended on the first replica at once"
+    );
+    let answer = idp.logout_response_redirect(
+        &request,
+        &gw2.url("/.guichet/saml-slo/idp"),
+        status::SUCCESS,
+    );
+    let back = on_second.send(on_second.get(&answer.url)).await;
+    assert_eq!(back.status, 302, "{}", back.body);
+    assert_eq!(back.location(), Some("/bib/"));
+}
