@@ -7,24 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: build dependencies of the crates (pingora, later xmlsec for SAML) and
-# redis-server, which the test kit starts on an ephemeral loopback port.
-# chromium and chromium-driver: the browser tests (SameSite rules on cross-site POSTs).
-# simplesamlphp, php-cli and php-xml (DOM, which its SAML library needs): the real SimpleSAMLphp
-# IdP of the SAML interop tests, served by `php -S` on loopback (tests/src/simplesamlphp.rs).
-needed=(cmake pkg-config clang libclang-dev libssl-dev libxml2-dev libxmlsec1-dev redis-server
-  chromium chromium-driver simplesamlphp php-cli php-xml)
-missing=()
-for package in "${needed[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "==> installing ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# System packages: the build dependencies of the crates (the same list as the quickstart's, in
+# scripts/lib/packages.sh), redis-server, which the test kit starts on an ephemeral loopback
+# port, chromium and chromium-driver for the browser tests (SameSite rules on cross-site POSTs),
+# and the SimpleSAMLphp IdP of the SAML interop tests (php-xml: its DOMDocument).
+. scripts/lib/packages.sh
+ensure_packages "to build Guichet and run its tests" "${BUILD_PACKAGES[@]}" redis-server \
+  chromium chromium-driver simplesamlphp php-cli php-xml
 # The distribution's redis-server service is not used; the tests start their own.
 
 # Interop peers nobody here wrote, from their registries: panva/node-oidc-provider (npm) and,

@@ -14,10 +14,13 @@ use serde::{Deserialize, Serialize};
 pub mod cache;
 pub mod file;
 pub mod identity_pivot;
+pub mod redis_link;
 pub mod scim;
 pub mod sealing;
 
-pub use cache::{CacheSettings, CachedDirectory, RedisCacheSettings, SharedCacheError};
+pub use cache::{
+    CacheSettings, CachedDirectory, RedisCacheSettings, SharedCacheError, SharedRedis,
+};
 pub use file::FileDirectory;
 pub use identity_pivot::FieldKind;
 pub use scim::{ScimDirectory, ScimSettings};

@@ -35,5 +35,5 @@ pub(crate) mod telemetry;
 // Guichet); everything else stays inside the crate.
 pub use dev::{demo, echo};
 pub use http::{headers, routing};
-pub use ops::{directory_cli, explain, saml_cli, server};
+pub use ops::{directory_cli, explain, reload, saml_cli, server};
 pub use telemetry::logging;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use guichet_gateway::config::{Config, LogConfig, Override};
+use guichet_gateway::reload::ReloadSource;
 use guichet_gateway::{demo, directory_cli, echo, logging, saml_cli, server};
 
 #[derive(Parser)]
@@ -35,22 +36,29 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn load(&self) -> Result<Config, String> {
-        let overrides = self
-            .overrides
+        let overrides = self.overrides()?;
+        Config::load_with_overrides(&self.config, &overrides).map_err(|e| e.to_string())
+    }
+
+    fn overrides(&self) -> Result<Vec<Override>, String> {
+        self.overrides
             .iter()
             .map(|argument| argument.parse::<Override>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        Config::load_with_overrides(&self.config, &overrides).map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
     }
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway with a configuration file.
+    /// Run the gateway with a configuration file. SIGHUP, or a change of the file's content,
+    /// reloads it (validated first; an invalid file keeps the running configuration).
     Run {
         #[command(flatten)]
         config: ConfigArgs,
+        /// How often the file's content is compared with the running configuration's.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        watch_interval: std::time::Duration,
     },
     /// Validate a configuration file and exit (0 when valid).
     Check {
@@ -211,13 +219,24 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Run { config } => {
-            let config = match config.load() {
+        Command::Run {
+            config: args,
+            watch_interval,
+        } => {
+            let config = match args.load() {
                 Ok(config) => config,
                 Err(e) => return fail(&e),
             };
+            let reload = match args.overrides() {
+                Ok(overrides) => ReloadSource {
+                    path: args.config.clone(),
+                    overrides,
+                    watch_interval,
+                },
+                Err(e) => return fail(&e),
+            };
             let _log_writer = logging::init(&config.file.log);
-            match server::run_forever(&config) {
+            match server::run_forever(&config, Some(reload)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e.to_string()),
             }
@@ -335,7 +354,7 @@ fn run_demo(
     }
     println!("  Try a spoof     curl -H 'X-Remote-User: admin' http://{listen}/public/");
     println!();
-    let result = server::run_forever(&config);
+    let result = server::run_forever(&config, None);
     drop(echo);
     match result {
         Ok(()) => ExitCode::SUCCESS,

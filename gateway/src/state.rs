@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
-use guichet_directory_client::{CachedDirectory, RedisCacheSettings};
+use guichet_directory_client::CachedDirectory;
 use guichet_policies::roles::RoleMapping;
 use guichet_policies::Policy;
 use guichet_protocols::cas::CasProvider;
@@ -27,6 +29,9 @@ use crate::telemetry::metrics::Metrics;
 /// One protected application.
 pub struct App {
     pub id: String,
+    /// The configuration generation it belongs to (0 at start, +1 at each reload): what a
+    /// session computed for an app of another generation is computed again.
+    pub generation: u64,
     /// `scheme://host[:port]` as users reach it.
     pub origin: String,
     /// Served over https: cookies get `Secure`.
@@ -136,6 +141,36 @@ pub struct Gateway {
     pub pivots: HashMap<String, PivotConfig>,
     /// Addresses whose login attempts are being slowed down, on this replica.
     pub busy_addresses: crate::session::login_limits::BusyAddresses,
+    /// What the process was started with and a reload cannot change.
+    pub start_settings: StartSettings,
+    /// 0 at start, +1 at each reload.
+    pub generation: u64,
+}
+
+/// The settings a process fixes at start (sockets, threads, session store, log output), as
+/// they were then: a reload that changes them says they wait for a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartSettings {
+    pub listen: String,
+    pub admin: String,
+    pub threads: usize,
+    pub store: String,
+    pub log: String,
+    pub shutdown: String,
+}
+
+impl StartSettings {
+    fn of(config: &Config) -> Self {
+        let file = &config.file;
+        Self {
+            listen: format!("{:?}", file.listen),
+            admin: file.admin.to_string(),
+            threads: file.threads,
+            store: format!("{:?}", file.session.store),
+            log: format!("{:?}", file.log),
+            shutdown: format!("{:?}", file.shutdown),
+        }
+    }
 }
 
 /// Why the gateway cannot start with a configuration that passed validation: something only
@@ -161,14 +196,27 @@ impl Gateway {
     /// [`crate::ops::background::BackgroundRuntime::enter`] (or within a runtime that outlives the
     /// gateway, as the one-shot commands do).
     pub fn new(config: &Config) -> Result<Arc<Gateway>, StartError> {
+        Self::build(config, None)
+    }
+
+    /// The gateway for a reloaded configuration: everything is built again from `config`
+    /// except what must outlive a reload — the session store (sessions survive; its settings
+    /// take effect at the next restart), the metrics (counters go on), and this replica's
+    /// slowed-down addresses.
+    pub fn rebuild(config: &Config, previous: &Gateway) -> Result<Arc<Gateway>, StartError> {
+        Self::build(config, Some(previous))
+    }
+
+    fn build(config: &Config, previous: Option<&Gateway>) -> Result<Arc<Gateway>, StartError> {
         if tokio::runtime::Handle::try_current().is_err() {
             // A programming error, not a configuration one: say so instead of letting a
             // client library panic with "there is no reactor running".
             return Err(StartError::NoRuntime);
         }
         let file = &config.file;
-        let store: SharedStore = match (&file.session.store, &config.redis) {
-            (StoreConfig::Redis(_), Some(redis)) => {
+        let store: SharedStore = match (previous, &file.session.store, &config.redis) {
+            (Some(previous), _, _) => previous.store.clone(),
+            (None, StoreConfig::Redis(_), Some(redis)) => {
                 Arc::new(RedisStore::new(redis).map_err(|e| StartError::Setting(e.to_string()))?)
             }
             _ => Arc::new(MemoryStore::default()),
@@ -178,8 +226,9 @@ impl Gateway {
 
         let directory = build_directory(config)?;
 
-        let metrics = Metrics::new();
-        let (apps, router) = build_apps(config, &metrics)?;
+        let metrics = previous.map_or_else(Metrics::new, |previous| previous.metrics.clone());
+        let generation = previous.map_or(0, |previous| previous.generation + 1);
+        let (apps, router) = build_apps(config, &metrics, generation)?;
 
         Ok(Arc::new(Gateway {
             apps,
@@ -209,7 +258,13 @@ impl Gateway {
                 .iter()
                 .filter_map(|p| p.pivot().map(|pivot| (p.id().to_owned(), pivot.clone())))
                 .collect(),
-            busy_addresses: Default::default(),
+            busy_addresses: previous
+                .map(|previous| previous.busy_addresses.clone())
+                .unwrap_or_default(),
+            start_settings: previous
+                .map(|previous| previous.start_settings.clone())
+                .unwrap_or_else(|| StartSettings::of(config)),
+            generation,
         }))
     }
 
@@ -370,14 +425,18 @@ fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, Star
         None => None,
         Some(directory) => {
             // Shared by replicas when sessions are: same Redis, same sealing key.
-            let shared = config.redis.as_ref().map(|redis| RedisCacheSettings {
-                url: redis.url.expose().to_owned(),
-                encryption_key: redis.encryption_key,
-                key_prefix: redis.key_prefix.clone(),
-            });
-            let cache =
-                CachedDirectory::new(directory.backend.clone(), directory.cache.clone(), shared)
-                    .map_err(|e| StartError::Setting(format!("directory: {e}")))?;
+            // (Its own link: a URL or Sentinel, TLS, ACL, as the session store's.)
+            let shared = config
+                .redis
+                .as_ref()
+                .map(|redis| redis.shared_cache())
+                .transpose()
+                .map_err(|e| StartError::Setting(format!("directory: {e}")))?;
+            let cache = CachedDirectory::with_shared(
+                directory.backend.clone(),
+                directory.cache.clone(),
+                shared,
+            );
             Some(Arc::new(cache))
         }
     };
@@ -385,7 +444,11 @@ fn build_directory(config: &Config) -> Result<Option<Arc<CachedDirectory>>, Star
 }
 
 /// The apps and the router that finds them, from what the configuration's validation kept.
-fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), StartError> {
+fn build_apps(
+    config: &Config,
+    metrics: &Metrics,
+    generation: u64,
+) -> Result<(Vec<App>, Router), StartError> {
     let file = &config.file;
     let mut apps = Vec::new();
     let mut router = Router::default();
@@ -402,6 +465,7 @@ fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), 
         }
         apps.push(App {
             id: app.id.clone(),
+            generation,
             origin: app.url.origin().ascii_serialization(),
             secure: app.url.scheme() == "https",
             hosts,
@@ -424,4 +488,50 @@ fn build_apps(config: &Config, metrics: &Metrics) -> Result<(Vec<App>, Router), 
         });
     }
     Ok((apps, router))
+}
+
+/// The gateway now serving, swapped whole by a configuration reload. Each request takes the
+/// current one when it starts and keeps it to its end: a request never sees half of an old
+/// configuration and half of a new one, and in-flight requests finish on the one they began
+/// with.
+#[derive(Clone)]
+pub struct LiveGateway {
+    current: Arc<ArcSwap<Gateway>>,
+    changes: tokio::sync::watch::Sender<u64>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LiveGateway {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::new(gateway)),
+            changes: tokio::sync::watch::Sender::new(0),
+            draining: Arc::default(),
+        }
+    }
+
+    /// The process is shutting down: readiness turns false so no new traffic comes.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn current(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    /// Serves `gateway` from now on; requests already started keep the previous one.
+    pub fn replace(&self, gateway: Arc<Gateway>) {
+        self.current.store(gateway);
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Wakes when the gateway is replaced (background work bound to the old one restarts).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
 }

@@ -31,6 +31,8 @@ pub struct GuichetProcess {
     pub port: u16,
     pub admin_port: u16,
     output: Arc<Mutex<String>>,
+    /// The configuration file it runs, when the test kit wrote it ([`GuichetProcess::start`]).
+    pub config_path: Option<PathBuf>,
     /// Keeps the generated configuration file alive.
     _dir: Option<tempfile::TempDir>,
 }
@@ -44,6 +46,7 @@ impl GuichetProcess {
         let path = dir.path().join("guichet.yaml");
         std::fs::write(&path, config_yaml(options, port, admin_port, echo)).expect("config");
         let mut process = Self::spawn(&path, port, admin_port, Launch::default());
+        process.config_path = Some(path);
         process._dir = Some(dir);
         process
     }
@@ -115,6 +118,7 @@ impl GuichetProcess {
             port,
             admin_port,
             output,
+            config_path: None,
             _dir: None,
         }
     }
@@ -185,6 +189,38 @@ impl GuichetProcess {
 
     pub async fn wait_ready(&mut self) {
         self.wait_for_readiness(200, Duration::from_secs(30)).await;
+    }
+
+    /// Sends a signal (SIGHUP: reload the configuration).
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        let pid = i32::try_from(child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} sent");
+    }
+
+    /// Sends SIGTERM and returns at once (see [`GuichetProcess::wait_exit`]).
+    pub fn start_terminating(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Waits for the exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guichet did not exit within {timeout:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM (what Kubernetes sends) and waits for the exit status.

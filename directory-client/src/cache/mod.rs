@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use self::shared::L2;
 use crate::{Directory, DirectoryError, DirectoryUser, PivotQuery};
 
-pub use self::shared::{RedisCacheSettings, SharedCacheError};
+pub use self::shared::{RedisCacheSettings, SharedCacheError, SharedRedis};
 
 /// While the backend fails, how long a stale answer is reused before the backend is tried
 /// again (bounded by what is left of `max_stale`).
@@ -153,6 +153,9 @@ pub struct CachedDirectory {
     last_good: Cache<Key, Entry>,
     l2: Option<L2>,
     namer: Hmac<Sha256>,
+    /// Namers of the previous encryption keys (key rotation): invalidations name people
+    /// under them too, for replicas still running with one of those keys.
+    previous_namers: Vec<Hmac<Sha256>>,
     stats: CacheStats,
     listening: AtomicBool,
     /// Bumped by every invalidation, so a load that spans one does not cache what it read.
@@ -161,14 +164,14 @@ pub struct CachedDirectory {
 
 /// The key that names cache entries, derived from the Redis encryption key (so replicas agree)
 /// or random without Redis.
-fn namer(redis: Option<&RedisCacheSettings>) -> Hmac<Sha256> {
+fn namer(encryption_key: Option<&[u8; 32]>) -> Hmac<Sha256> {
     let mut secret = [0u8; 32];
-    match redis {
-        Some(redis) => {
+    match encryption_key {
+        Some(encryption_key) => {
             secret.copy_from_slice(
                 &Sha256::new()
                     .chain_update(b"guichet directory cache names v1")
-                    .chain_update(redis.encryption_key)
+                    .chain_update(encryption_key)
                     .finalize(),
             );
         }
@@ -176,6 +179,26 @@ fn namer(redis: Option<&RedisCacheSettings>) -> Hmac<Sha256> {
     }
     #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
     Hmac::<Sha256>::new_from_slice(&secret).expect("HMAC takes any key length")
+}
+
+fn previous_namers(redis: Option<&SharedRedis>) -> Vec<Hmac<Sha256>> {
+    redis
+        .map(|redis| {
+            redis
+                .previous_encryption_keys
+                .iter()
+                .map(|key| namer(Some(key)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A person's keys: under the current encryption key, then under each previous one.
+fn keys_of(namer: &Hmac<Sha256>, previous_namers: &[Hmac<Sha256>], pivot: &PivotQuery) -> Vec<Key> {
+    std::iter::once(namer)
+        .chain(previous_namers)
+        .map(|namer| key_of(namer, pivot))
+        .collect()
 }
 
 fn key_of(namer: &Hmac<Sha256>, pivot: &PivotQuery) -> Key {
@@ -197,6 +220,19 @@ impl CachedDirectory {
         settings: CacheSettings,
         redis: Option<RedisCacheSettings>,
     ) -> Result<CachedDirectory, SharedCacheError> {
+        let shared = redis
+            .as_ref()
+            .map(RedisCacheSettings::connect)
+            .transpose()?;
+        Ok(Self::with_shared(backend, settings, shared))
+    }
+
+    /// With the shared cache on any [`SharedRedis`] (a URL or Sentinel, TLS, ACL).
+    pub fn with_shared(
+        backend: Arc<dyn Directory>,
+        settings: CacheSettings,
+        redis: Option<SharedRedis>,
+    ) -> CachedDirectory {
         let fresh = Cache::builder()
             .max_capacity(settings.l1_capacity)
             .expire_after(EntryExpiry {
@@ -212,10 +248,11 @@ impl CachedDirectory {
             .max_capacity(settings.l1_capacity)
             .time_to_live(settings.max_stale.max(Duration::from_millis(1)))
             .build();
-        let l2 = redis.as_ref().map(L2::new).transpose()?;
-        Ok(CachedDirectory {
+        let l2 = redis.as_ref().map(L2::new);
+        CachedDirectory {
             backend,
-            namer: namer(redis.as_ref()),
+            namer: namer(redis.as_ref().map(|redis| &redis.encryption_key)),
+            previous_namers: previous_namers(redis.as_ref()),
             settings,
             fresh,
             last_good,
@@ -223,7 +260,7 @@ impl CachedDirectory {
             stats: CacheStats::default(),
             listening: AtomicBool::new(false),
             generation: AtomicU64::new(0),
-        })
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -387,10 +424,12 @@ impl CachedDirectory {
     /// Forgets one person here, in Redis, and (through the channel) on every replica: their
     /// next request reads the directory again.
     pub async fn invalidate(&self, pivot: &PivotQuery) -> Result<(), SharedCacheError> {
-        let key = key_of(&self.namer, pivot);
-        self.forget(&key).await;
+        let keys = keys_of(&self.namer, &self.previous_namers, pivot);
+        for key in &keys {
+            self.forget(key).await;
+        }
         match &self.l2 {
-            Some(l2) => l2.invalidate(Some(&key)).await,
+            Some(l2) => l2.invalidate(Some(&keys)).await,
             None => Ok(()),
         }
     }
@@ -446,20 +485,32 @@ impl CachedDirectory {
 pub struct RemoteInvalidator {
     l2: L2,
     namer: Hmac<Sha256>,
+    previous_namers: Vec<Hmac<Sha256>>,
 }
 
 impl RemoteInvalidator {
     pub fn new(redis: RedisCacheSettings) -> Result<RemoteInvalidator, SharedCacheError> {
-        Ok(RemoteInvalidator {
-            l2: L2::new(&redis)?,
-            namer: namer(Some(&redis)),
-        })
+        Ok(Self::with_shared(redis.connect()?))
+    }
+
+    /// On any [`SharedRedis`] (a URL or Sentinel, TLS, ACL).
+    pub fn with_shared(redis: SharedRedis) -> RemoteInvalidator {
+        RemoteInvalidator {
+            l2: L2::new(&redis),
+            namer: namer(Some(&redis.encryption_key)),
+            previous_namers: previous_namers(Some(&redis)),
+        }
     }
 
     /// `None`: everyone.
     pub async fn invalidate(&self, pivot: Option<&PivotQuery>) -> Result<(), SharedCacheError> {
-        let key = pivot.map(|pivot| key_of(&self.namer, pivot));
-        self.l2.invalidate(key.as_ref()).await
+        match pivot {
+            Some(pivot) => {
+                let keys = keys_of(&self.namer, &self.previous_namers, pivot);
+                self.l2.invalidate(Some(&keys)).await
+            }
+            None => self.l2.invalidate(None).await,
+        }
     }
 }
 

@@ -2,20 +2,22 @@
 //!
 //! A dump of Redis yields no personal data: entry keys are keyed hashes of the pivot and
 //! values are sealed (AES-256-GCM, the key name as associated data). Invalidation messages
-//! carry the same hashes.
+//! carry the same hashes. Redis is reached through a [`RedisLink`]: a URL or Sentinel (a
+//! failover is followed, and the subscription moves to the new master).
 
 use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, Key};
+use crate::redis_link::{describe_error, RedisLink, RedisSettings};
 use crate::sealing::Sealer;
 use crate::DirectoryUser;
 
-/// Where the shared cache is and how entries are sealed (the session store's settings).
+/// Where the shared cache is (a URL) and how entries are sealed (the session store's
+/// settings). See [`SharedRedis`] for Sentinel, TLS with a private CA and ACL credentials.
 #[derive(Clone)]
 pub struct RedisCacheSettings {
     pub url: String,
@@ -28,6 +30,46 @@ impl std::fmt::Debug for RedisCacheSettings {
         f.debug_struct("RedisCacheSettings")
             .field("url", &"<redacted>")
             .field("encryption_key", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+impl RedisCacheSettings {
+    /// The link to the URL (not connected yet) with these keys.
+    pub fn connect(&self) -> Result<SharedRedis, SharedCacheError> {
+        let link = RedisLink::new(&RedisSettings::url(self.url.clone()))
+            .map_err(|e| SharedCacheError::Url(e.to_string()))?;
+        Ok(SharedRedis {
+            link,
+            encryption_key: self.encryption_key,
+            previous_encryption_keys: Vec::new(),
+            key_prefix: self.key_prefix.clone(),
+        })
+    }
+}
+
+/// The shared cache's Redis (any [`RedisLink`]: URL or Sentinel) and keys.
+#[derive(Clone)]
+pub struct SharedRedis {
+    pub link: RedisLink,
+    /// Seals entries and names them (with the key prefix).
+    pub encryption_key: [u8; 32],
+    /// Keys of earlier configurations (key rotation): invalidations are announced under the
+    /// names each gives too, so replicas still running with one hear them.
+    pub previous_encryption_keys: Vec<[u8; 32]>,
+    pub key_prefix: String,
+}
+
+impl std::fmt::Debug for SharedRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRedis")
+            .field("link", &self.link.describe())
+            .field("encryption_key", &"<redacted>")
+            .field(
+                "previous_encryption_keys",
+                &self.previous_encryption_keys.len(),
+            )
             .field("key_prefix", &self.key_prefix)
             .finish()
     }
@@ -49,12 +91,10 @@ struct Stored {
 }
 
 pub struct L2 {
-    client: redis::Client,
-    connection: ConnectionManager,
+    link: RedisLink,
     sealer: Sealer,
     prefix: String,
     channel: String,
-    location: String,
 }
 
 /// The shared cache (Redis) failed. The URL is never in it: Redis' own text may carry it.
@@ -68,40 +108,32 @@ pub enum SharedCacheError {
     Encode(String),
     #[error("subscription ended")]
     SubscriptionEnded,
+    #[error("the Redis master changed: subscribing again on the new one")]
+    MasterChanged,
 }
 
 fn failed(e: redis::RedisError) -> SharedCacheError {
-    // The error text may carry the URL; keep its kind and category only.
-    SharedCacheError::Redis(format!("{:?}: {}", e.kind(), e.category()))
+    // Redis' own text may carry the URL: described without it.
+    SharedCacheError::Redis(describe_error(&e))
 }
+
+/// How long subscribing may take before the listener gives up and tries again.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(4);
 
 const EVERYONE: &str = "*";
 
 impl L2 {
-    pub fn new(settings: &RedisCacheSettings) -> Result<L2, SharedCacheError> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| SharedCacheError::Url(format!("{:?}", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| SharedCacheError::Redis(format!("{:?}", e.kind())))?;
-        let info = client.get_connection_info();
-        let location = format!("redis at {}", info.addr());
-        Ok(L2 {
-            client,
-            connection,
-            sealer: Sealer::new(&settings.encryption_key),
-            prefix: settings.key_prefix.clone(),
-            channel: format!("{}directory-invalidate", settings.key_prefix),
-            location,
-        })
+    pub fn new(shared: &SharedRedis) -> L2 {
+        L2 {
+            link: shared.link.clone(),
+            sealer: Sealer::new(&shared.encryption_key),
+            prefix: shared.key_prefix.clone(),
+            channel: format!("{}directory-invalidate", shared.key_prefix),
+        }
     }
 
     pub fn describe(&self) -> String {
-        self.location.clone()
+        self.link.describe()
     }
 
     fn name(&self, key: &Key) -> String {
@@ -120,7 +152,7 @@ impl L2 {
         let (sealed, generation): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
             .arg(&name)
             .arg(self.generation_key())
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.link.clone())
             .await
             .map_err(failed)?;
         let generation = generation.unwrap_or(0);
@@ -183,47 +215,51 @@ impl L2 {
             .arg(self.sealer.seal(&plain, name.as_bytes()))
             .arg(ttl.as_millis().max(1) as u64)
             .arg(generation)
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.link.clone())
             .await
             .map_err(failed)?;
         Ok(stored == 1)
     }
 
-    /// Removes one entry (or every entry) from Redis and tells every replica.
-    pub async fn invalidate(&self, key: Option<&Key>) -> Result<(), SharedCacheError> {
-        let mut connection = self.connection.clone();
+    /// Removes entries (`None`: every entry) from Redis and tells every replica. Several keys
+    /// name one person under the current and the previous encryption keys.
+    pub async fn invalidate(&self, keys: Option<&[Key]>) -> Result<(), SharedCacheError> {
+        let mut connection = self.link.clone();
         // First: a read in flight anywhere can no longer write back what it read.
         redis::cmd("INCR")
             .arg(self.generation_key())
             .query_async::<()>(&mut connection)
             .await
             .map_err(failed)?;
-        let message = match key {
-            Some(key) => {
-                redis::cmd("DEL")
-                    .arg(self.name(key))
-                    .query_async::<()>(&mut connection)
-                    .await
-                    .map_err(failed)?;
-                hex::encode(key)
+        let messages = match keys {
+            Some(keys) => {
+                let names: Vec<String> = keys.iter().map(|key| self.name(key)).collect();
+                if !names.is_empty() {
+                    redis::cmd("DEL")
+                        .arg(&names)
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .map_err(failed)?;
+                }
+                keys.iter().map(hex::encode).collect()
             }
             None => {
                 self.delete_every_entry(&mut connection).await?;
-                EVERYONE.to_owned()
+                vec![EVERYONE.to_owned()]
             }
         };
-        redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(message)
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(failed)
+        for message in messages {
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(message)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
-    async fn delete_every_entry(
-        &self,
-        connection: &mut ConnectionManager,
-    ) -> Result<(), SharedCacheError> {
+    async fn delete_every_entry(&self, connection: &mut RedisLink) -> Result<(), SharedCacheError> {
         let pattern = format!("{}d:*", self.prefix);
         let mut cursor: u64 = 0;
         loop {
@@ -251,17 +287,28 @@ impl L2 {
     }
 
     /// Subscribes to the invalidation channel and hands each message to `on_message` until
-    /// the connection is lost.
+    /// the connection is lost or (Sentinel) the master changes: then it returns, and the
+    /// caller subscribes again (on the new master).
     pub async fn listen<F, Fut>(&self, mut on_message: F) -> Result<(), SharedCacheError>
     where
         F: FnMut(Message) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(failed)?;
-        pubsub.subscribe(&self.channel).await.map_err(failed)?;
+        let (mut pubsub, master_change) = self.link.pubsub().await.map_err(failed)?;
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, pubsub.subscribe(&self.channel))
+            .await
+            .map_err(|_| SharedCacheError::Redis("no answer to SUBSCRIBE within 4s".into()))?
+            .map_err(failed)?;
         on_message(Message::Subscribed).await;
         let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
+        let master_changed = master_change.changed();
+        tokio::pin!(master_changed);
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                () = &mut master_changed => return Err(SharedCacheError::MasterChanged),
+            };
+            let Some(message) = message else { break };
             let Ok(payload) = message.get_payload::<String>() else {
                 continue;
             };

@@ -10,6 +10,7 @@ pub mod identity_headers;
 mod model;
 mod oidc;
 mod overrides;
+mod redis;
 mod saml;
 mod secret;
 
@@ -17,12 +18,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use guichet_protocols::local::{LocalUser, LocalUsers};
 use guichet_protocols::oidc::OidcSettings;
 use guichet_protocols::IdentityProvider;
 use std::sync::Arc;
 
+use self::redis::resolve_redis;
+pub use self::redis::{RedisSentinelConfig, RedisStoreConfig, ResolvedRedis};
 pub use cas::{CasProtocol, CasProviderConfig, SingleLogoutConfig};
 pub use directory::{
     DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, IdentityPivotConfig,
@@ -121,23 +123,6 @@ impl Config {
     /// embed Guichet: a protocol of their own). Without it the gateway refuses to start.
     pub fn supply_provider(&mut self, provider: Arc<dyn IdentityProvider>) {
         self.external.insert(provider.id().to_owned(), provider);
-    }
-}
-
-#[derive(Clone)]
-pub struct ResolvedRedis {
-    pub url: Secret,
-    pub encryption_key: [u8; 32],
-    pub key_prefix: String,
-}
-
-impl std::fmt::Debug for ResolvedRedis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResolvedRedis")
-            .field("url", &self.url)
-            .field("encryption_key", &"<redacted>")
-            .field("key_prefix", &self.key_prefix)
-            .finish()
     }
 }
 
@@ -299,39 +284,6 @@ fn strip_location(message: &str) -> String {
         Some(at) => message[..at].to_string(),
         None => message.to_string(),
     }
-}
-
-fn resolve_redis(redis: &RedisStoreConfig) -> Result<ResolvedRedis, ConfigError> {
-    let url = redis
-        .url
-        .resolve()
-        .map_err(|e| ConfigError::new("session.store.url", e))?;
-    let parsed = url::Url::parse(url.expose())
-        .map_err(|e| ConfigError::new("session.store.url", format!("invalid URL: {e}")))?;
-    if !matches!(parsed.scheme(), "redis" | "rediss") {
-        return Err(ConfigError::new(
-            "session.store.url",
-            "scheme must be redis or rediss",
-        ));
-    }
-    let key = redis
-        .encryption_key
-        .resolve()
-        .map_err(|e| ConfigError::new("session.store.encryption_key", e))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(key.expose().trim())
-        .map_err(|_| ConfigError::new("session.store.encryption_key", "not valid base64"))?;
-    let encryption_key: [u8; 32] = bytes.try_into().map_err(|_| {
-        ConfigError::new(
-            "session.store.encryption_key",
-            "must be 32 bytes (base64 of `head -c32 /dev/urandom`)",
-        )
-    })?;
-    Ok(ResolvedRedis {
-        url,
-        encryption_key,
-        key_prefix: redis.key_prefix.clone(),
-    })
 }
 
 fn validate(file: &ConfigFile) -> Result<Vec<ResolvedApp>, ConfigError> {

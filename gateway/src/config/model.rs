@@ -16,7 +16,6 @@ use super::cas::CasProviderConfig;
 use super::directory::{DirectoryConfig, PivotConfig, UnknownPerson};
 use super::identity_headers::{Encoding, ValueSource};
 use super::oidc::OidcProviderConfig;
-use super::secret::SecretSource;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +39,31 @@ pub struct ConfigFile {
     /// from local users and from provider attributes mapped by each app.
     #[serde(default)]
     pub directory: Option<DirectoryConfig>,
+    /// What SIGTERM does (see docs/deployment.md).
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// SIGTERM: readiness turns 503 at once, listeners stop accepting, and requests in flight have
+/// up to `drain_timeout` to finish before the process exits (it waits that long in any case:
+/// pingora's grace period).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_drain_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
 }
 
 #[allow(clippy::expect_used, reason = "a constant address literal parses")]
@@ -159,30 +183,14 @@ pub enum StoreConfig {
     /// not a unit one, so that Redis settings left beside `kind: memory` are refused instead
     /// of silently ignored (serde skips `deny_unknown_fields` for unit variants).
     Memory {},
-    Redis(RedisStoreConfig),
+    /// Redis (a URL or Sentinel), shared by every replica: see [`super::redis`].
+    Redis(Box<super::RedisStoreConfig>),
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig::Memory {}
     }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisStoreConfig {
-    /// `redis://[:password@]host:port/db` or `rediss://` for TLS.
-    pub url: SecretSource,
-    /// 32 bytes, base64: the AES-256-GCM key sealing records at rest. Generate with
-    /// `head -c32 /dev/urandom | base64`.
-    pub encryption_key: SecretSource,
-    /// Prefix of every key Guichet writes, to share a Redis between deployments.
-    #[serde(default = "default_key_prefix")]
-    pub key_prefix: String,
-}
-
-fn default_key_prefix() -> String {
-    "guichet:".into()
 }
 
 #[derive(Clone, Debug, Deserialize)]

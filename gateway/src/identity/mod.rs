@@ -83,11 +83,12 @@ pub async fn person(gateway: &Gateway, record: &SessionRecord) -> Person {
 impl Identity {
     /// This app's view of the session.
     pub fn view(&self, app_index: usize, app: &App, person: &Person) -> Arc<AppView> {
-        self.record
-            .views
-            .get_or_build(app_index, person.state(), person.entry(), || {
-                self.build_view(app, person)
-            })
+        self.record.views.get_or_build(
+            (app.generation, app_index),
+            person.state(),
+            person.entry(),
+            || self.build_view(app, person),
+        )
     }
 
     fn build_view(&self, app: &App, person: &Person) -> AppView {

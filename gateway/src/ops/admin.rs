@@ -1,7 +1,6 @@
 //! The admin listener, on its own port: `/healthz`, `/readyz`, `/metrics`, and
 //! `POST /directory/invalidate`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,10 +8,11 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::state::Gateway;
+use crate::state::LiveGateway;
 
 pub struct AdminApp {
-    pub gateway: Arc<Gateway>,
+    /// The gateway serving now (a reload replaces it).
+    pub live: LiveGateway,
 }
 
 #[allow(clippy::expect_used, reason = "static response parts are valid")]
@@ -46,7 +46,8 @@ impl AdminApp {
     /// as their logins name them) or `all=true`: the next request of that person reads the
     /// directory again, on every replica.
     async fn invalidate(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let Some(cache) = &self.gateway.directory else {
+        let gateway = self.live.current();
+        let Some(cache) = &gateway.directory else {
             return text(404, "text/plain", "no directory configured\n".into());
         };
         if session.req_header().method != http::Method::POST {
@@ -118,7 +119,7 @@ impl AdminApp {
     /// With an admin token configured, the request must carry it; without one, only loopback
     /// peers (an operator on the host or in the pod) may invalidate.
     fn may_invalidate(&self, session: &ServerSession) -> bool {
-        match &self.gateway.directory_admin_token {
+        match &self.live.current().directory_admin_token {
             Some(token) => {
                 let presented = session
                     .req_header()
@@ -143,20 +144,23 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let gateway = self.live.current();
         match session.req_header().uri.path() {
             // Alive: the process answers. Nothing else is checked, so a Redis outage does not
             // get every replica restarted.
             "/healthz" => text(200, "text/plain", "ok\n".into()),
+            "/readyz" if self.live.is_draining() => {
+                text(503, "text/plain", "not ready: shutting down\n".into())
+            }
             "/readyz" => {
-                let ping =
-                    tokio::time::timeout(Duration::from_secs(2), self.gateway.store.ping()).await;
+                let ping = tokio::time::timeout(Duration::from_secs(2), gateway.store.ping()).await;
                 match ping {
                     Ok(Ok(())) => {
-                        self.gateway.metrics.store_up.set(1);
+                        gateway.metrics.store_up.set(1);
                         text(200, "text/plain", "ready\n".into())
                     }
                     Ok(Err(e)) => {
-                        self.gateway.metrics.store_up.set(0);
+                        gateway.metrics.store_up.set(0);
                         tracing::warn!(error = %e, "not ready: session store unreachable");
                         text(
                             503,
@@ -165,7 +169,7 @@ impl ServeHttp for AdminApp {
                         )
                     }
                     Err(_) => {
-                        self.gateway.metrics.store_up.set(0);
+                        gateway.metrics.store_up.set(0);
                         tracing::warn!("not ready: session store did not answer within 2s");
                         text(
                             503,
@@ -176,19 +180,15 @@ impl ServeHttp for AdminApp {
                 }
             }
             "/metrics" => {
-                if let Some(cache) = &self.gateway.directory {
-                    self.gateway.metrics.sync_directory(cache.stats());
+                if let Some(cache) = &gateway.directory {
+                    gateway.metrics.sync_directory(cache.stats());
                 }
-                for (id, entry) in &self.gateway.providers {
-                    self.gateway
+                for (id, entry) in &gateway.providers {
+                    gateway
                         .metrics
                         .sync_provider(id, &entry.provider.counters());
                 }
-                text(
-                    200,
-                    "text/plain; version=0.0.4",
-                    self.gateway.metrics.render(),
-                )
+                text(200, "text/plain; version=0.0.4", gateway.metrics.render())
             }
             "/directory/invalidate" => self.invalidate(session).await,
             _ => text(404, "text/plain", "not found\n".into()),

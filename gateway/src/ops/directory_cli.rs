@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use guichet_directory_client::cache::RemoteInvalidator;
-use guichet_directory_client::{PivotQuery, RedisCacheSettings};
+use guichet_directory_client::PivotQuery;
 
 use crate::config::Config;
 
@@ -51,11 +51,7 @@ pub async fn invalidate(config: &Config, target: &Target) -> Result<String, Inva
     };
     match &config.redis {
         Some(redis) => {
-            let invalidator = RemoteInvalidator::new(RedisCacheSettings {
-                url: redis.url.expose().to_owned(),
-                encryption_key: redis.encryption_key,
-                key_prefix: redis.key_prefix.clone(),
-            })?;
+            let invalidator = RemoteInvalidator::with_shared(redis.shared_cache()?);
             match target {
                 Target::Everyone => invalidator.invalidate(None).await?,
                 Target::Person { attribute, value } => {

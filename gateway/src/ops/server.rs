@@ -14,9 +14,10 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::BackgroundRuntime;
+use crate::ops::reload::{ConfigReload, ReloadSource};
 use crate::ops::store_watch::StoreWatch;
 use crate::pipeline::proxy::GuichetProxy;
-use crate::state::{Gateway, StartError};
+use crate::state::{Gateway, LiveGateway, StartError};
 
 /// Builds the pingora server for a validated config. Nothing listens until it runs.
 ///
@@ -25,8 +26,10 @@ use crate::state::{Gateway, StartError};
 pub fn build(
     config: &Config,
     background: &BackgroundRuntime,
-) -> Result<(Server, Arc<Gateway>), StartError> {
+    reload: Option<ReloadSource>,
+) -> Result<(Server, LiveGateway), StartError> {
     let gateway = background.enter(|| Gateway::new(config))?;
+    let live = LiveGateway::new(gateway.clone());
     // Opens the session store's connection from the background runtime, so that its driver
     // task lives there rather than on whichever service runtime would ask first.
     let warm = gateway.clone();
@@ -36,9 +39,10 @@ pub fn build(
     let file = &config.file;
     let conf = ServerConf {
         threads: file.threads,
-        // Shutdown is driven by the orchestrator (SIGTERM): finish in-flight requests quickly.
-        grace_period_seconds: Some(1),
-        graceful_shutdown_timeout_seconds: Some(5),
+        // SIGTERM (the orchestrator's): listeners stop, requests in flight have the drain
+        // timeout (pingora's grace period) to finish; then the runtimes stop within a second.
+        grace_period_seconds: Some(file.shutdown.drain_timeout.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -46,7 +50,7 @@ pub fn build(
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server_conf,
-        GuichetProxy::new(gateway.clone()),
+        GuichetProxy::new(live.clone()),
         "guichet-proxy",
     );
     for listener in &file.listen {
@@ -62,12 +66,7 @@ pub fn build(
                 .map_err(|e| StartError::Setting(format!("listen: TLS for {address}: {e}")))?,
         }
     }
-    let mut admin = Service::new(
-        "guichet-admin".to_string(),
-        AdminApp {
-            gateway: gateway.clone(),
-        },
-    );
+    let mut admin = Service::new("guichet-admin".to_string(), AdminApp { live: live.clone() });
     admin.add_tcp(&file.admin.to_string());
     admin.threads = Some(1);
 
@@ -82,20 +81,33 @@ pub fn build(
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(watch);
+    server.add_service(pingora::services::background::background_service(
+        "drain on SIGTERM",
+        crate::ops::drain::DrainOnTerm { live: live.clone() },
+    ));
     if let Some(cache) = &gateway.directory {
         tracing::info!(directory = %cache.describe(), "directory configured");
-        // Replicas share the cache through Redis and hear each other's invalidations there.
-        if config.redis.is_some() {
-            server.add_service(pingora::services::background::background_service(
-                "directory invalidations",
-                crate::ops::directory_watch::DirectoryInvalidations {
-                    cache: cache.clone(),
-                },
-            ));
-        }
+    }
+    // Replicas share the directory cache through Redis and hear each other's invalidations
+    // there (the listener follows the cache a reload builds).
+    if config.redis.is_some() {
+        server.add_service(pingora::services::background::background_service(
+            "directory invalidations",
+            crate::ops::directory_watch::DirectoryInvalidations { live: live.clone() },
+        ));
+    }
+    if let Some(source) = reload {
+        server.add_service(pingora::services::background::background_service(
+            "configuration reload",
+            ConfigReload {
+                live: live.clone(),
+                source,
+                background: background.handle().clone(),
+            },
+        ));
     }
     server.bootstrap();
-    Ok((server, gateway))
+    Ok((server, live))
 }
 
 /// A shutdown signal that code can fire: how tests and the demo stop an in-process gateway.
@@ -120,7 +132,10 @@ impl ShutdownSignalWatch for NotifyWatch {
 
 /// A gateway running on its own threads in this process.
 pub struct RunningGateway {
+    /// The gateway it started with.
     pub gateway: Arc<Gateway>,
+    /// The gateway serving now (a reload replaces it).
+    pub live: LiveGateway,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
     /// Dropped after the server thread has ended (field order does not matter: `stop_inner`
@@ -152,7 +167,8 @@ impl Drop for RunningGateway {
 /// Starts the gateway in the background of this process (tests, `guichet demo`).
 pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
     let background = BackgroundRuntime::start()?;
-    let (server, gateway) = build(config, &background)?;
+    let (server, live) = build(config, &background, None)?;
+    let gateway = live.current();
     let shutdown = ShutdownHandle::default();
     let signal = NotifyWatch(shutdown.0.clone());
     let thread = std::thread::Builder::new()
@@ -165,6 +181,7 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
         .map_err(|e| StartError::System(format!("cannot start server thread: {e}")))?;
     Ok(RunningGateway {
         gateway,
+        live,
         shutdown,
         thread: Some(thread),
         background: Some(background),
@@ -173,9 +190,10 @@ pub fn spawn(config: &Config) -> Result<RunningGateway, StartError> {
 
 /// Runs until SIGTERM/SIGINT/SIGQUIT (the `guichet run` command), then returns once in-flight
 /// requests are done and every runtime has stopped.
-pub fn run_forever(config: &Config) -> Result<(), StartError> {
+pub fn run_forever(config: &Config, reload: Option<ReloadSource>) -> Result<(), StartError> {
     let background = BackgroundRuntime::start()?;
-    let (server, gateway) = build(config, &background)?;
+    let (server, live) = build(config, &background, reload)?;
+    let gateway = live.current();
     let listeners: Vec<String> = config
         .file
         .listen
@@ -202,6 +220,7 @@ pub fn run_forever(config: &Config) -> Result<(), StartError> {
     server.run(RunArgs::default());
     // pingora's runtimes are gone; what they used can go now.
     drop(gateway);
+    drop(live);
     drop(background);
     tracing::info!("guichet stopped");
     Ok(())

@@ -26,19 +26,23 @@ use crate::http::routing::{parse_target, request_host};
 use crate::http::upstream::Resolver;
 use crate::identity::decision::{self, Block, Verdict};
 use crate::identity::{AppView, Identity};
-use crate::state::{App, Gateway};
+use crate::state::{App, Gateway, LiveGateway};
 use crate::telemetry::audit::{self, AuditContext};
 
 /// Requests whose headers add up to more than this are refused (431).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 pub struct GuichetProxy {
-    pub gateway: Arc<Gateway>,
+    /// The gateway now serving: each request takes it once, in [`ProxyHttp::new_ctx`].
+    pub live: LiveGateway,
     pub resolver: Resolver,
 }
 
 /// Per-request state shared by the proxy phases.
 pub struct RequestCtx {
+    /// The configuration this request is served with, to its end (a reload swaps the next
+    /// requests' only).
+    pub gateway: Arc<Gateway>,
     pub correlation_id: String,
     pub started: Instant,
     pub app: Option<usize>,
@@ -67,9 +71,9 @@ impl RequestCtx {
 }
 
 impl GuichetProxy {
-    pub fn new(gateway: Arc<Gateway>) -> Self {
+    pub fn new(live: LiveGateway) -> Self {
         Self {
-            gateway,
+            live,
             resolver: Resolver::new(std::time::Duration::from_secs(30)),
         }
     }
@@ -90,7 +94,7 @@ impl GuichetProxy {
         ctx.client_ip = peer;
         let Some(peer) = peer else { return };
         ctx.forwarded_for = peer.to_string();
-        if !self.gateway.is_trusted_proxy(peer) {
+        if !ctx.gateway.is_trusted_proxy(peer) {
             return;
         }
         // Walk X-Forwarded-For from the right: the first address that is not a trusted proxy
@@ -113,7 +117,7 @@ impl GuichetProxy {
             };
             kept.push(ip);
             client = ip;
-            if !self.gateway.is_trusted_proxy(ip) {
+            if !ctx.gateway.is_trusted_proxy(ip) {
                 break;
             }
         }
@@ -136,13 +140,6 @@ impl GuichetProxy {
         }
     }
 
-    /// The app `request_filter` chose: every request that reaches the upstream phases has one.
-    fn app_of(&self, ctx: &RequestCtx) -> Result<&App> {
-        ctx.app
-            .and_then(|i| self.gateway.apps.get(i))
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no application was chosen"))
-    }
-
     /// Checks the request line and headers and chooses the app (by Host, and by path outside
     /// `/.guichet/`): the app and the decided path, or the reply refusing the request. Every
     /// header the gateway controls is removed from here on.
@@ -151,7 +148,8 @@ impl GuichetProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> std::result::Result<(usize, String), Reply> {
-        let gateway = &self.gateway;
+        let gateway = ctx.gateway.clone();
+        let gateway = &*gateway;
         let id = &ctx.correlation_id;
         if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
             return Err(Reply::error(431, text::BAD_REQUEST, text::TOO_LARGE, id));
@@ -217,7 +215,8 @@ impl GuichetProxy {
 
     /// A protected page opened by a browser without a session: the login begins.
     async fn start_login(&self, ctx: &RequestCtx, app: &App, request: &auth::Request) -> Reply {
-        let gateway = &self.gateway;
+        let gateway = ctx.gateway.clone();
+        let gateway = &*gateway;
         match auth::start_login(gateway, request, app, &ctx.origin_form).await {
             Ok(reply) => reply,
             Err(e) => {
@@ -247,7 +246,8 @@ impl GuichetProxy {
         verdict: Verdict<'_>,
         rule: &str,
     ) -> Reply {
-        let gateway = &self.gateway;
+        let gateway = ctx.gateway.clone();
+        let gateway = &*gateway;
         let id = &ctx.correlation_id;
         let navigation = is_navigation(request);
         let forbidden_json = |status| {
@@ -475,6 +475,7 @@ impl ProxyHttp for GuichetProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            gateway: self.live.current(),
             correlation_id: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),
             app: None,
@@ -489,7 +490,8 @@ impl ProxyHttp for GuichetProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let gateway = &self.gateway;
+        let gateway = ctx.gateway.clone();
+        let gateway = &*gateway;
         self.read_forwarding(session, ctx);
         let id = ctx.correlation_id.clone();
         let (app_index, path) = match self.route(session, ctx) {
@@ -567,7 +569,8 @@ impl ProxyHttp for GuichetProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let app = self.app_of(ctx)?;
+        let gateway = ctx.gateway.clone();
+        let app = app_of(&gateway, ctx)?;
         let address = self
             .resolver
             .resolve(&app.upstream.host, app.upstream.port)
@@ -584,8 +587,9 @@ impl ProxyHttp for GuichetProxy {
         request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let gateway = &self.gateway;
-        let app = self.app_of(ctx)?;
+        let gateway = ctx.gateway.clone();
+        let gateway = &*gateway;
+        let app = app_of(gateway, ctx)?;
 
         // Absolute-form targets become origin-form: the app gets exactly the decided path.
         if request.raw_path() != ctx.origin_form.as_bytes() {
@@ -631,7 +635,7 @@ impl ProxyHttp for GuichetProxy {
         response: &mut ResponseHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let ours = self.gateway.sessions.own_cookie_names();
+        let ours = _ctx.gateway.sessions.own_cookie_names();
         let is_ours = |value: &HeaderValue| {
             let name = value
                 .as_bytes()
@@ -705,10 +709,11 @@ impl ProxyHttp for GuichetProxy {
             .response_written()
             .map(|response| response.status.as_u16())
             .unwrap_or(0);
-        let app = ctx.app.map(|i| &self.gateway.apps[i]);
+        let gateway = ctx.gateway.clone();
+        let app = ctx.app.map(|i| &gateway.apps[i]);
         let app_id = app.map(|app| app.id.as_str()).unwrap_or("-");
         let elapsed = ctx.started.elapsed();
-        let metrics = &self.gateway.metrics;
+        let metrics = &gateway.metrics;
         match app {
             Some(app) => app.requests.count(status, || {
                 metrics
@@ -727,7 +732,7 @@ impl ProxyHttp for GuichetProxy {
                 .with_label_values(&["-"])
                 .observe(elapsed.as_secs_f64()),
         }
-        if self.gateway.access_log {
+        if gateway.access_log {
             tracing::info!(
                 target: "access",
                 correlation_id = %ctx.correlation_id,
@@ -763,4 +768,11 @@ fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
         503 => "503".into(),
         other => other.to_string().into(),
     }
+}
+
+/// The app `request_filter` chose: every request that reaches the upstream phases has one.
+fn app_of<'a>(gateway: &'a Gateway, ctx: &RequestCtx) -> Result<&'a App> {
+    ctx.app
+        .and_then(|i| gateway.apps.get(i))
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no application was chosen"))
 }

@@ -53,7 +53,8 @@ pub enum Admission {
     Refused(&'static str),
 }
 
-/// The queues of busy addresses on this replica.
+/// The queues of busy addresses on this replica (clones share them).
+#[derive(Clone)]
 pub struct BusyAddresses {
     queues: moka::sync::Cache<String, Arc<Queue>>,
 }

@@ -1,5 +1,15 @@
 //! In-process store (moka): the embedded default. One replica only; everything is lost on
 //! restart. Nothing is encrypted because nothing leaves the process.
+//!
+//! The maps are bounded in size, so that a flood of login attempts cannot exhaust memory: moka
+//! then evicts entries before they expire, and its TinyLFU admission may refuse a new entry
+//! outright. That is fine for sessions in a flood, and for rate-limit counters, but not for the
+//! replay cache of one-time proofs (SAML Response and Assertion IDs, LogoutRequest IDs, kept
+//! as counters by `proofs.rs` under [`PROOF_PREFIX`]): a proof lost or never admitted would let
+//! the same message be accepted again. Those counters live in a map bounded by time only (each
+//! expires with the message it records, an hour at most), never by size; only messages whose
+//! signature was verified are recorded there, so the flood that fills the other maps cannot
+//! reach it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,10 +55,21 @@ fn cache<T: Clone + Send + Sync + 'static>(capacity: u64) -> Cache<String, Timed
         .build()
 }
 
+/// A map whose entries only go when they expire (no size bound, so no eviction, no admission
+/// policy).
+fn expiring_cache<T: Clone + Send + Sync + 'static>() -> Cache<String, Timed<T>> {
+    Cache::builder().expire_after(PerEntryTtl).build()
+}
+
+/// The counters of the replay cache (see `proofs.rs`), which must not be lost before they expire.
+const PROOF_PREFIX: &str = "proof:";
+
 pub struct MemoryStore {
     sessions: Cache<String, Timed<Arc<SessionRecord>>>,
     transient: Cache<String, Timed<Arc<Vec<u8>>>>,
     counters: Cache<String, Timed<Arc<AtomicU64>>>,
+    /// Counters under [`PROOF_PREFIX`]: bounded by their time to live, not by size.
+    proofs: Cache<String, Timed<Arc<AtomicU64>>>,
     /// Single-logout index: tag → storage keys of the sessions filed under it.
     tags: Cache<String, Timed<Arc<Mutex<Vec<String>>>>>,
 }
@@ -58,14 +79,24 @@ pub struct MemoryStore {
 const MAX_SESSIONS_PER_TAG: usize = 1000;
 
 impl MemoryStore {
-    /// `capacity` bounds each of the three maps, so a flood of login attempts cannot exhaust
-    /// memory (the oldest entries go first).
+    /// `capacity` bounds each of the maps but the proofs', so a flood of login attempts cannot
+    /// exhaust memory (the least used entries go first).
     pub fn new(capacity: u64) -> Self {
         Self {
             sessions: cache(capacity),
             transient: cache(capacity),
             counters: cache(capacity),
+            proofs: expiring_cache(),
             tags: cache(capacity),
+        }
+    }
+
+    /// The map a counter lives in.
+    fn counters_for(&self, counter: &str) -> &Cache<String, Timed<Arc<AtomicU64>>> {
+        if counter.starts_with(PROOF_PREFIX) {
+            &self.proofs
+        } else {
+            &self.counters
         }
     }
 }
@@ -133,7 +164,7 @@ impl Store for MemoryStore {
 
     async fn increment(&self, counter: &str, window: Duration) -> Result<u64, StoreError> {
         let entry = self
-            .counters
+            .counters_for(counter)
             .entry(counter.to_owned())
             .or_insert_with(async { Timed(Arc::new(AtomicU64::new(0)), window) })
             .await
@@ -142,7 +173,7 @@ impl Store for MemoryStore {
     }
 
     async fn decrement(&self, counter: &str) -> Result<(), StoreError> {
-        if let Some(entry) = self.counters.get(counter).await {
+        if let Some(entry) = self.counters_for(counter).get(counter).await {
             entry
                 .0
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -152,7 +183,7 @@ impl Store for MemoryStore {
     }
 
     async fn reset(&self, counter: &str) -> Result<(), StoreError> {
-        self.counters.remove(counter).await;
+        self.counters_for(counter).remove(counter).await;
         Ok(())
     }
 
@@ -201,5 +232,63 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         "memory".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood of rate-limit counters (one per attempted user name or address) must not push
+    /// a one-time proof out of the replay cache, nor keep a new one out.
+    #[tokio::test]
+    async fn proofs_survive_a_flood_of_counters() {
+        let store = MemoryStore::default();
+        let window = Duration::from_secs(600);
+        let before = "proof:idp:before";
+        assert_eq!(store.increment(before, window).await.unwrap(), 1);
+        for i in 0..300_000 {
+            store
+                .increment(&format!("login:user:{i}"), window)
+                .await
+                .unwrap();
+        }
+        let after = "proof:idp:after";
+        assert_eq!(store.increment(after, window).await.unwrap(), 1);
+        for i in 300_000..310_000 {
+            store
+                .increment(&format!("login:user:{i}"), window)
+                .await
+                .unwrap();
+        }
+        store.counters.run_pending_tasks().await;
+        store.proofs.run_pending_tasks().await;
+        // The flood itself was bounded.
+        assert!(store.counters.entry_count() <= 200_000);
+        assert!(
+            store.increment(before, window).await.unwrap() > 1,
+            "fail open"
+        );
+        assert!(
+            store.increment(after, window).await.unwrap() > 1,
+            "fail open"
+        );
+        // A proof still expires.
+        let short = "proof:idp:short";
+        assert_eq!(
+            store
+                .increment(short, Duration::from_millis(50))
+                .await
+                .unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            store
+                .increment(short, Duration::from_millis(50))
+                .await
+                .unwrap(),
+            1
+        );
     }
 }

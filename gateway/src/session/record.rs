@@ -96,7 +96,8 @@ pub struct AppView {
 pub struct ViewCache<T>(RwLock<Option<CachedView<T>>>);
 
 struct CachedView<T> {
-    app: usize,
+    /// The app's configuration generation and index (a reload builds new apps).
+    app: (u64, usize),
     /// What the directory said (known, unknown, unavailable...): a view built for one state
     /// never serves another.
     state: u8,
@@ -125,7 +126,7 @@ impl<T> ViewCache<T> {
     /// another (sessions are normally used by one app, so it rarely changes).
     pub fn get_or_build(
         &self,
-        app: usize,
+        app: (u64, usize),
         state: u8,
         person: Option<&Arc<DirectoryUser>>,
         build: impl FnOnce() -> T,

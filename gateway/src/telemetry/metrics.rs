@@ -1,9 +1,13 @@
 //! Prometheus metrics, one registry per gateway instance (several run in one test process).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
+/// Cheap to clone: every handle shares its series with the original (a reloaded gateway keeps
+/// counting where the previous one stopped).
+#[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -12,6 +16,8 @@ pub struct Metrics {
     pub logouts: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub provider_events: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    config_info: IntGaugeVec,
     pub store_up: IntGauge,
     /// Directory lookups the in-process cache could not answer, by where the answer came from
     /// (copied from the cache's own counters when metrics are read: nothing on the hot path).
@@ -87,8 +93,26 @@ impl Metrics {
             &["provider", "event"],
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "guichet_config_reload_total",
+                "Configuration reloads (SIGHUP or a changed file), by result: success, or failure (the running configuration stayed)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "guichet_config_info",
+                "1 for the configuration running now, by a hash of its file and overrides",
+            ),
+            &["hash"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(directory_lookups.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(config_reloads.clone()),
+            Box::new(config_info.clone()),
             Box::new(provider_events.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
@@ -111,7 +135,15 @@ impl Metrics {
             store_up,
             directory_lookups,
             provider_events,
+            config_reloads,
+            config_info,
         }
+    }
+
+    /// Marks `hash` as the configuration running now (and only it).
+    pub fn set_config_info(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
     }
 
     /// Brings a provider's event counters up to the provider's own.

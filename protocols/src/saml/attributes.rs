@@ -4,8 +4,17 @@
 //! A name is, in order: the configuration's `attribute_names` entry for the attribute's
 //! `Name`; the built-in table of the usual LDAP/eduPerson/SupAnn OIDs and ADFS claim URIs;
 //! the attribute's `FriendlyName`; its `Name` as sent.
+//!
+//! A `FriendlyName` is only a hint (SAML core §2.7.3.1: never to be relied on), and the IdP
+//! chooses it freely: it is used only when it cannot merge into a name that means something
+//! else. It is ignored, and the attribute kept under its full `Name`, when it is one of the
+//! built-in table's readable names (`mail`, `eduPersonPrincipalName`, ...), a readable name of
+//! `attribute_names`, or the `Name` of another attribute of the same assertion. So an
+//! attribute `Name="urn:example:anything" FriendlyName="eduPersonPrincipalName"` never reads as
+//! (or adds values to) `eduPersonPrincipalName`; map such a `Name` in `attribute_names` to
+//! give it a readable name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::xml_guard::{Element, NS_ASSERTION};
 
@@ -62,11 +71,13 @@ const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
-/// The readable name of an attribute.
-pub(crate) fn readable_name(
+/// The readable name of an attribute; `friendly_allowed` says whether its `FriendlyName` may be
+/// used (see the module documentation).
+fn readable_name(
     name: &str,
     friendly_name: Option<&str>,
     overrides: &BTreeMap<String, String>,
+    friendly_allowed: impl Fn(&str) -> bool,
 ) -> String {
     if let Some(readable) = overrides.get(name) {
         return readable.clone();
@@ -75,7 +86,7 @@ pub(crate) fn readable_name(
         return (*readable).to_owned();
     }
     match friendly_name.map(str::trim) {
-        Some(friendly) if !friendly.is_empty() => friendly.to_owned(),
+        Some(friendly) if !friendly.is_empty() && friendly_allowed(friendly) => friendly.to_owned(),
         _ => name.to_owned(),
     }
 }
@@ -85,15 +96,35 @@ pub(crate) fn collect(
     assertion: &Element,
     overrides: &BTreeMap<String, String>,
 ) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let attributes = assertion
+    let attributes: Vec<(&str, &Element)> = assertion
         .children_named(NS_ASSERTION, "AttributeStatement")
-        .flat_map(|statement| statement.children_named(NS_ASSERTION, "Attribute"));
-    for attribute in attributes {
-        let Some(name) = attribute.attr("Name").filter(|n| !n.is_empty()) else {
-            continue;
+        .flat_map(|statement| statement.children_named(NS_ASSERTION, "Attribute"))
+        .filter_map(|a| a.attr("Name").filter(|n| !n.is_empty()).map(|n| (n, a)))
+        .collect();
+    // What no FriendlyName may become: a readable name of the table or of the configuration.
+    let readable: HashSet<&str> = KNOWN
+        .iter()
+        .map(|(_, readable)| *readable)
+        .chain(overrides.values().map(String::as_str))
+        .collect();
+    // Nor another attribute's Name.
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (name, _) in &attributes {
+        *names.entry(name).or_default() += 1;
+    }
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, attribute) in &attributes {
+        let friendly_allowed = |friendly: &str| {
+            let same_name = names.get(friendly).copied().unwrap_or(0);
+            let others = same_name - usize::from(friendly == *name);
+            !readable.contains(friendly) && others == 0
         };
-        let key = readable_name(name, attribute.attr("FriendlyName"), overrides);
+        let key = readable_name(
+            name,
+            attribute.attr("FriendlyName"),
+            overrides,
+            friendly_allowed,
+        );
         let values = out.entry(key).or_default();
         values.extend(
             attribute

@@ -8,8 +8,10 @@
 //!
 //! No oracle: an algorithm refused by the configuration is named (it is public), but any
 //! cryptographic failure, whichever key or step, is the same [`DecryptError::Failed`]. With
-//! `rsa-1_5`, a key that does not unwrap is replaced by random bytes and decryption goes on, so
-//! a Bleichenbacher probe cannot tell a padding failure from a data failure.
+//! `rsa-1_5`, a key that does not unwrap, or unwraps to a key of another length than the data
+//! algorithm's, is replaced by random bytes of the right length and decryption goes on along
+//! the same path, so a Bleichenbacher probe cannot tell a padding failure (or a well-padded
+//! block of the wrong length) from a data failure.
 
 use openssl::md::{Md, MdRef};
 use openssl::pkey::{PKey, Private};
@@ -18,7 +20,7 @@ use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode};
 
 use super::signature::{DIGEST_SHA1, DIGEST_SHA256};
-use super::xml_guard::{self, Element, NS_DSIG, NS_XMLENC, NS_XMLENC11};
+use super::xml_guard::{self, clip, Element, NS_DSIG, NS_XMLENC, NS_XMLENC11};
 
 /// Largest ciphertext read (the whole response is smaller still).
 const MAX_CIPHERTEXT_BYTES: usize = 256 * 1024;
@@ -39,11 +41,11 @@ pub(crate) struct DecryptPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DecryptError {
-    #[error("AES-CBC data encryption refused ({0}; allow_cbc is off)")]
+    #[error("AES-CBC data encryption refused ({}; allow_cbc is off)", clip(.0))]
     CbcRefused(String),
     #[error("rsa-1_5 key transport refused (allow_rsa1_5 is off)")]
     Rsa15Refused,
-    #[error("encryption algorithm {0:?} not supported")]
+    #[error("encryption algorithm {:?} not supported", clip(.0))]
     Unsupported(String),
     #[error("an encrypted assertion came, and no encryption key is configured")]
     NoKey,
@@ -258,7 +260,8 @@ impl KeyTransport {
         }
     }
 
-    /// The content-encryption key, or `None`; with PKCS#1 v1.5, random bytes instead of `None`.
+    /// The content-encryption key, or `None`; with PKCS#1 v1.5, `key_len` random bytes instead
+    /// of `None` or of a key of another length.
     fn unwrap(&self, key: &PKey<Private>, wrapped: &[u8], key_len: usize) -> Option<Vec<u8>> {
         if wrapped.len() != key.size() {
             return None;
@@ -288,13 +291,17 @@ impl KeyTransport {
             Ok(out)
         })();
         match (unwrapped, self) {
-            (Ok(cek), _) => Some(cek),
-            (Err(_), KeyTransport::Pkcs1v15) => {
+            (Ok(cek), KeyTransport::Oaep { .. }) => Some(cek),
+            (Err(_), KeyTransport::Oaep { .. }) => None,
+            // One path for every outcome: a random key replaces what is not a key of the
+            // expected length, and both go on to the data decryption.
+            (unwrapped, KeyTransport::Pkcs1v15) => {
                 let mut random = vec![0u8; key_len];
                 openssl::rand::rand_bytes(&mut random).ok()?;
-                Some(random)
+                let cek = unwrapped.unwrap_or_default();
+                let use_cek = cek.len() == key_len;
+                Some(if use_cek { cek } else { random })
             }
-            (Err(_), KeyTransport::Oaep { .. }) => None,
         }
     }
 }
@@ -307,5 +314,55 @@ fn digest_md(uri: &str) -> Option<&'static MdRef> {
         "http://www.w3.org/2001/04/xmldsig-more#sha384" => Some(Md::sha384()),
         "http://www.w3.org/2001/04/xmlenc#sha512" => Some(Md::sha512()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::pkey_ctx::PkeyCtx;
+
+    fn wrap_pkcs1(key: &PKey<Private>, cek: &[u8]) -> Vec<u8> {
+        let public = PKey::public_key_from_pem(&key.public_key_to_pem().unwrap()).unwrap();
+        let mut ctx = PkeyCtx::new(&public).unwrap();
+        ctx.encrypt_init().unwrap();
+        ctx.set_rsa_padding(Padding::PKCS1).unwrap();
+        let mut out = Vec::new();
+        ctx.encrypt_to_vec(cek, &mut out).unwrap();
+        out
+    }
+
+    /// A well-padded PKCS#1 block holding a key of the wrong length goes the way a bad padding
+    /// goes: a random key of the expected length, not an early `None`.
+    #[test]
+    fn a_pkcs1_key_of_the_wrong_length_is_a_random_key_of_the_right_one() {
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let transport = KeyTransport::Pkcs1v15;
+        let good = [7u8; 16];
+        assert_eq!(
+            transport
+                .unwrap(&key, &wrap_pkcs1(&key, &good), 16)
+                .as_deref(),
+            Some(good.as_slice())
+        );
+        let long = [7u8; 32];
+        let unwrapped = transport
+            .unwrap(&key, &wrap_pkcs1(&key, &long), 16)
+            .unwrap();
+        assert_eq!(unwrapped.len(), 16);
+        assert_ne!(unwrapped.as_slice(), &long[..16]);
+        let mut garbage = wrap_pkcs1(&key, &good);
+        garbage[10] ^= 0xff;
+        assert_eq!(
+            transport.unwrap(&key, &garbage, 16).map(|k| k.len()),
+            Some(16)
+        );
+        // OAEP: no random key, just no key.
+        let oaep = KeyTransport::Oaep {
+            digest: Md::sha1(),
+            mgf1: Md::sha1(),
+            label: None,
+        };
+        assert_eq!(oaep.unwrap(&key, &garbage, 16), None);
     }
 }

@@ -3,20 +3,24 @@
 //! - the IdP's LogoutRequest (HTTP-Redirect or HTTP-POST): its signature is required and checked
 //!   with the metadata's certificates (over the query as received for HTTP-Redirect, enveloped
 //!   for HTTP-POST), then Issuer, Destination, times and NameID; the gateway ends the sessions
-//!   filed under the SessionIndexes (or the NameID) and the browser goes back to the IdP with
-//!   our signed LogoutResponse;
+//!   of that NameID with those SessionIndexes (or all the NameID's sessions when it names none;
+//!   see [`NameIdKey`]) and the browser goes back to the IdP with our signed LogoutResponse;
 //! - the IdP's LogoutResponse to our own LogoutRequest (started by
 //!   [`IdentityProvider::sign_out`](crate::IdentityProvider::sign_out)): checked the same way,
 //!   its InResponseTo must be the ID derived from the RelayState (the gateway's single-use logout
 //!   state), and the gateway lands the browser as after any logout.
 //!
-//! A DEFLATEd message inflates to [`MAX_LOGOUT_BYTES`] at most.
+//! A DEFLATEd message inflates to [`MAX_LOGOUT_BYTES`] at most; messages are read and verified
+//! on the blocking pool (see [`super::blocking`]); the IdP's metadata must be current.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use url::Url;
 
+use super::blocking;
 use super::instant::{minus, parse_instant, plus};
 use super::metadata::IdpMetadata;
 use super::request::{
@@ -25,7 +29,8 @@ use super::request::{
 };
 use super::signature::{self, RedirectError, SignatureError};
 use super::xml_guard::{
-    self, Element, EncodingError, XmlError, MESSAGE_LIMITS, NS_ASSERTION, NS_PROTOCOL,
+    self, clip, clip_opt, Element, EncodingError, XmlError, MESSAGE_LIMITS, NS_ASSERTION,
+    NS_PROTOCOL,
 };
 use super::SamlProvider;
 use crate::{
@@ -54,7 +59,7 @@ pub(crate) enum LogoutError {
     NoMessage,
     #[error("the RelayState is longer than {MAX_RELAY_STATE} bytes")]
     RelayStateTooLong,
-    #[error("{0} is not a {1}")]
+    #[error("{} is not a {}", clip(.0), .1)]
     WrongMessage(String, &'static str),
     #[error("a logout message must not carry an assertion")]
     Assertion,
@@ -74,15 +79,18 @@ pub(crate) enum LogoutError {
     IssueInstant,
     #[error("the LogoutRequest expired (NotOnOrAfter)")]
     Expired,
-    #[error("Issuer {0:?} is not the IdP")]
+    #[error("Issuer {:?} is not the IdP", clip(.0))]
     Issuer(String),
-    #[error("Destination {0:?} is not one of this SP's SingleLogoutService URLs")]
+    #[error("Destination {:?} is not one of this SP's SingleLogoutService URLs", clip(.0))]
     Destination(String),
     #[error("the NameID is encrypted (EncryptedID is not supported)")]
     EncryptedId,
     #[error("the LogoutResponse has no RelayState")]
     NoRelayState,
-    #[error("InResponseTo {0:?} does not answer the LogoutRequest of this RelayState")]
+    #[error(
+        "InResponseTo {:?} does not answer the LogoutRequest of this RelayState",
+        clip_opt(.0)
+    )]
     InResponseTo(Option<String>),
 }
 
@@ -90,7 +98,7 @@ pub(crate) enum LogoutError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IdpLogoutRequest {
     pub id: String,
-    pub name_id: String,
+    pub name_id: NameId,
     pub session_indexes: Vec<String>,
     pub relay_state: Option<String>,
 }
@@ -106,6 +114,82 @@ pub(crate) struct IdpLogoutResponse {
 pub(crate) enum Incoming {
     Request(IdpLogoutRequest),
     Response(IdpLogoutResponse),
+}
+
+/// The NameID format SAML assumes when none is given.
+const UNSPECIFIED_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+const PERSISTENT_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+const TRANSIENT_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+
+/// A NameID as single logout matches it: its value with its Format, NameQualifier and
+/// SPNameQualifier (a value is only unique within those), hashed (the session store holds no
+/// user names for this).
+///
+/// Defaults make the assertion's and the LogoutRequest's forms of one NameID equal: no Format is
+/// the unspecified one; for persistent and transient NameIDs (SAML core §8.3.7, §8.3.8), no
+/// NameQualifier is the IdP's entityID and no SPNameQualifier ours.
+///
+/// Sessions are filed under [`NameIdKey::name_id_tag`] and, with a SessionIndex, under
+/// [`NameIdKey::session_tag`] (that NameID *and* that index): an IdP's SessionIndex that is not
+/// unique across users cannot end someone else's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NameIdKey([u8; 32]);
+
+impl NameIdKey {
+    pub fn new(name_id: &NameId, idp_entity_id: &str, sp_entity_id: &str) -> NameIdKey {
+        let format = name_id.format.as_deref().unwrap_or(UNSPECIFIED_FORMAT);
+        let qualified = matches!(format, PERSISTENT_FORMAT | TRANSIENT_FORMAT);
+        let name_qualifier = name_id
+            .name_qualifier
+            .as_deref()
+            .or(qualified.then_some(idp_entity_id));
+        let sp_name_qualifier = name_id
+            .sp_name_qualifier
+            .as_deref()
+            .or(qualified.then_some(sp_entity_id));
+        let mut hash = Sha256::new();
+        hash.update(b"guichet-saml-nameid\0");
+        for field in [
+            Some(name_id.value.as_str()),
+            Some(format),
+            name_qualifier,
+            sp_name_qualifier,
+        ] {
+            absorb(&mut hash, field);
+        }
+        NameIdKey(hash.finalize().into())
+    }
+
+    /// Every session of this NameID (a LogoutRequest without SessionIndex).
+    pub fn name_id_tag(&self, provider: &str) -> String {
+        logout_tag(provider, "nameid", &hex(&self.0))
+    }
+
+    /// The session of this NameID with that SessionIndex.
+    pub fn session_tag(&self, provider: &str, session_index: &str) -> String {
+        let mut hash = Sha256::new();
+        hash.update(b"guichet-saml-session\0");
+        hash.update(self.0);
+        absorb(&mut hash, Some(session_index));
+        let digest: [u8; 32] = hash.finalize().into();
+        logout_tag(provider, "session", &hex(&digest))
+    }
+}
+
+/// A field, length-prefixed (no two lists of fields hash alike); `None` apart from any value.
+fn absorb(hash: &mut Sha256, field: Option<&str>) {
+    match field {
+        Some(value) => {
+            hash.update([1u8]);
+            hash.update((value.len() as u64).to_be_bytes());
+            hash.update(value.as_bytes());
+        }
+        None => hash.update([0u8]),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a logout message must match.
@@ -165,8 +249,13 @@ pub(crate) fn read_post(
     if signed.is_empty() {
         return Err(LogoutError::Unsigned);
     }
-    let reduced = signature::verify_and_reduce(&xml, &ctx.idp.signing_certs, ctx.allow_sha1)
-        .map_err(LogoutError::Signature)?;
+    let reduced = signature::verify_and_reduce(
+        &xml,
+        &ctx.idp.signing_certs,
+        ctx.allow_sha1,
+        &MESSAGE_LIMITS,
+    )
+    .map_err(LogoutError::Signature)?;
     if reduced.ns != root.ns || reduced.name != root.name || reduced.attr("ID") != root.attr("ID") {
         return Err(LogoutError::SignedOther);
     }
@@ -237,13 +326,18 @@ fn interpret(
             }
         }
         let name_id = match root.child(NS_ASSERTION, "NameID") {
-            Some(name_id) => name_id.text(),
+            Some(name_id) => NameId {
+                value: name_id.text(),
+                format: name_id.attr("Format").map(str::to_owned),
+                name_qualifier: name_id.attr("NameQualifier").map(str::to_owned),
+                sp_name_qualifier: name_id.attr("SPNameQualifier").map(str::to_owned),
+            },
             None if root.child(NS_ASSERTION, "EncryptedID").is_some() => {
                 return Err(LogoutError::EncryptedId)
             }
             None => return Err(LogoutError::Missing("NameID")),
         };
-        if name_id.is_empty() {
+        if name_id.value.is_empty() {
             return Err(LogoutError::Missing("NameID value"));
         }
         Ok(Incoming::Request(IdpLogoutRequest {
@@ -281,23 +375,42 @@ pub(crate) async fn endpoint(
     request: &EndpointRequest<'_>,
     post: bool,
 ) -> EndpointOutcome {
-    let idp = provider.metadata.current().await;
     let settings = &provider.settings;
-    let ctx = SloContext {
-        idp: &idp,
-        slo_urls: &settings.slo_urls,
-        skew: settings.clock_skew,
-        now: OffsetDateTime::now_utc(),
-        allow_sha1: settings.allow_sha1,
-    };
-    let incoming = if post {
-        read_post(request.form, &ctx)
-    } else {
-        read_redirect(request.raw_query, &ctx)
-    };
     let refused = |reason: String| EndpointOutcome::Refused {
         reason: format!("SAML single logout: {reason}"),
         reply: EndpointReply::text(400, "invalid SAML logout message\n"),
+    };
+    let idp = match provider.metadata.current().await {
+        Ok(idp) => idp,
+        Err(error) => return refused(error.to_string()),
+    };
+    let now = OffsetDateTime::now_utc();
+    // Read and verified on the blocking pool (xmlsec for HTTP-POST): see `blocking`.
+    let incoming = {
+        let idp = Arc::clone(&idp);
+        let slo_urls = settings.slo_urls.clone();
+        let (skew, allow_sha1) = (settings.clock_skew, settings.allow_sha1);
+        let form = request.form.to_vec();
+        let raw_query = request.raw_query.to_owned();
+        blocking::run(blocking::MESSAGE_TIMEOUT, move || {
+            let ctx = SloContext {
+                idp: &idp,
+                slo_urls: &slo_urls,
+                skew,
+                now,
+                allow_sha1,
+            };
+            if post {
+                read_post(&form, &ctx)
+            } else {
+                read_redirect(&raw_query, &ctx)
+            }
+        })
+        .await
+    };
+    let incoming = match incoming {
+        Ok(incoming) => incoming,
+        Err(stalled) => return refused(stalled.to_string()),
     };
     match incoming {
         Err(error) => refused(error.to_string()),
@@ -306,7 +419,7 @@ pub(crate) async fn endpoint(
                 // The local session is over already: only the IdP's may remain.
                 tracing::warn!(
                     idp.id = %settings.id,
-                    saml.status = %response.status,
+                    saml.status = %clip(&response.status),
                     "the IdP did not confirm the single logout"
                 );
             }
@@ -324,19 +437,22 @@ pub(crate) async fn endpoint(
                 .await
             {
                 Ok(true) => {}
-                Ok(false) => return refused(format!("LogoutRequest {:?} replayed", logout.id)),
+                Ok(false) => {
+                    return refused(format!("LogoutRequest {:?} replayed", clip(&logout.id)))
+                }
                 Err(error) => return refused(error.to_string()),
             }
+            let key = NameIdKey::new(&logout.name_id, &idp.entity_id, &settings.entity_id);
             let tags = if logout.session_indexes.is_empty() {
-                vec![logout_tag(&settings.id, "nameid", &logout.name_id)]
+                vec![key.name_id_tag(&settings.id)]
             } else {
                 logout
                     .session_indexes
                     .iter()
-                    .map(|index| logout_tag(&settings.id, "sidx", index))
+                    .map(|index| key.session_tag(&settings.id, index))
                     .collect()
             };
-            let reply = match answer(provider, &idp, &logout, ctx.now) {
+            let reply = match answer(provider, &idp, &logout, now) {
                 Ok(Some(to)) => EndpointReply::navigate(to),
                 Ok(None) => EndpointReply::text(200, "signed out\n"),
                 Err(error) => {
@@ -350,7 +466,7 @@ pub(crate) async fn endpoint(
             };
             EndpointOutcome::EndSessions {
                 tags,
-                subject: Some(logout.name_id),
+                subject: Some(clip(&logout.name_id.value).into_owned()),
                 reply,
             }
         }

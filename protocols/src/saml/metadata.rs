@@ -5,6 +5,19 @@
 //!
 //! Metadata is the trust anchor of SAML: an IdP without a signing certificate would make every
 //! later check meaningless (samael would verify nothing), so such metadata is refused outright.
+//!
+//! Signed metadata (`metadata_signing_certificates` set): the root's signature must be the
+//! document's only one, and what is read is what was signed: the root as xmlsec's pre-digest
+//! data gives it back (see [`signature::verify_signed_root`]), never the document as received.
+//! Such a document must say how long it holds (`validUntil` on its root): a federation's
+//! signature on an aggregate without it would vouch for its keys forever, so a replayed old
+//! aggregate (with keys since revoked) would be as good as today's.
+//!
+//! `validUntil` (the earliest of the root's, the entity's and its IDPSSODescriptor's) is checked
+//! when the metadata is read and again at every use ([`IdpMetadata::check_current`]): expired
+//! metadata refuses logins until a refresh brings a current document. `cacheDuration` is
+//! ignored: `metadata_refresh` says when a URL source is fetched again (and it is fetched again
+//! by `validUntil` at the latest).
 
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
@@ -15,7 +28,7 @@ use url::Url;
 use super::instant::parse_instant;
 use super::signature::{self, SignatureError};
 use super::xml_guard::{
-    self, Element, XmlError, METADATA_LIMITS, NS_DSIG, NS_METADATA, NS_PROTOCOL,
+    self, clip, Element, XmlError, METADATA_LIMITS, NS_DSIG, NS_METADATA, NS_PROTOCOL,
 };
 
 pub(crate) const BINDING_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
@@ -49,6 +62,20 @@ pub(crate) struct IdpMetadata {
     pub want_authn_requests_signed: bool,
     pub sso: Services,
     pub slo: Services,
+    /// The earliest `validUntil` of the document's root, the entity and its descriptor.
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+impl IdpMetadata {
+    /// Refuses metadata whose `validUntil` has passed.
+    pub fn check_current(&self, now: OffsetDateTime) -> Result<(), MetadataError> {
+        match self.valid_until {
+            Some(until) if until <= now => Err(MetadataError::Expired(
+                super::instant::format_instant(until),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for IdpMetadata {
@@ -62,6 +89,7 @@ impl std::fmt::Debug for IdpMetadata {
             )
             .field("sso", &self.sso)
             .field("slo", &self.slo)
+            .field("valid_until", &self.valid_until)
             .finish()
     }
 }
@@ -81,13 +109,17 @@ pub(crate) enum MetadataError {
     BadTrustedCertificate,
     #[error("the metadata signature: {0}")]
     Signature(SignatureError),
-    #[error("the metadata expired (validUntil {0})")]
+    #[error("the IdP's metadata expired (validUntil {}): it must be refreshed", clip(.0))]
     Expired(String),
+    #[error(
+        "signed metadata without validUntil on its root: the signature would vouch for it forever"
+    )]
+    NoValidUntil,
     #[error("the metadata holds {0} SAML 2.0 IdPs: say which with idp_entity_id")]
     SeveralIdps(usize),
-    #[error("no entity {0:?} in the metadata")]
+    #[error("no entity {:?} in the metadata", clip(.0))]
     EntityNotFound(String),
-    #[error("entity {0:?} is not a SAML 2.0 IdP (no IDPSSODescriptor for SAML 2.0)")]
+    #[error("entity {:?} is not a SAML 2.0 IdP (no IDPSSODescriptor for SAML 2.0)", clip(.0))]
     NotAnIdp(String),
     #[error("the metadata holds no SAML 2.0 IdP")]
     NoIdp,
@@ -97,7 +129,7 @@ pub(crate) enum MetadataError {
     BadCertificate,
     #[error("the IdP has no SingleSignOnService for HTTP-Redirect or HTTP-POST")]
     NoSso,
-    #[error("{0} is not a URL: {1}")]
+    #[error("{} is not a URL: {}", .0, clip(.1))]
     BadLocation(&'static str, String),
 }
 
@@ -141,16 +173,29 @@ pub(crate) fn parse_idp_metadata(
     if xml.len() > MAX_METADATA_BYTES {
         return Err(MetadataError::TooLarge);
     }
-    let root = xml_guard::parse(xml, &METADATA_LIMITS).map_err(MetadataError::Xml)?;
-    let is_entity = root.is(NS_METADATA, "EntityDescriptor");
-    if !is_entity && !root.is(NS_METADATA, "EntitiesDescriptor") {
+    let received = xml_guard::parse(xml, &METADATA_LIMITS).map_err(MetadataError::Xml)?;
+    let is_entity = received.is(NS_METADATA, "EntityDescriptor");
+    if !is_entity && !received.is(NS_METADATA, "EntitiesDescriptor") {
         return Err(MetadataError::NotMetadata);
     }
-    if !policy.trusted.is_empty() {
-        signature::verify_root_signature(xml, &root, policy.trusted, policy.allow_sha1)
-            .map_err(MetadataError::Signature)?;
-    }
-    check_valid_until(&root, now)?;
+    // Signed: only what the signature covers is read from here on.
+    let root = if policy.trusted.is_empty() {
+        received
+    } else {
+        let signed = signature::verify_signed_root(
+            xml,
+            &received,
+            policy.trusted,
+            policy.allow_sha1,
+            &METADATA_LIMITS,
+        )
+        .map_err(MetadataError::Signature)?;
+        if signed.attr("validUntil").is_none() {
+            return Err(MetadataError::NoValidUntil);
+        }
+        signed
+    };
+    let mut valid_until = check_valid_until(&root, now, None)?;
 
     let mut entities = Vec::new();
     collect_entities(&root, &mut entities);
@@ -178,9 +223,9 @@ pub(crate) fn parse_idp_metadata(
             }
         }
     };
-    check_valid_until(entity, now)?;
+    valid_until = check_valid_until(entity, now, valid_until)?;
     let descriptor = idp_descriptor(entity).ok_or(MetadataError::NoIdp)?;
-    check_valid_until(descriptor, now)?;
+    valid_until = check_valid_until(descriptor, now, valid_until)?;
     let entity_id = entity
         .attr("entityID")
         .filter(|id| !id.is_empty())
@@ -225,6 +270,7 @@ pub(crate) fn parse_idp_metadata(
         ),
         sso,
         slo: services(descriptor, "SingleLogoutService")?,
+        valid_until,
     })
 }
 
@@ -249,16 +295,21 @@ fn idp_descriptor(entity: &Element) -> Option<&Element> {
         })
 }
 
-/// `validUntil`, when present, must not have passed.
-fn check_valid_until(element: &Element, now: OffsetDateTime) -> Result<(), MetadataError> {
-    if let Some(until) = element.attr("validUntil") {
-        let parsed = parse_instant(until)
-            .map_err(|_| MetadataError::Expired(format!("{until:?}, unreadable")))?;
-        if parsed <= now {
-            return Err(MetadataError::Expired(until.to_owned()));
-        }
+/// `validUntil`, when present, must not have passed; returns the earlier of it and `earliest`.
+fn check_valid_until(
+    element: &Element,
+    now: OffsetDateTime,
+    earliest: Option<OffsetDateTime>,
+) -> Result<Option<OffsetDateTime>, MetadataError> {
+    let Some(until) = element.attr("validUntil") else {
+        return Ok(earliest);
+    };
+    let parsed = parse_instant(until)
+        .map_err(|_| MetadataError::Expired(format!("{until:?}, unreadable")))?;
+    if parsed <= now {
+        return Err(MetadataError::Expired(until.to_owned()));
     }
-    Ok(())
+    Ok(Some(earliest.map_or(parsed, |e| e.min(parsed))))
 }
 
 /// The first endpoint of each binding among the descriptor's `name` elements.

@@ -5,9 +5,16 @@
 //! thread with its own runtime), then again lazily, at a login, once `metadata_refresh` has
 //! passed. A failed refresh keeps the last good metadata (an IdP's metadata server being down
 //! must not stop logins that its last known keys can still check), logs a warning, counts the
-//! failure for the gateway's metrics, and is retried a minute later at the earliest.
+//! failure for the gateway's metrics, and is retried a minute later at the earliest. A refresh is
+//! also due when the metadata's `validUntil` passes, whatever `metadata_refresh` says.
 //!
-//! Every read is bounded: [`MAX_METADATA_BYTES`], the HTTP timeout, no redirects followed.
+//! The last good metadata is only used while it is current: once its `validUntil` has passed,
+//! [`MetadataStore::current`] refuses it (logins and IdP logouts fail with that reason) until a
+//! refresh brings a current document. A file source is never read again: its metadata expiring
+//! stops logins until the gateway is restarted with a current file.
+//!
+//! Every read is bounded: [`MAX_METADATA_BYTES`], the HTTP timeout, no redirects followed; a
+//! refresh's parsing and signature check run on the blocking pool (see [`super::blocking`]).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +25,7 @@ use samael::crypto::CertificateDer;
 use time::OffsetDateTime;
 use url::Url;
 
+use super::blocking;
 use super::metadata::{
     parse_idp_metadata, IdpMetadata, MetadataError, MetadataPolicy, MAX_METADATA_BYTES,
 };
@@ -51,7 +59,7 @@ impl MetadataConfig {
 }
 
 pub(crate) struct MetadataStore {
-    config: MetadataConfig,
+    config: Arc<MetadataConfig>,
     client: Option<reqwest::Client>,
     current: RwLock<Arc<IdpMetadata>>,
     next_refresh: Mutex<Instant>,
@@ -73,8 +81,8 @@ impl MetadataStore {
         };
         let metadata = config.parse(&xml)?;
         Ok(Self {
-            next_refresh: Mutex::new(Instant::now() + config.refresh),
-            config,
+            next_refresh: Mutex::new(next_refresh(&metadata, config.refresh)),
+            config: Arc::new(config),
             client,
             current: RwLock::new(Arc::new(metadata)),
             refreshing: tokio::sync::Mutex::new(()),
@@ -91,8 +99,17 @@ impl MetadataStore {
             .clone()
     }
 
-    /// The metadata, fetched again first when it is due (URL sources).
-    pub async fn current(&self) -> Arc<IdpMetadata> {
+    /// The metadata, fetched again first when it is due (URL sources), refused once its
+    /// `validUntil` has passed.
+    pub async fn current(&self) -> Result<Arc<IdpMetadata>, MetadataError> {
+        let metadata = self.latest().await;
+        metadata.check_current(OffsetDateTime::now_utc())?;
+        Ok(metadata)
+    }
+
+    /// The metadata, fetched again first when it is due (URL sources), current or not: for
+    /// what is still worth doing with expired metadata (sending the user to the IdP's logout).
+    pub async fn latest(&self) -> Arc<IdpMetadata> {
         if let (Some(client), IdpMetadataSource::Url(url)) = (&self.client, &self.config.source) {
             if self.due() {
                 // One refresh at a time; the others go on with the metadata they have.
@@ -126,14 +143,26 @@ impl MetadataStore {
     }
 
     async fn refresh(&self, client: &reqwest::Client, url: &Url) {
-        let fetched = fetch(client, url).await;
-        match fetched.and_then(|xml| self.config.parse(&xml)) {
+        let parsed = match fetch(client, url).await {
+            Ok(xml) => {
+                let config = self.config.clone();
+                blocking::run(blocking::METADATA_TIMEOUT, move || config.parse(&xml))
+                    .await
+                    .unwrap_or_else(|stalled| Err(MetadataError::Read(stalled.to_string())))
+            }
+            Err(error) => Err(error),
+        };
+        match parsed {
             Ok(metadata) => {
+                let next = next_refresh(&metadata, self.config.refresh);
                 *self
                     .current
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(metadata);
-                self.set_next(self.config.refresh);
+                *self
+                    .next_refresh
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
@@ -146,6 +175,18 @@ impl MetadataStore {
             }
         }
     }
+}
+
+/// When fresh `metadata` is due for a refresh: after `refresh`, or when its `validUntil` passes
+/// if that comes first.
+fn next_refresh(metadata: &IdpMetadata, refresh: Duration) -> Instant {
+    let now = Instant::now();
+    let by_refresh = now.checked_add(refresh).unwrap_or(now);
+    let by_validity = metadata.valid_until.and_then(|until| {
+        let left = until - OffsetDateTime::now_utc();
+        now.checked_add(Duration::try_from(left).unwrap_or_default())
+    });
+    by_validity.map_or(by_refresh, |v| v.min(by_refresh))
 }
 
 /// https, or http on a loopback address (tests).

@@ -12,12 +12,21 @@
 //!   signatures; [`decrypt`]: encrypted assertions.
 //! - [`response`]: the assertion consumer service's checks; [`attributes`]: readable names.
 //! - [`logout`]: single logout both ways.
+//! - [`blocking`]: xmlsec off the async workers, with a timeout.
 //!
 //! Logins: `begin` sends an AuthnRequest (HTTP-Redirect or HTTP-POST); the IdP POSTs a Response
-//! to the app's callback URL (the ACS); `finish` checks it ([`response`]), then records the
-//! Response and Assertion IDs in the shared store (replays refused on every replica).
+//! to the app's callback URL (the ACS); `finish` checks it ([`response`], on the blocking pool),
+//! then records the Response and Assertion IDs in the shared store (replays refused on every
+//! replica) for as long as the response could be accepted, an hour at most
+//! ([`response::MAX_CONFIRMATION_VALIDITY`]).
+//!
+//! Sessions are filed (for the IdP's LogoutRequests) under a hash of the full NameID (value,
+//! Format, NameQualifier, SPNameQualifier) and under a hash of that NameID with the
+//! SessionIndex: a SessionIndex alone is only unique if the IdP makes it so, and a NameID value
+//! alone only within its format and qualifiers (see [`logout::NameIdKey`]).
 
 mod attributes;
+mod blocking;
 mod decrypt;
 mod instant;
 mod logout;
@@ -46,15 +55,17 @@ pub use settings::{
 pub use sp_metadata::sp_metadata_xml;
 
 use self::decrypt::DecryptPolicy;
+use self::logout::NameIdKey;
 use self::metadata::{trusted_certificates, IdpMetadata, MetadataError};
 use self::metadata_store::{MetadataConfig, MetadataStore};
 use self::request::{pick, random_id, random_relay_state, AuthnRequest, Binding};
 use self::response::Expected;
 use self::settings::{setting, SpKeys, COMPARISONS};
+use self::xml_guard::clip;
 use crate::{
-    logout_tag, AuthLevel, BrowserTo, Callback, Caller, EndpointMethod, EndpointOutcome,
-    EndpointReply, EndpointRequest, EndpointRoute, EndpointSpec, FinishContext, IdentityProvider,
-    LoginStart, LogoutHandle, Principal, ProviderError, ProviderState, SetupError, SignOut,
+    AuthLevel, BrowserTo, Callback, Caller, EndpointMethod, EndpointOutcome, EndpointReply,
+    EndpointRequest, EndpointRoute, EndpointSpec, FinishContext, IdentityProvider, LoginStart,
+    LogoutHandle, Principal, ProviderError, ProviderState, SetupError, SignOut,
 };
 
 /// Endpoint names (see [`IdentityProvider::endpoints`]) and the paths they are routed at.
@@ -89,6 +100,11 @@ impl std::fmt::Debug for SamlProvider {
 
 fn metadata_error(error: MetadataError) -> SetupError {
     setting(error.setting(), &error.to_string())
+}
+
+/// The IdP's metadata cannot be used now (expired): logins are refused with the reason.
+fn metadata_unusable(error: MetadataError) -> ProviderError {
+    ProviderError::Unavailable(error.to_string())
 }
 
 impl SamlProvider {
@@ -278,7 +294,7 @@ impl IdentityProvider for SamlProvider {
         callback_url: &Url,
     ) -> Result<(LoginStart, ProviderState), ProviderError> {
         self.check_callback(callback_url)?;
-        let idp = self.metadata.current().await;
+        let idp = self.metadata.current().await.map_err(metadata_unusable)?;
         let preferred = match self.settings.binding {
             AuthnBinding::Redirect => Binding::Redirect,
             AuthnBinding::Post => Binding::Post,
@@ -342,34 +358,58 @@ impl IdentityProvider for SamlProvider {
                 "no single SAMLResponse in the callback form".into(),
             ));
         };
-        let idp = self.metadata.current().await;
+        let idp = self.metadata.current().await.map_err(metadata_unusable)?;
         let settings = &self.settings;
         let now = OffsetDateTime::now_utc();
-        let verified = response::verify(
-            encoded,
-            &Expected {
-                idp: &idp,
-                sp_entity_id: &settings.entity_id,
-                callback_url: &ctx.callback_url,
-                request_id,
-                skew: settings.clock_skew,
-                now,
-                require_signed_assertion: settings.require_signed_assertion,
-                allow_sha1: settings.allow_sha1,
-                decrypt: DecryptPolicy {
-                    allow_cbc: settings.allow_cbc,
-                    allow_rsa1_5: settings.allow_rsa1_5,
-                },
-                decryption_keys: &self.keys.decryption,
-                requested_authn_context: settings.requested_authn_context.as_ref(),
-                attribute_names: &settings.attribute_names,
-            },
-        )?;
+        // 1-4, on the blocking pool (xmlsec, decryption): see `blocking`.
+        let verified = {
+            let encoded = encoded.clone();
+            let idp = idp.clone();
+            let sp_entity_id = settings.entity_id.clone();
+            let callback_url = ctx.callback_url.clone();
+            let request_id = request_id.map(str::to_owned);
+            let decryption_keys = self.keys.decryption.clone();
+            let requested_authn_context = settings.requested_authn_context.clone();
+            let attribute_names = settings.attribute_names.clone();
+            let (skew, require_signed_assertion, allow_sha1) = (
+                settings.clock_skew,
+                settings.require_signed_assertion,
+                settings.allow_sha1,
+            );
+            let decrypt = DecryptPolicy {
+                allow_cbc: settings.allow_cbc,
+                allow_rsa1_5: settings.allow_rsa1_5,
+            };
+            blocking::run(blocking::MESSAGE_TIMEOUT, move || {
+                response::verify(
+                    &encoded,
+                    &Expected {
+                        idp: &idp,
+                        sp_entity_id: &sp_entity_id,
+                        callback_url: &callback_url,
+                        request_id: request_id.as_deref(),
+                        skew,
+                        now,
+                        require_signed_assertion,
+                        allow_sha1,
+                        decrypt,
+                        decryption_keys: &decryption_keys,
+                        requested_authn_context: requested_authn_context.as_ref(),
+                        attribute_names: &attribute_names,
+                    },
+                )
+            })
+            .await
+            .map_err(|stalled| ProviderError::Rejected(stalled.to_string()))??
+        };
 
-        // 5. Replay, after every signature check (forged messages cannot fill the store).
+        // 5. Replay, after every signature check (forged messages cannot fill the store): the
+        // IDs are remembered as long as the response could be accepted (past its earliest
+        // NotOnOrAfter, plus the skew, it is refused as expired), an hour at most.
         let remaining = (verified.valid_until - now).max(time::Duration::ZERO);
         let keep_for = Duration::try_from(remaining)
             .unwrap_or_default()
+            .min(response::MAX_CONFIRMATION_VALIDITY)
             .saturating_add(settings.clock_skew)
             .max(Duration::from_secs(1));
         for proof in [
@@ -377,7 +417,10 @@ impl IdentityProvider for SamlProvider {
             format!("assertion:{}", verified.assertion_id),
         ] {
             if !ctx.proofs.first_use(&proof, keep_for).await? {
-                return Err(ProviderError::InvalidProof(format!("replayed {proof}")));
+                return Err(ProviderError::InvalidProof(format!(
+                    "replayed {}",
+                    clip(&proof)
+                )));
             }
         }
 
@@ -391,7 +434,8 @@ impl IdentityProvider for SamlProvider {
                 .cloned()
                 .ok_or_else(|| {
                     ProviderError::Rejected(format!(
-                        "the assertion has no {name:?} attribute for the subject"
+                        "the assertion has no {:?} attribute for the subject",
+                        clip(name)
                     ))
                 })?,
             None => verified.name_id.value.clone(),
@@ -419,7 +463,9 @@ impl IdentityProvider for SamlProvider {
         state: &str,
     ) -> Result<Option<SignOut>, ProviderError> {
         // The IdP answers at our SingleLogoutService; the gateway lands the browser from there.
-        let idp = self.metadata.current().await;
+        // Expired metadata still says where the IdP's logout is: ending the IdP's session
+        // matters more than the freshness of that address.
+        let idp = self.metadata.latest().await;
         logout::sign_out(self, &idp, principal, state, OffsetDateTime::now_utc())
     }
 
@@ -427,17 +473,30 @@ impl IdentityProvider for SamlProvider {
         CALLBACK_BODY_BYTES
     }
 
-    /// IdP LogoutRequests name SessionIndexes, or the NameID alone.
+    /// IdP LogoutRequests name the NameID, and SessionIndexes or not: the session is filed
+    /// under the full NameID's hash, and under the hash of that NameID with its SessionIndex.
     fn session_tags(&self, principal: &Principal) -> Vec<String> {
         match &principal.logout {
             LogoutHandle::Saml {
                 name_id,
+                name_id_format,
                 session_index,
-                ..
+                name_qualifier,
+                sp_name_qualifier,
             } => {
-                let mut tags = vec![logout_tag(&self.settings.id, "nameid", name_id)];
+                let key = NameIdKey::new(
+                    &request::NameId {
+                        value: name_id.clone(),
+                        format: name_id_format.clone(),
+                        name_qualifier: name_qualifier.clone(),
+                        sp_name_qualifier: sp_name_qualifier.clone(),
+                    },
+                    &self.metadata.snapshot().entity_id,
+                    &self.settings.entity_id,
+                );
+                let mut tags = vec![key.name_id_tag(&self.settings.id)];
                 if let Some(index) = session_index {
-                    tags.push(logout_tag(&self.settings.id, "sidx", index));
+                    tags.push(key.session_tag(&self.settings.id, index));
                 }
                 tags
             }

@@ -17,7 +17,14 @@
 //!    AudienceRestriction naming us, the AuthnStatement.
 //!
 //! Replay (step 5) needs the shared store: [`super::SamlProvider`] does it with the IDs and
-//! lifetime returned here, after every signature check.
+//! lifetime returned here, after every signature check. That lifetime is bounded: a bearer
+//! confirmation valid for more than [`MAX_CONFIRMATION_VALIDITY`] from now, Conditions valid for
+//! more than [`MAX_CONDITIONS_VALIDITY`], or an IssueInstant older than [`MAX_ISSUE_AGE`] are
+//! refused, and the proofs are kept until the earliest NotOnOrAfter (past it the response is
+//! refused as expired anyway).
+//!
+//! Every value an error quotes from the message is cut to 256 characters
+//! ([`xml_guard::clip`]): unsigned content reaches the audit log through these reasons.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,7 +42,8 @@ use super::request::{NameId, STATUS_SUCCESS};
 use super::settings::RequestedAuthnContext;
 use super::signature::{self, SignatureError};
 use super::xml_guard::{
-    self, Element, EncodingError, XmlError, MESSAGE_LIMITS, NS_ASSERTION, NS_DSIG, NS_PROTOCOL,
+    self, clip, clip_list, clip_opt, Element, EncodingError, XmlError, MESSAGE_LIMITS,
+    NS_ASSERTION, NS_DSIG, NS_PROTOCOL,
 };
 use crate::ProviderError;
 
@@ -45,6 +53,21 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 const ENTITY_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity";
 const STATUS_PREFIX: &str = "urn:oasis:names:tc:SAML:2.0:status:";
+
+/// Longest a bearer SubjectConfirmationData may still be valid when the response arrives (its
+/// NotOnOrAfter minus now, beyond the clock skew). IdPs give a few minutes (Shibboleth, ADFS,
+/// Entra ID, Okta: 5); an hour leaves room for any of them. This bounds how long a response
+/// can be used, so how long its IDs stay in the replay cache.
+pub(crate) const MAX_CONFIRMATION_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Longest the assertion's Conditions may still be valid (NotOnOrAfter minus now). Larger than
+/// the confirmation's: Entra ID gives 70 minutes, ADFS its relying party's token lifetime (an
+/// hour by default, a working day where configured so). The replay cache does not depend on it
+/// (the confirmation expires first), it only refuses the absurd.
+pub(crate) const MAX_CONDITIONS_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// Oldest IssueInstant accepted (Response and Assertion), beyond the clock skew.
+pub(crate) const MAX_ISSUE_AGE: Duration = Duration::from_secs(3600);
 
 /// What the response must match.
 pub(crate) struct Expected<'a> {
@@ -73,7 +96,9 @@ pub(crate) struct VerifiedLogin {
     pub auth_instant: OffsetDateTime,
     pub authn_context_class_ref: Option<String>,
     pub attributes: BTreeMap<String, Vec<String>>,
-    /// The latest NotOnOrAfter: the proofs are remembered until then (plus the skew).
+    /// The earliest NotOnOrAfter (the confirmation's, the Conditions'): the response is refused
+    /// as expired past it, so the proofs are remembered until then (plus the skew); never more
+    /// than [`MAX_CONFIRMATION_VALIDITY`] from now.
     pub valid_until: OffsetDateTime,
 }
 
@@ -87,7 +112,7 @@ pub(crate) enum ResponseError {
     Xml(XmlError),
     #[error("the message is not a SAML 2.0 protocol Response")]
     NotAResponse,
-    #[error("the IdP answered {code}: {message:?}")]
+    #[error("the IdP answered {}: {:?}", clip(code), clip_opt(message))]
     Status {
         code: String,
         message: Option<String>,
@@ -100,7 +125,7 @@ pub(crate) enum ResponseError {
     Signature(SignatureError),
     #[error("unsigned: neither the Response nor its assertion carries a signature")]
     Unsigned,
-    #[error("the signature covers {0}, neither the Response nor its assertion")]
+    #[error("the signature covers {}, neither the Response nor its assertion", clip(.0))]
     SignedOther(String),
     #[error("the assertion carries no signature of its own (require_signed_assertion)")]
     AssertionUnsigned,
@@ -114,13 +139,13 @@ pub(crate) enum ResponseError {
     BadTime(&'static str),
     #[error("{0} issued in the future")]
     IssuedInFuture(&'static str),
-    #[error("Destination {0:?} is not this callback URL")]
+    #[error("Destination {:?} is not this callback URL", clip(.0))]
     Destination(String),
-    #[error("InResponseTo {0:?} does not answer this login's AuthnRequest")]
+    #[error("InResponseTo {:?} does not answer this login's AuthnRequest", clip_opt(.0))]
     InResponseTo(Option<String>),
-    #[error("an unsolicited response carries InResponseTo {0:?}")]
+    #[error("an unsolicited response carries InResponseTo {:?}", clip(.0))]
     UnsolicitedInResponseTo(String),
-    #[error("{which} Issuer {got:?} is not the IdP")]
+    #[error("{which} Issuer {:?} is not the IdP", clip(got))]
     Issuer { which: &'static str, got: String },
     #[error("{0} Issuer Format is not the entity format")]
     IssuerFormat(&'static str),
@@ -128,7 +153,7 @@ pub(crate) enum ResponseError {
     EncryptedId,
     #[error("no bearer SubjectConfirmation")]
     NoBearer,
-    #[error("SubjectConfirmationData Recipient {0:?} is not this callback URL")]
+    #[error("SubjectConfirmationData Recipient {:?} is not this callback URL", clip_opt(.0))]
     Recipient(Option<String>),
     #[error("SubjectConfirmationData has no NotOnOrAfter")]
     NoNotOnOrAfter,
@@ -136,13 +161,17 @@ pub(crate) enum ResponseError {
     Expired(&'static str),
     #[error("{0} not yet valid")]
     NotYetValid(&'static str),
+    #[error("{0} is valid for longer than {1} minutes from now: refused")]
+    ValidTooLong(&'static str, u64),
+    #[error("{0} was issued more than {1} minutes ago")]
+    IssuedTooLongAgo(&'static str, u64),
     #[error("the Conditions have no AudienceRestriction")]
     NoAudienceRestriction,
-    #[error("an AudienceRestriction does not name this SP (audiences {0:?})")]
+    #[error("an AudienceRestriction does not name this SP (audiences {})", clip_list(.0))]
     Audience(Vec<String>),
-    #[error("unknown Condition {0:?}")]
+    #[error("unknown Condition {:?}", clip(.0))]
     UnknownCondition(String),
-    #[error("AuthnContextClassRef {0:?} is not one of those requested")]
+    #[error("AuthnContextClassRef {:?} is not one of those requested", clip_opt(.0))]
     AuthnContext(Option<String>),
 }
 
@@ -154,8 +183,8 @@ impl From<ResponseError> for ProviderError {
             E::Encoding(_) | E::NotUtf8 => ProviderError::MalformedCallback(reason),
             E::Xml(e) if !e.is_attack() => ProviderError::MalformedCallback(reason),
             E::Status { code, message } => ProviderError::Denied {
-                error: code,
-                description: message,
+                error: clip(&code).into_owned(),
+                description: message.map(|m| clip(&m).into_owned()),
             },
             E::Destination(_)
             | E::InResponseTo(_)
@@ -164,6 +193,7 @@ impl From<ResponseError> for ProviderError {
             | E::Expired(_)
             | E::NotYetValid(_)
             | E::IssuedInFuture(_)
+            | E::IssuedTooLongAgo(..)
             | E::Audience(_)
             | E::AuthnContext(_) => ProviderError::InvalidProof(reason),
             _ => ProviderError::Rejected(reason),
@@ -223,8 +253,13 @@ pub(crate) fn verify(
         None
     } else {
         Some(
-            signature::verify_and_reduce(&xml, &expected.idp.signing_certs, expected.allow_sha1)
-                .map_err(ResponseError::Signature)?,
+            signature::verify_and_reduce(
+                &xml,
+                &expected.idp.signing_certs,
+                expected.allow_sha1,
+                &MESSAGE_LIMITS,
+            )
+            .map_err(ResponseError::Signature)?,
         )
     };
     let (response_signed, assertion, assertion_signed) = match &reduced {
@@ -276,9 +311,7 @@ pub(crate) fn verify(
     };
     check_version(response, "Response")?;
     let issued = instant(response.attr("IssueInstant"), "Response IssueInstant")?;
-    if issued > plus(expected.now, expected.skew) {
-        return Err(ResponseError::IssuedInFuture("the Response"));
-    }
+    check_issued(issued, expected, "the Response")?;
     let destination = response
         .attr("Destination")
         .ok_or(ResponseError::Missing("Response Destination"))?;
@@ -323,9 +356,9 @@ fn check_status(response: &Element) -> Result<(), ResponseError> {
         .child(NS_PROTOCOL, "StatusMessage")
         .map(|m| m.text())
         .filter(|m| !m.is_empty())
-        .map(|m| m.chars().take(512).collect());
+        .map(|m| clip(&m).into_owned());
     Err(ResponseError::Status {
-        code: described,
+        code: clip(&described).into_owned(),
         message,
     })
 }
@@ -374,9 +407,13 @@ fn decrypt_assertion(
     if signed.is_empty() {
         return Ok((assertion, false));
     }
-    let reduced =
-        signature::verify_and_reduce(&xml, &expected.idp.signing_certs, expected.allow_sha1)
-            .map_err(ResponseError::Signature)?;
+    let reduced = signature::verify_and_reduce(
+        &xml,
+        &expected.idp.signing_certs,
+        expected.allow_sha1,
+        &MESSAGE_LIMITS,
+    )
+    .map_err(ResponseError::Signature)?;
     if !is_assertion(&reduced) || reduced.attr("ID") != assertion.attr("ID") {
         return Err(ResponseError::SignedOther(reduced.name.clone()));
     }
@@ -424,6 +461,38 @@ fn instant(value: Option<&str>, what: &'static str) -> Result<OffsetDateTime, Re
         .map_err(|_| ResponseError::BadTime(what))
 }
 
+/// An IssueInstant neither in the future nor older than [`MAX_ISSUE_AGE`] (both beyond the
+/// clock skew).
+fn check_issued(
+    issued: OffsetDateTime,
+    expected: &Expected<'_>,
+    what: &'static str,
+) -> Result<(), ResponseError> {
+    if issued > plus(expected.now, expected.skew) {
+        return Err(ResponseError::IssuedInFuture(what));
+    }
+    if issued < minus(minus(expected.now, expected.skew), MAX_ISSUE_AGE) {
+        return Err(ResponseError::IssuedTooLongAgo(
+            what,
+            MAX_ISSUE_AGE.as_secs() / 60,
+        ));
+    }
+    Ok(())
+}
+
+/// A NotOnOrAfter no further than `max` from now (beyond the clock skew).
+fn check_validity(
+    until: OffsetDateTime,
+    expected: &Expected<'_>,
+    max: Duration,
+    what: &'static str,
+) -> Result<(), ResponseError> {
+    if until > plus(plus(expected.now, expected.skew), max) {
+        return Err(ResponseError::ValidTooLong(what, max.as_secs() / 60));
+    }
+    Ok(())
+}
+
 fn check_in_response_to(got: Option<&str>, expected: &Expected<'_>) -> Result<(), ResponseError> {
     match (expected.request_id, got) {
         (Some(id), Some(got)) if bool::from(id.as_bytes().ct_eq(got.as_bytes())) => Ok(()),
@@ -461,9 +530,7 @@ fn check_assertion(
         .filter(|id| !id.is_empty())
         .ok_or(ResponseError::Missing("Assertion ID"))?;
     let issued = instant(assertion.attr("IssueInstant"), "Assertion IssueInstant")?;
-    if issued > plus(now, skew) {
-        return Err(ResponseError::IssuedInFuture("the Assertion"));
-    }
+    check_issued(issued, expected, "the Assertion")?;
     let issuer = assertion
         .child(NS_ASSERTION, "Issuer")
         .ok_or(ResponseError::Missing("Assertion Issuer"))?;
@@ -532,7 +599,8 @@ fn check_assertion(
         if minus(now, skew) >= until {
             return Err(ResponseError::Expired("the Conditions"));
         }
-        valid_until = valid_until.max(until);
+        check_validity(until, expected, MAX_CONDITIONS_VALIDITY, "the Conditions")?;
+        valid_until = valid_until.min(until);
     }
     let mut restricted = false;
     for condition in conditions.elements() {
@@ -619,6 +687,12 @@ fn check_confirmation(
     if minus(expected.now, expected.skew) >= until {
         return Err(ResponseError::Expired("the SubjectConfirmationData"));
     }
+    check_validity(
+        until,
+        expected,
+        MAX_CONFIRMATION_VALIDITY,
+        "the SubjectConfirmationData",
+    )?;
     if let Some(not_before) = data.attr("NotBefore") {
         let not_before = parse_instant(not_before)
             .map_err(|_| ResponseError::BadTime("SubjectConfirmationData NotBefore"))?;

@@ -1,16 +1,30 @@
 //! Signatures: XML signatures on messages and metadata, and HTTP-Redirect query signatures.
 //!
-//! Verification only ever uses the IdP's certificates from its metadata: the `ds:KeyInfo` a
-//! message carries is ignored (xmlsec is handed the key, so it never looks there), so a message
-//! signed by a key of the attacker's own choosing is simply invalid.
+//! Verification only ever uses the IdP's certificates from its metadata (or, for the metadata
+//! itself, `metadata_signing_certificates`): the `ds:KeyInfo` a message carries is ignored
+//! (xmlsec is handed the key, so it never looks there), so a message signed by a key of the
+//! attacker's own choosing is simply invalid.
 //!
-//! Before xmlsec sees a document, [`check_signatures`] checks every `ds:Signature` in it against
-//! the SAML profile of XML signatures (SAML core §5.4): enveloped in the element it signs, one
-//! `Reference` whose URI is `#` + that element's `ID`, canonicalization and transforms from the
-//! short list SAML uses (no XPath, no XSLT, no external URI), and allowed algorithms only. What
-//! is then verified is reduced by samael to the signed content alone
-//! ([`ReduceMode::ValidateAndMarkNoAncestors`]: never `ValidateAndMark`, which keeps unsigned
-//! ancestors); only that reduced document is read afterwards.
+//! Before xmlsec sees a document, [`check_signatures`] checks every `ds:Signature` in it, wherever
+//! it is, against the SAML profile of XML signatures (SAML core §5.4): enveloped in the element it
+//! signs, one `Reference` whose URI is `#` + that element's `ID`, canonicalization and transforms
+//! from the short list SAML uses (no XPath, no XSLT, no external URI), allowed algorithms only,
+//! and nothing else xmlsec would dereference: no `ds:Object`, `ds:Manifest` or
+//! `ds:RetrievalMethod`, no `URI` attribute anywhere in a signature but on its checked
+//! `Reference`. This is the only barrier: samael restricts neither xmlsec's reference URIs nor
+//! its transforms, and xmlsec verifies every `ds:Signature` libxml2 finds (fetching `http://` and
+//! `file://` references, running XSLT) before any signature value is checked. It holds because
+//! [`xml_guard`] reads the document exactly as libxml2 does (namespace names, attribute values).
+//!
+//! What is then read is the signed content alone: xmlsec's pre-digest data
+//! ([`ReduceMode::PreDigest`], the canonical bytes the digest covers, the enveloped signature
+//! removed), parsed again by [`xml_guard`]. Never `ValidateAndMark` (which keeps unsigned
+//! ancestors), and never the original document once a signature is verified. Metadata is read
+//! the same way ([`verify_signed_root`]): its root's signature must be the only one, and what
+//! comes out must be that root.
+//!
+//! xmlsec runs on a blocking thread with a timeout (see [`super::blocking`]): a pathological
+//! input can neither pin an async worker nor hold a login forever.
 //!
 //! SHA-1: samael's [`AllowedSignatureAlgorithm`] has no rsa-sha1, so with `allow_sha1` xmlsec is
 //! given no restriction (`None`) and [`check_signatures`] alone enforces the list (the SHA-2
@@ -29,7 +43,7 @@ use samael::crypto::{
 use std::io::Write;
 
 use super::settings::{KeyKind, SigningKey};
-use super::xml_guard::{self, Element, XmlError, MESSAGE_LIMITS, NS_DSIG};
+use super::xml_guard::{self, clip, is_ascii_ncname, Element, Limits, XmlError, NS_DSIG};
 
 pub(crate) const C14N_EXC: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
@@ -40,6 +54,7 @@ pub(crate) const DIGEST_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
 pub(crate) const DIGEST_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const DIGEST_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
 const DIGEST_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+const NS_DSIG11: &str = "http://www.w3.org/2009/xmldsig11#";
 
 /// What xmlsec may accept when SHA-1 is not allowed.
 const SHA2_ALGORITHMS: &[AllowedSignatureAlgorithm] = &[
@@ -127,9 +142,9 @@ impl SigAlg {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SignatureError {
-    #[error("signature algorithm {0} refused (SHA-1; allow_sha1 is off)")]
+    #[error("signature algorithm {} refused (SHA-1; allow_sha1 is off)", clip(.0))]
     Sha1Refused(String),
-    #[error("signature algorithm {0:?} not supported")]
+    #[error("signature algorithm {:?} not supported", clip(.0))]
     UnsupportedAlgorithm(String),
     #[error("malformed signature: {0}")]
     Shape(&'static str),
@@ -143,10 +158,15 @@ pub(crate) enum SignatureError {
     Invalid,
     #[error("signed content unreadable: {0}")]
     Reduced(XmlError),
+    #[error("the signature covers another element than the document's root")]
+    NotTheRoot,
+    #[error("signed metadata must carry its root's signature only (found {0})")]
+    OtherSignatures(usize),
 }
 
-/// Checks the shape and algorithms of every `ds:Signature` under `root` (see the module
-/// documentation); returns the `ID`s of the elements that carry one.
+/// Checks the shape and algorithms of every `ds:Signature` under `root`, and that nothing in the
+/// document would make xmlsec dereference a URI (see the module documentation); returns the `ID`s
+/// of the elements that carry one.
 pub(crate) fn check_signatures(
     root: &Element,
     allow_sha1: bool,
@@ -155,46 +175,148 @@ pub(crate) fn check_signatures(
         return Err(SignatureError::NotEnveloped);
     }
     let mut signed = Vec::new();
+    let mut checked: Vec<&Element> = Vec::new();
     for parent in root.descendants() {
         for signature in parent.children_named(NS_DSIG, "Signature") {
-            let id = check_shape(signature, allow_sha1)?;
+            let (id, reference) = check_shape(signature, allow_sha1)?;
             if parent.attr("ID") != Some(id.as_str()) {
                 return Err(SignatureError::NotEnveloped);
             }
+            checked.push(reference);
             signed.push(id);
         }
     }
+    check_dereferences(root, false, &checked)?;
     Ok(signed)
 }
 
-/// One signature's shape; returns the `ID` its single reference names.
-fn check_shape(signature: &Element, allow_sha1: bool) -> Result<String, SignatureError> {
-    let mut infos = signature.children_named(NS_DSIG, "SignedInfo");
-    let (Some(info), None) = (infos.next(), infos.next()) else {
+/// Nothing xmlsec would follow but the checked references: no `ds:Object`, `ds:Manifest` (whose
+/// references xmlsec verifies too), `ds:RetrievalMethod`, no `ds:Reference` outside a checked
+/// `SignedInfo`, no `URI` attribute (whatever its prefix: libxml2's `xmlGetProp` ignores it) on a
+/// signature element or inside a signature but the checked references' own.
+fn check_dereferences(
+    element: &Element,
+    in_signature: bool,
+    checked: &[&Element],
+) -> Result<(), SignatureError> {
+    let is_ds = element.ns.as_deref() == Some(NS_DSIG);
+    let is_checked = checked.iter().any(|r| std::ptr::eq(*r, element));
+    if is_ds
+        && matches!(
+            element.name.as_str(),
+            "Object" | "Manifest" | "RetrievalMethod"
+        )
+    {
+        return Err(SignatureError::Shape(
+            "ds:Object, ds:Manifest and ds:RetrievalMethod are refused",
+        ));
+    }
+    if is_ds && element.name == "Reference" && !is_checked {
+        return Err(SignatureError::Shape(
+            "a ds:Reference outside a signature's SignedInfo",
+        ));
+    }
+    let in_signature = in_signature || element.is(NS_DSIG, "Signature");
+    if in_signature || is_ds || element.ns.as_deref() == Some(NS_DSIG11) {
+        let stray_uri = element
+            .attrs
+            .iter()
+            .any(|a| a.name == "URI" && !(is_checked && a.ns.is_none()));
+        if stray_uri {
+            return Err(SignatureError::Shape(
+                "a URI attribute other than the signature's Reference URI",
+            ));
+        }
+    }
+    element
+        .elements()
+        .try_for_each(|child| check_dereferences(child, in_signature, checked))
+}
+
+/// The element children of `element`, which must all be in the XML signature namespace and
+/// follow `expected` (name, and whether it may be left out) in that order, each once.
+fn ds_children<'a>(
+    element: &'a Element,
+    expected: &[(&'static str, bool)],
+    what: &'static str,
+) -> Result<Vec<Option<&'a Element>>, SignatureError> {
+    let mut children = element.elements().peekable();
+    let mut out = Vec::with_capacity(expected.len());
+    for (name, optional) in expected {
+        match children.peek() {
+            Some(child) if child.is(NS_DSIG, name) => {
+                out.push(Some(*child));
+                children.next();
+            }
+            _ if *optional => out.push(None),
+            _ => return Err(SignatureError::Shape(what)),
+        }
+    }
+    if children.next().is_some() {
+        return Err(SignatureError::Shape(what));
+    }
+    Ok(out)
+}
+
+/// One signature's shape; returns the `ID` its single reference names, and that reference.
+fn check_shape(
+    signature: &Element,
+    allow_sha1: bool,
+) -> Result<(String, &Element), SignatureError> {
+    let parts = ds_children(
+        signature,
+        &[
+            ("SignedInfo", false),
+            ("SignatureValue", false),
+            ("KeyInfo", true),
+        ],
+        "Signature is SignedInfo, SignatureValue and KeyInfo only",
+    )?;
+    let Some(Some(info)) = parts.first().copied() else {
         return Err(SignatureError::Shape("exactly one SignedInfo"));
     };
-    let c14n = info
-        .child(NS_DSIG, "CanonicalizationMethod")
-        .and_then(|e| e.attr("Algorithm"))
+    let parts = ds_children(
+        info,
+        &[
+            ("CanonicalizationMethod", false),
+            ("SignatureMethod", false),
+            ("Reference", false),
+        ],
+        "SignedInfo is CanonicalizationMethod, SignatureMethod and exactly one Reference",
+    )?;
+    let [Some(c14n), Some(method), Some(reference)] = parts.as_slice() else {
+        return Err(SignatureError::Shape("exactly one Reference"));
+    };
+    let c14n = c14n
+        .attr("Algorithm")
         .ok_or(SignatureError::Shape("no CanonicalizationMethod"))?;
     if ![C14N_EXC, C14N_10, C14N_11].contains(&c14n) {
         return Err(SignatureError::UnsupportedAlgorithm(c14n.to_owned()));
     }
-    let method = info
-        .child(NS_DSIG, "SignatureMethod")
-        .and_then(|e| e.attr("Algorithm"))
+    let method = method
+        .attr("Algorithm")
         .ok_or(SignatureError::Shape("no SignatureMethod"))?;
     check_algorithm(method, allow_sha1)?;
-    let mut references = info.children_named(NS_DSIG, "Reference");
-    let (Some(reference), None) = (references.next(), references.next()) else {
-        return Err(SignatureError::Shape("exactly one Reference"));
-    };
+    // `#` and an NCName: xmlsec turns it into `xpointer(id('...'))`, so nothing but a name
+    // (no quote, parenthesis, slash, percent or space) may follow.
     let id = reference
         .attr("URI")
         .and_then(|uri| uri.strip_prefix('#'))
-        .filter(|id| !id.is_empty() && !id.contains('(') && !id.contains('/'))
+        .filter(|id| is_ascii_ncname(id))
         .ok_or(SignatureError::Shape("the Reference URI must be #ID"))?;
-    if let Some(transforms) = reference.child(NS_DSIG, "Transforms") {
+    let parts = ds_children(
+        reference,
+        &[
+            ("Transforms", true),
+            ("DigestMethod", false),
+            ("DigestValue", false),
+        ],
+        "Reference is Transforms, DigestMethod and DigestValue only",
+    )?;
+    let [transforms, Some(digest), Some(_)] = parts.as_slice() else {
+        return Err(SignatureError::Shape("no DigestMethod"));
+    };
+    if let Some(transforms) = transforms {
         let mut count = 0;
         for transform in transforms.elements() {
             count += 1;
@@ -209,9 +331,8 @@ fn check_shape(signature: &Element, allow_sha1: bool) -> Result<String, Signatur
             }
         }
     }
-    let digest = reference
-        .child(NS_DSIG, "DigestMethod")
-        .and_then(|e| e.attr("Algorithm"))
+    let digest = digest
+        .attr("Algorithm")
         .ok_or(SignatureError::Shape("no DigestMethod"))?;
     match digest {
         DIGEST_SHA256 | DIGEST_SHA384 | DIGEST_SHA512 => {}
@@ -219,7 +340,7 @@ fn check_shape(signature: &Element, allow_sha1: bool) -> Result<String, Signatur
         DIGEST_SHA1 => return Err(SignatureError::Sha1Refused(digest.to_owned())),
         other => return Err(SignatureError::UnsupportedAlgorithm(other.to_owned())),
     }
-    Ok(id.to_owned())
+    Ok((id.to_owned(), *reference))
 }
 
 fn check_algorithm(uri: &str, allow_sha1: bool) -> Result<SigAlg, SignatureError> {
@@ -232,18 +353,23 @@ fn check_algorithm(uri: &str, allow_sha1: bool) -> Result<SigAlg, SignatureError
     }
 }
 
-/// Verifies every signature in `xml` with the IdP's certificates and returns the signed
-/// content alone, rooted at the signed element (the outermost one when several are signed).
+/// Verifies every signature in `xml` with `certs` and returns the signed content alone, rooted
+/// at the signed element (the Response when both it and its assertion are signed), read within
+/// `limits`.
 ///
 /// The content is xmlsec's pre-digest data: the very bytes whose digest the signature covers
 /// (canonicalized, the enveloped signature removed), so nothing unsigned can reach what is read
-/// next. It also costs time linear in the size of the response, where samael's
+/// next. It also costs time linear in the size of the document, where samael's
 /// `ValidateAndMarkNoAncestors` pruning grows quadratically with it (a response carrying 200
 /// attribute values: 2.1 ms against 44 ms, see docs/benchmarks.md).
+///
+/// [`check_signatures`] must have passed on the same document first. Blocking (xmlsec): call it
+/// off the async workers.
 pub(crate) fn verify_and_reduce(
     xml: &str,
     certs: &[CertificateDer],
     allow_sha1: bool,
+    limits: &Limits,
 ) -> Result<Element, SignatureError> {
     let allowed = if allow_sha1 {
         None
@@ -257,40 +383,40 @@ pub(crate) fn verify_and_reduce(
         allowed,
     )
     .map_err(|_| SignatureError::Invalid)?;
-    xml_guard::parse(&reduced, &MESSAGE_LIMITS).map_err(SignatureError::Reduced)
+    xml_guard::parse(&reduced, limits).map_err(SignatureError::Reduced)
 }
 
-/// A metadata document's own signature: the first signature in the document must be the
-/// root's, enveloped, covering the root by its `ID`, valid for one of `certs`. The whole
-/// document is then signed content (no reduction needed: the root is covered).
-pub(crate) fn verify_root_signature(
+/// A metadata document's own signature: enveloped in the root, covering it by its `ID`, the
+/// only signature in the document (xmlsec verifies every one), valid for one of `certs`.
+/// Returns what was signed (the root, re-read from the pre-digest data), which is what the
+/// caller reads from then on.
+pub(crate) fn verify_signed_root(
     xml: &str,
     root: &Element,
     certs: &[CertificateDer],
     allow_sha1: bool,
-) -> Result<(), SignatureError> {
-    // xmlsec verifies the first ds:Signature in document order: it must be the root's own.
-    let first = root
-        .descendants()
-        .into_iter()
-        .find(|e| e.is(NS_DSIG, "Signature"))
-        .ok_or(SignatureError::Missing)?;
-    let own = root.children_named(NS_DSIG, "Signature").next();
-    if !own.is_some_and(|own| std::ptr::eq(own, first)) {
-        return Err(SignatureError::NotEnveloped);
+    limits: &Limits,
+) -> Result<Element, SignatureError> {
+    let signed = check_signatures(root, allow_sha1)?;
+    if root.child(NS_DSIG, "Signature").is_none() {
+        return Err(if signed.is_empty() {
+            SignatureError::Missing
+        } else {
+            SignatureError::NotEnveloped
+        });
     }
-    let id = check_shape(first, allow_sha1)?;
-    if root.attr("ID") != Some(id.as_str()) {
-        return Err(SignatureError::NotEnveloped);
+    if signed.len() != 1 {
+        return Err(SignatureError::OtherSignatures(signed.len()));
     }
-    if certs
-        .iter()
-        .any(|cert| Crypto::verify_signed_xml(xml, cert, Some("ID")).is_ok())
+    let signed_root = verify_and_reduce(xml, certs, allow_sha1, limits)?;
+    if signed_root.ns != root.ns
+        || signed_root.name != root.name
+        || signed_root.attr("ID").is_none()
+        || signed_root.attr("ID") != root.attr("ID")
     {
-        Ok(())
-    } else {
-        Err(SignatureError::Invalid)
+        return Err(SignatureError::NotTheRoot);
     }
+    Ok(signed_root)
 }
 
 /// An enveloped signature template for the element whose `ID` is `id`, to be placed right

@@ -15,6 +15,7 @@
 //! What comes out is a small namespace-resolved tree: everything downstream matches elements
 //! by namespace URI and local name, never by prefix.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Read;
 
@@ -22,8 +23,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::{PrefixDeclaration, ResolveResult};
-use quick_xml::NsReader;
+use quick_xml::Reader;
 
 pub(crate) const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub(crate) const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -31,6 +31,8 @@ pub(crate) const NS_METADATA: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
 pub(crate) const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 pub(crate) const NS_XMLENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 pub(crate) const NS_XMLENC11: &str = "http://www.w3.org/2009/xmlenc11#";
+pub(crate) const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
+const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// How much structure a document may have.
 pub(crate) struct Limits {
@@ -69,10 +71,13 @@ pub(crate) enum XmlError {
     TooDeep(usize),
     #[error("the XML has more than {0} elements")]
     TooManyElements(usize),
-    #[error("the XML has two elements with ID {0:?}")]
+    #[error("the XML has two elements with ID {:?}", clip(.0))]
     DuplicateId(String),
     #[error("unreadable XML: {0}")]
     Syntax(String),
+    /// What two XML parsers (this one and libxml2, under xmlsec) could read differently.
+    #[error("ambiguous XML refused: {0}")]
+    Ambiguous(String),
 }
 
 impl XmlError {
@@ -80,7 +85,11 @@ impl XmlError {
     pub fn is_attack(&self) -> bool {
         matches!(
             self,
-            Self::Doctype | Self::Comment | Self::ProcessingInstruction | Self::DuplicateId(_)
+            Self::Doctype
+                | Self::Comment
+                | Self::ProcessingInstruction
+                | Self::DuplicateId(_)
+                | Self::Ambiguous(_)
         )
     }
 }
@@ -225,7 +234,13 @@ impl Element {
 /// Parses `xml` strictly (see the module documentation).
 pub(crate) fn parse(xml: &str, limits: &Limits) -> Result<Element, XmlError> {
     let xml = xml.strip_prefix('\u{feff}').unwrap_or(xml);
-    let mut reader = NsReader::from_str(xml);
+    if let Some(c) = xml.chars().find(|c| !is_xml_char(*c)) {
+        return Err(XmlError::Syntax(format!(
+            "character U+{:04X} is not allowed in XML",
+            u32::from(c)
+        )));
+    }
+    let mut reader = Reader::from_str(xml);
     {
         let config = reader.config_mut();
         config.check_end_names = true;
@@ -234,18 +249,23 @@ pub(crate) fn parse(xml: &str, limits: &Limits) -> Result<Element, XmlError> {
         config.trim_text(false);
     }
     let mut stack: Vec<Element> = Vec::new();
+    let mut scopes = Scopes::default();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
     let mut ids = HashSet::new();
     let mut first = true;
     loop {
-        let (ns, event) = reader.read_resolved_event().map_err(syntax)?;
-        let ns = owned_namespace(ns)?;
+        let event = reader.read_event().map_err(syntax)?;
         let at_start = std::mem::replace(&mut first, false);
         match event {
             Event::Decl(decl) => {
                 if !at_start {
                     return Err(XmlError::Syntax("misplaced XML declaration".into()));
+                }
+                // XML 1.1 has other line ends and characters: libxml2 and this parser would
+                // read it differently.
+                if decl.version().map_err(syntax)?.as_ref() != b"1.0" {
+                    return Err(XmlError::Syntax("only XML 1.0 is read".into()));
                 }
                 if let Some(encoding) = decl.encoding() {
                     let encoding = encoding.map_err(syntax)?;
@@ -261,26 +281,32 @@ pub(crate) fn parse(xml: &str, limits: &Limits) -> Result<Element, XmlError> {
             Event::PI(_) => return Err(XmlError::ProcessingInstruction),
             Event::Start(start) => {
                 count(&stack, &root, &mut elements, limits)?;
-                stack.push(element(&reader, ns, &start, &mut ids)?);
+                stack.push(element(&start, &mut scopes, &mut ids)?);
             }
             Event::Empty(start) => {
                 count(&stack, &root, &mut elements, limits)?;
-                let done = element(&reader, ns, &start, &mut ids)?;
+                let done = element(&start, &mut scopes, &mut ids)?;
+                scopes.pop();
                 close(&mut stack, &mut root, done);
             }
             Event::End(_) => {
                 let done = stack
                     .pop()
                     .ok_or_else(|| XmlError::Syntax("unbalanced end tag".into()))?;
+                scopes.pop();
                 close(&mut stack, &mut root, done);
             }
             Event::Text(text) => {
-                let text = text.unescape().map_err(syntax)?;
-                add_text(&mut stack, &text)?;
+                let raw = std::str::from_utf8(&text).map_err(|_| XmlError::NotUtf8)?;
+                if raw.contains("]]>") {
+                    return Err(XmlError::Syntax("`]]>` in text".into()));
+                }
+                let normalized = normalize_line_ends(raw);
+                add_text(&mut stack, &unescape(&normalized)?)?;
             }
             Event::CData(data) => {
                 let text = std::str::from_utf8(&data).map_err(|_| XmlError::NotUtf8)?;
-                add_text(&mut stack, text)?;
+                add_text(&mut stack, &normalize_line_ends(text))?;
             }
             Event::Eof => break,
         }
@@ -312,68 +338,290 @@ fn count(
 }
 
 fn syntax(e: impl std::fmt::Display) -> XmlError {
-    XmlError::Syntax(e.to_string())
+    XmlError::Syntax(clip(&e.to_string()).into_owned())
 }
 
-fn owned_namespace(ns: ResolveResult<'_>) -> Result<Option<String>, XmlError> {
-    match ns {
-        ResolveResult::Unbound => Ok(None),
-        ResolveResult::Bound(ns) => std::str::from_utf8(ns.as_ref())
-            .map(|s| Some(s.to_owned()))
-            .map_err(|_| XmlError::NotUtf8),
-        ResolveResult::Unknown(prefix) => Err(XmlError::Syntax(format!(
-            "undeclared namespace prefix {:?}",
-            String::from_utf8_lossy(&prefix)
-        ))),
+/// Whether `c` may appear in an XML 1.0 document, written or as a character reference.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// XML's end-of-line handling (XML 1.0 §2.11), as libxml2 does it before anything else:
+/// `\r\n` and a lone `\r` become `\n`.
+fn normalize_line_ends(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\r') {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
+}
+
+/// An attribute value as libxml2 reads it (XML 1.0 §3.3.3, every attribute being CDATA without
+/// a DTD): line ends normalized, then each literal tab, newline or carriage return becomes a
+/// space, then references are replaced (a `&#10;` stays a newline).
+fn attribute_value(raw: &str) -> Result<String, XmlError> {
+    if raw.contains('<') {
+        return Err(XmlError::Syntax("`<` in an attribute value".into()));
+    }
+    let normalized = normalize_line_ends(raw).replace(['\t', '\n'], " ");
+    Ok(unescape(&normalized)?.into_owned())
+}
+
+/// The five predefined entities and character references only (whatever features other crates
+/// turn on in quick-xml); what they produce must be XML characters.
+fn unescape(raw: &str) -> Result<Cow<'_, str>, XmlError> {
+    let text = quick_xml::escape::unescape_with(raw, quick_xml::escape::resolve_xml_entity)
+        .map_err(syntax)?;
+    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        return Err(XmlError::Syntax(format!(
+            "a character reference to U+{:04X}, not an XML character",
+            u32::from(c)
+        )));
+    }
+    Ok(text)
+}
+
+/// Whether `name` is an NCName made of ASCII only: a letter or `_`, then letters, digits, `.`,
+/// `-`, `_`. SAML's names are; any other name could be read differently by two parsers (the
+/// Unicode ranges of XML names changed between editions).
+pub(crate) fn is_ascii_ncname(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// A qualified name split into its prefix and local name, both NCNames.
+fn qname(raw: &[u8]) -> Result<(Option<&str>, &str), XmlError> {
+    let name = std::str::from_utf8(raw).map_err(|_| XmlError::NotUtf8)?;
+    let (prefix, local) = match name.split_once(':') {
+        Some((prefix, local)) => (Some(prefix), local),
+        None => (None, name),
+    };
+    if !is_ascii_ncname(local) || prefix.is_some_and(|p| !is_ascii_ncname(p)) {
+        return Err(XmlError::Syntax(format!(
+            "{:?} is not a qualified name",
+            clip(name)
+        )));
+    }
+    Ok((prefix, local))
+}
+
+/// The namespace bindings in scope: one frame per open element.
+#[derive(Default)]
+struct Scopes {
+    frames: Vec<Vec<(String, String)>>,
+}
+
+impl Scopes {
+    fn pop(&mut self) {
+        self.frames.pop();
+    }
+
+    /// The namespace of `prefix` (`None`: the default namespace); `Ok(None)` when unqualified.
+    fn resolve(&self, prefix: Option<&str>) -> Result<Option<String>, XmlError> {
+        let wanted = prefix.unwrap_or("");
+        if wanted == "xml" {
+            return Ok(Some(NS_XML.to_owned()));
+        }
+        if wanted == "xmlns" {
+            return Err(XmlError::Ambiguous("the xmlns prefix on a name".into()));
+        }
+        let bound = self
+            .frames
+            .iter()
+            .rev()
+            .flat_map(|frame| frame.iter())
+            .find(|(p, _)| p == wanted)
+            .map(|(_, uri)| uri.as_str());
+        match (prefix, bound) {
+            (_, Some("")) | (None, None) => Ok(None),
+            (_, Some(uri)) => Ok(Some(uri.to_owned())),
+            (Some(prefix), None) => Err(XmlError::Syntax(format!(
+                "undeclared namespace prefix {prefix:?}"
+            ))),
+        }
     }
 }
 
-fn element(
-    reader: &NsReader<&[u8]>,
-    ns: Option<String>,
-    start: &BytesStart<'_>,
-    ids: &mut HashSet<String>,
-) -> Result<Element, XmlError> {
-    let name = std::str::from_utf8(start.local_name().as_ref())
-        .map_err(|_| XmlError::NotUtf8)?
-        .to_owned();
-    let mut attrs = Vec::new();
-    let mut ns_decls = Vec::new();
-    for (count, attr) in start.attributes().enumerate() {
-        if count >= MAX_ATTRIBUTES {
+/// The attributes of a start tag, read strictly (XML 1.0 §3.1): each preceded by whitespace,
+/// `name = "value"` or with single quotes, no duplicate. Returns raw names and raw values.
+fn raw_attributes(raw: &[u8]) -> Result<Vec<(&[u8], &str)>, XmlError> {
+    let raw = std::str::from_utf8(raw).map_err(|_| XmlError::NotUtf8)?;
+    let bytes = raw.as_bytes();
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let malformed = || XmlError::Syntax("malformed attributes".into());
+    let mut out: Vec<(&[u8], &str)> = Vec::new();
+    let mut i = 0;
+    loop {
+        let spaced_from = i;
+        while bytes.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        if i == bytes.len() {
+            return Ok(out);
+        }
+        if i == spaced_from {
+            return Err(malformed());
+        }
+        let name_start = i;
+        while bytes
+            .get(i)
+            .copied()
+            .is_some_and(|b| !is_space(b) && b != b'=')
+        {
+            i += 1;
+        }
+        let name = bytes.get(name_start..i).ok_or_else(malformed)?;
+        while bytes.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'=') {
+            return Err(malformed());
+        }
+        i += 1;
+        while bytes.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        let quote = match bytes.get(i) {
+            Some(q @ (b'"' | b'\'')) => *q,
+            _ => return Err(malformed()),
+        };
+        i += 1;
+        let value_start = i;
+        while bytes.get(i).is_some_and(|b| *b != quote) {
+            i += 1;
+        }
+        let value = raw.get(value_start..i).ok_or_else(malformed)?;
+        if i == bytes.len() {
+            return Err(malformed());
+        }
+        i += 1;
+        if out.len() >= MAX_ATTRIBUTES {
             return Err(XmlError::Syntax(format!(
                 "more than {MAX_ATTRIBUTES} attributes on one element"
             )));
         }
-        let attr = attr.map_err(syntax)?;
-        let value = attr.unescape_value().map_err(syntax)?.into_owned();
-        if let Some(binding) = attr.key.as_namespace_binding() {
-            let prefix = match binding {
-                PrefixDeclaration::Default => String::new(),
-                PrefixDeclaration::Named(prefix) => std::str::from_utf8(prefix)
-                    .map_err(|_| XmlError::NotUtf8)?
-                    .to_owned(),
-            };
-            ns_decls.push((prefix, value));
-            continue;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(XmlError::Syntax(format!(
+                "attribute {:?} repeated",
+                clip(&String::from_utf8_lossy(name))
+            )));
         }
-        let (attr_ns, local) = reader.resolve_attribute(attr.key);
-        let attr_ns = owned_namespace(attr_ns)?;
-        let local = std::str::from_utf8(local.as_ref())
-            .map_err(|_| XmlError::NotUtf8)?
-            .to_owned();
-        if attr_ns.is_none() && local == "ID" && !ids.insert(value.clone()) {
-            return Err(XmlError::DuplicateId(value));
+        out.push((name, value));
+    }
+}
+
+/// A namespace declaration's value must read the same to every parser: no reference (quick-xml
+/// would keep `&#x23;` as written where libxml2 reads `#`, hiding a `ds:Signature`), no
+/// whitespace (normalized by libxml2) or control character.
+fn check_namespace(prefix: &str, uri: &str) -> Result<(), XmlError> {
+    let refuse = |why: &str| {
+        Err(XmlError::Ambiguous(format!(
+            "namespace declaration {:?}={:?}: {why}",
+            if prefix.is_empty() {
+                "xmlns".to_owned()
+            } else {
+                format!("xmlns:{prefix}")
+            },
+            clip(uri)
+        )))
+    };
+    if uri.contains('&') {
+        return refuse("a reference in a namespace name");
+    }
+    if uri.contains('<') {
+        return Err(XmlError::Syntax("`<` in an attribute value".into()));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("whitespace in a namespace name");
+    }
+    if prefix == "xmlns" {
+        return refuse("the xmlns prefix cannot be declared");
+    }
+    if (prefix == "xml") != (uri == NS_XML) || uri == NS_XMLNS {
+        return refuse("the xml prefix and namespace go together only");
+    }
+    if !prefix.is_empty() && uri.is_empty() {
+        return refuse("a prefix cannot be undeclared");
+    }
+    Ok(())
+}
+
+fn element(
+    start: &BytesStart<'_>,
+    scopes: &mut Scopes,
+    ids: &mut HashSet<String>,
+) -> Result<Element, XmlError> {
+    let qualified = start.name();
+    let (prefix, name) = qname(qualified.as_ref())?;
+    let attributes = raw_attributes(start.attributes_raw())?;
+    // Declarations first: they apply to the element's own name and attributes.
+    let mut ns_decls = Vec::new();
+    let mut regular = Vec::new();
+    for (raw_name, raw_value) in attributes {
+        let declared = if raw_name == b"xmlns" {
+            Some(String::new())
+        } else {
+            raw_name
+                .strip_prefix(b"xmlns:")
+                .map(|p| {
+                    std::str::from_utf8(p)
+                        .ok()
+                        .filter(|p| is_ascii_ncname(p))
+                        .map(str::to_owned)
+                        .ok_or_else(|| XmlError::Syntax("malformed namespace prefix".into()))
+                })
+                .transpose()?
+        };
+        match declared {
+            Some(prefix) => {
+                check_namespace(&prefix, raw_value)?;
+                ns_decls.push((prefix, raw_value.to_owned()));
+            }
+            None => regular.push((raw_name, raw_value)),
+        }
+    }
+    scopes.frames.push(ns_decls.clone());
+    let ns = scopes.resolve(prefix)?;
+    let mut attrs: Vec<Attr> = Vec::new();
+    for (raw_name, raw_value) in regular {
+        let (prefix, local) = qname(raw_name)?;
+        let attr_ns = match prefix {
+            Some(prefix) => scopes.resolve(Some(prefix))?,
+            None => None,
+        };
+        // libxml2's xmlGetProp (what xmlsec reads URI, Algorithm and ID with) ignores
+        // namespaces and takes the first attribute of that local name: two of them, and the
+        // pre-scan and xmlsec could read different values.
+        if attrs.iter().any(|a| a.name == local) {
+            return Err(XmlError::Ambiguous(format!(
+                "two attributes named {local:?} on one element"
+            )));
+        }
+        if prefix.is_some() && local == "ID" {
+            return Err(XmlError::Ambiguous(
+                "a namespace-qualified ID attribute".into(),
+            ));
+        }
+        let value = attribute_value(raw_value)?;
+        let is_id = match attr_ns.as_deref() {
+            None => local == "ID",
+            Some(NS_XML) => local == "id",
+            Some(_) => false,
+        };
+        if is_id && !ids.insert(value.clone()) {
+            return Err(XmlError::DuplicateId(clip(&value).into_owned()));
         }
         attrs.push(Attr {
             ns: attr_ns,
-            name: local,
+            name: local.to_owned(),
             value,
         });
     }
     Ok(Element {
         ns,
-        name,
+        name: name.to_owned(),
         attrs,
         ns_decls,
         children: Vec::new(),
@@ -400,4 +648,26 @@ fn add_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
         None if text.trim().is_empty() => Ok(()),
         None => Err(XmlError::Syntax("text outside the root element".into())),
     }
+}
+
+/// Longest untrusted value quoted in an error (audit reasons, logs).
+pub(crate) const MAX_ECHO_CHARS: usize = 256;
+
+/// `value` cut to [`MAX_ECHO_CHARS`] characters, an ellipsis marking the cut: what an error
+/// message quotes of a message's content (unsigned content may be 256 KiB long).
+pub(crate) fn clip(value: &str) -> Cow<'_, str> {
+    match value.char_indices().nth(MAX_ECHO_CHARS) {
+        None => Cow::Borrowed(value),
+        Some((at, _)) => Cow::Owned(format!("{}…", value.get(..at).unwrap_or_default())),
+    }
+}
+
+/// An optional value, clipped (see [`clip`]).
+pub(crate) fn clip_opt(value: &Option<String>) -> Option<Cow<'_, str>> {
+    value.as_deref().map(clip)
+}
+
+/// A list of values as `Debug` shows it, clipped as a whole (see [`clip`]).
+pub(crate) fn clip_list(values: &[String]) -> String {
+    clip(&format!("{values:?}")).into_owned()
 }

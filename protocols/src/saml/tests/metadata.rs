@@ -37,8 +37,13 @@ fn federation(signed: bool) -> String {
     } else {
         String::new()
     };
+    let valid_until = if signed {
+        format!(r#" validUntil="{}""#, at(7 * 24 * 3600))
+    } else {
+        String::new()
+    };
     let xml = format!(
-        r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" ID="_federation" Name="urn:example:federation">{template}{entities}</md:EntitiesDescriptor>"#
+        r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" ID="_federation" Name="urn:example:federation"{valid_until}>{template}{entities}</md:EntitiesDescriptor>"#
     );
     if signed {
         sign(

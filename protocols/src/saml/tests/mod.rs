@@ -9,3 +9,4 @@ mod logout;
 mod metadata;
 mod provider;
 mod response;
+mod review;
