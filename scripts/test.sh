@@ -48,6 +48,10 @@ if [ ! -x "$cas_interop/.venv/bin/python" ] || [ "$cas_interop/requirements.txt"
   touch "$cas_interop/.venv/.installed"
 fi
 
+# helm-python-sdk (Helm's Go SDK, bundled in its wheel) and kubernetes-validate (PyPI), for the
+# Helm chart's checks (tests/tests/e2e/helm.rs), in tests/interop/helm/.venv.
+scripts/helm-check.sh --setup
+
 filter=()
 if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
 
