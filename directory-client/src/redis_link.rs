@@ -137,7 +137,7 @@ enum Mode {
 /// Follows the master the sentinels name.
 struct Follower {
     lookup: tokio::sync::Mutex<Lookup>,
-    active: RwLock<Option<Active>>,
+    active: RwLock<Option<Arc<Active>>>,
     /// Bumped whenever the master in use is dropped or replaced.
     generation: watch::Sender<u64>,
     /// Where lookups and the connections they open run (their driver tasks live on): the
@@ -156,7 +156,6 @@ struct Lookup {
     master: Option<String>,
 }
 
-#[derive(Clone)]
 struct Active {
     client: Client,
     manager: ConnectionManager,
@@ -246,7 +245,7 @@ impl RedisLink {
                 let active = follower.current_or_lookup().await?;
                 let change =
                     MasterChange(Some((follower.generation.subscribe(), active.generation)));
-                (active.client, change)
+                (active.client.clone(), change)
             }
         };
         let pubsub = tokio::time::timeout(
@@ -346,7 +345,7 @@ impl MasterChange {
 }
 
 impl Follower {
-    fn current(&self) -> Option<Active> {
+    fn current(&self) -> Option<Arc<Active>> {
         self.active
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -355,7 +354,7 @@ impl Follower {
 
     /// The master in use, or a new lookup (on the link's runtime, so it completes even if the
     /// request that asked is dropped, and the connection's driver lives there).
-    async fn current_or_lookup(self: &Arc<Self>) -> RedisResult<Active> {
+    async fn current_or_lookup(self: &Arc<Self>) -> RedisResult<Arc<Active>> {
         if let Some(active) = self.current() {
             return Ok(active);
         }
@@ -371,7 +370,7 @@ impl Follower {
         }
     }
 
-    async fn lookup(&self) -> RedisResult<Active> {
+    async fn lookup(&self) -> RedisResult<Arc<Active>> {
         let mut lookup = self.lookup.lock().await;
         // Another request may have found it while this one waited.
         if let Some(active) = self.current() {
@@ -401,11 +400,11 @@ impl Follower {
             Ok((client, manager)) => {
                 let address = client.get_connection_info().addr().to_string();
                 self.generation.send_modify(|generation| *generation += 1);
-                let active = Active {
+                let active = Arc::new(Active {
                     client,
                     manager,
                     generation: *self.generation.borrow(),
-                };
+                });
                 *self.active.write().unwrap_or_else(PoisonError::into_inner) = Some(active.clone());
                 if lookup.master.as_deref() != Some(address.as_str()) {
                     tracing::info!(
@@ -639,8 +638,9 @@ fn sentinel_client(
     builder.build().map_err(fail)
 }
 
-/// `redis+sentinel://host:port,host:port/name/db`: what the link follows, for log lines.
-fn sentinel_location(sentinel: &SentinelSettings) -> String {
+/// `redis+sentinel://host:port,host:port/name/db` (`redis+sentinels` with TLS): what a link
+/// follows, for log lines.
+pub fn sentinel_location(sentinel: &SentinelSettings) -> String {
     let nodes: Vec<String> = sentinel
         .nodes
         .iter()

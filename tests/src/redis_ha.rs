@@ -70,15 +70,20 @@ impl RedisNode {
 
     /// A replica of `master`, its initial sync done.
     pub fn replica_of(master: &RedisNode) -> RedisNode {
-        let node = Self::start(
-            free_port(),
-            &[
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                master.port.to_string(),
-            ],
-            &[],
-        );
+        Self::replica_with(master, None)
+    }
+
+    /// A replica of `master`, over TLS with `tls`'s certificate when given.
+    pub fn replica_with(master: &RedisNode, tls: Option<&TlsFiles>) -> RedisNode {
+        let port = free_port();
+        let mut args = tls.map(|tls| tls.server_args(port)).unwrap_or_default();
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port.to_string(),
+        ]);
+        let cli = tls.map(TlsFiles::cli_args).unwrap_or_default();
+        let node = Self::start(port, &args, &cli);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !node.info("replication").contains("master_link_status:up") {
             assert!(
@@ -92,12 +97,27 @@ impl RedisNode {
     }
 
     /// A sentinel monitoring `master` (quorum 2, down after 1 s, failover timeout 3 s),
-    /// requiring `password` when given.
-    pub fn sentinel(master: &RedisNode, password: Option<&str>) -> RedisNode {
+    /// requiring `password` when given, over TLS only (to clients and to the servers it
+    /// monitors) with `tls`.
+    pub fn sentinel(
+        master: &RedisNode,
+        password: Option<&str>,
+        tls: Option<&TlsFiles>,
+    ) -> RedisNode {
         let port = free_port();
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let listen = match tls {
+            None => format!("port {port}\n"),
+            Some(tls) => format!(
+                "port 0\ntls-port {port}\ntls-cert-file {cert}\ntls-key-file {key}\n\
+                 tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n",
+                cert = tls.cert_file.display(),
+                key = tls.key_file.display(),
+                ca = tls.ca_file.display(),
+            ),
+        };
         let mut conf = format!(
-            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+            "{listen}bind 127.0.0.1\ndaemonize no\ndir {dir}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
              sentinel failover-timeout {MASTER_NAME} 3000\n\
@@ -105,12 +125,12 @@ impl RedisNode {
             dir = dir.path().display(),
             master = master.port,
         );
-        let mut cli = Vec::new();
+        let mut cli = tls.map(TlsFiles::cli_args).unwrap_or_default();
         if let Some(password) = password {
             conf.push_str(&format!(
                 "requirepass {password}\nsentinel sentinel-pass {password}\n"
             ));
-            cli = vec!["-a".into(), password.into(), "--no-auth-warning".into()];
+            cli.extend(["-a".into(), password.into(), "--no-auth-warning".into()]);
         }
         // Sentinel rewrites its configuration file: it must be writable.
         let path = dir.path().join("sentinel.conf");
@@ -190,27 +210,94 @@ fn spawn_server(args: &[String]) -> Child {
         .expect("redis-server must be installed: run the README's test command (scripts/test.sh)")
 }
 
+/// A certificate for 127.0.0.1 and its CA, as files: what TLS-only servers of a test share.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
+impl TlsFiles {
+    /// A leaf certificate for 127.0.0.1 from `pki`.
+    pub fn new(pki: &crate::tls::TestPki) -> TlsFiles {
+        let leaf = pki.leaf(&["127.0.0.1"]);
+        TlsFiles {
+            cert_file: leaf.cert_file,
+            key_file: leaf.key_file,
+            ca_file: pki.ca_file(),
+        }
+    }
+
+    /// `redis-server` arguments: TLS only on `port` (`--port 0` after the kit's `--port`),
+    /// replication over TLS too.
+    pub fn server_args(&self, port: u16) -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &self.cert_file.display().to_string(),
+            "--tls-key-file",
+            &self.key_file.display().to_string(),
+            "--tls-ca-cert-file",
+            &self.ca_file.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    pub fn cli_args(&self) -> Vec<String> {
+        vec![
+            "--tls".into(),
+            "--cacert".into(),
+            self.ca_file.display().to_string(),
+        ]
+    }
+}
+
 /// A master, one replica and three sentinels (quorum 2).
 pub struct SentinelCluster {
     pub master: RedisNode,
     pub replica: RedisNode,
     pub sentinels: Vec<RedisNode>,
     pub sentinel_password: Option<String>,
+    pub tls: Option<TlsFiles>,
 }
 
 impl SentinelCluster {
     /// Started, the replica synced and every sentinel aware of it and of the two others.
     pub async fn start(sentinel_password: Option<&str>) -> SentinelCluster {
-        let master = RedisNode::plain();
-        let replica = RedisNode::replica_of(&master);
+        Self::start_with(sentinel_password, None).await
+    }
+
+    /// With `tls`: every server (data nodes and sentinels) speaks TLS only.
+    pub async fn start_with(
+        sentinel_password: Option<&str>,
+        tls: Option<TlsFiles>,
+    ) -> SentinelCluster {
+        let master = match &tls {
+            None => RedisNode::plain(),
+            Some(tls) => {
+                let port = free_port();
+                RedisNode::start(port, &tls.server_args(port), &tls.cli_args())
+            }
+        };
+        let replica = RedisNode::replica_with(&master, tls.as_ref());
         let sentinels = (0..3)
-            .map(|_| RedisNode::sentinel(&master, sentinel_password))
+            .map(|_| RedisNode::sentinel(&master, sentinel_password, tls.as_ref()))
             .collect();
         let cluster = SentinelCluster {
             master,
             replica,
             sentinels,
             sentinel_password: sentinel_password.map(str::to_owned),
+            tls,
         };
         cluster.wait_monitored().await;
         cluster
@@ -268,6 +355,10 @@ impl SentinelCluster {
         ];
         if let Some(password) = &self.sentinel_password {
             lines.push(format!("  password: \"{password}\""));
+        }
+        if let Some(tls) = &self.tls {
+            lines.push("  tls: true".into());
+            lines.push(format!("ca_file: \"{}\"", tls.ca_file.display()));
         }
         lines.push(format!("encryption_key: \"{KEY_A}\""));
         lines.extend(extra.iter().cloned());
@@ -385,31 +476,9 @@ pub fn try_gateway_with_store(
 
 /// A single node serving TLS only, with a certificate for 127.0.0.1 from `pki`.
 pub fn tls_node(pki: &crate::tls::TestPki) -> RedisNode {
-    let leaf = pki.leaf(&["127.0.0.1"]);
+    let tls = TlsFiles::new(pki);
     let port = free_port();
-    // `--port 0` after the kit's `--port`: no plain-text port.
-    RedisNode::start(
-        port,
-        &[
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            leaf.cert_file.display().to_string(),
-            "--tls-key-file".into(),
-            leaf.key_file.display().to_string(),
-            "--tls-ca-cert-file".into(),
-            pki.ca_file().display().to_string(),
-            "--tls-auth-clients".into(),
-            "no".into(),
-        ],
-        &[
-            "--tls".into(),
-            "--cacert".into(),
-            pki.ca_file().display().to_string(),
-        ],
-    )
+    RedisNode::start(port, &tls.server_args(port), &tls.cli_args())
 }
 
 /// A single node whose default user needs `admin_password`, and an ACL user `user` with

@@ -1329,7 +1329,8 @@ impl Inner {
             })
             .collect();
         format!(
-            r#"<md:EntitiesDescriptor xmlns:md="{NS_METADATA}" xmlns:ds="{NS_DSIG}" Name="urn:guichet:test:federation"{id_attribute}>{template}{}{}{}</md:EntitiesDescriptor>"#,
+            r#"<md:EntitiesDescriptor xmlns:md="{NS_METADATA}" xmlns:ds="{NS_DSIG}" Name="urn:guichet:test:federation" validUntil="{}"{id_attribute}>{template}{}{}{}</md:EntitiesDescriptor>"#,
+            metadata_valid_until(),
             others[0],
             self.entity_descriptor(None),
             others[1],
@@ -1858,8 +1859,9 @@ fn idp_entity_descriptor(d: &IdpDescriptor<'_>) -> String {
     .map(|f| format!("<md:NameIDFormat>{f}</md:NameIDFormat>"))
     .collect();
     format!(
-        r#"<md:EntityDescriptor xmlns:md="{NS_METADATA}" xmlns:ds="{NS_DSIG}" entityID="{}"{}>{}<md:IDPSSODescriptor WantAuthnRequestsSigned="{}" protocolSupportEnumeration="{NS_PROTOCOL}"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>{}{formats}{}</md:IDPSSODescriptor></md:EntityDescriptor>"#,
+        r#"<md:EntityDescriptor xmlns:md="{NS_METADATA}" xmlns:ds="{NS_DSIG}" entityID="{}" validUntil="{}"{}>{}<md:IDPSSODescriptor WantAuthnRequestsSigned="{}" protocolSupportEnumeration="{NS_PROTOCOL}"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>{}{formats}{}</md:IDPSSODescriptor></md:EntityDescriptor>"#,
         escape(d.entity_id),
+        metadata_valid_until(),
         d.extra_root_attributes,
         d.first_child,
         d.want_authn_requests_signed,
@@ -2425,6 +2427,11 @@ pub fn fresh_id() -> String {
     let bytes: [u8; 16] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("_{hex}")
+}
+
+/// Federations publish metadata valid for days; signed metadata without it is refused.
+fn metadata_valid_until() -> String {
+    xml_time(Utc::now() + Duration::days(7))
 }
 
 fn xml_time(instant: DateTime<Utc>) -> String {

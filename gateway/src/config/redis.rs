@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use guichet_directory_client::redis_link::{
-    RedisLink, RedisLinkError, RedisSettings, RedisTarget, SentinelSettings,
+    sentinel_location, RedisLink, RedisLinkError, RedisSettings, RedisTarget, SentinelSettings,
 };
 use guichet_directory_client::{SharedCacheError, SharedRedis};
 use rustls_pki_types::pem::PemObject;
@@ -100,11 +100,6 @@ impl std::fmt::Debug for ResolvedRedis {
 }
 
 impl ResolvedRedis {
-    /// A new link to Redis (does not connect yet).
-    pub fn link(&self) -> Result<RedisLink, String> {
-        RedisLink::new(&self.connection).map_err(|e| format!("session.store: {e}"))
-    }
-
     /// What the directory's shared cache needs: its own link and the same keys.
     pub fn shared_cache(&self) -> Result<SharedRedis, SharedCacheError> {
         Ok(SharedRedis {
@@ -300,28 +295,6 @@ fn parse_node(node: &str) -> Result<(String, u16), String> {
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("{node:?}: the port must be a number from 1 to 65535"))?;
     Ok((host.to_owned(), port))
-}
-
-/// The same shape as [`RedisLink::describe`] gives.
-fn sentinel_location(sentinel: &SentinelSettings) -> String {
-    let nodes: Vec<String> = sentinel
-        .nodes
-        .iter()
-        .map(|(host, port)| {
-            if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            }
-        })
-        .collect();
-    format!(
-        "redis+sentinel{}://{}/{}/{}",
-        if sentinel.tls { "s" } else { "" },
-        nodes.join(","),
-        sentinel.master_name,
-        sentinel.db
-    )
 }
 
 fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {

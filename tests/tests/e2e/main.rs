@@ -18,6 +18,7 @@ mod franceconnect_strict;
 mod headers;
 mod helm;
 mod identity_pivot;
+mod image;
 mod interop_cas;
 mod interop_oidc;
 mod interop_saml;

@@ -19,10 +19,13 @@ use guichet_tests::logs;
 use guichet_tests::poll::{eventually, Deadline};
 use guichet_tests::redis_ha::{
     acl_node, config_with_store, gateway_with_store, tls_node, write_file, RedisNode,
-    SentinelCluster, KEY_A, KEY_B, MASTER_NAME,
+    SentinelCluster, TlsFiles, KEY_A, KEY_B, MASTER_NAME,
 };
 use guichet_tests::tls::TestPki;
 use guichet_tests::{Browser, GatewayOptions, Page, TestGateway, ALICE, BOB};
+
+/// When a login of the load was tried, the statuses it met, whether it signed in.
+type LoginAttempt = (Instant, Vec<u16>, bool);
 
 /// `GET /` as JSON with the browser's session: 200 and the user when signed in.
 async fn whoami(browser: &mut Browser, gateway: &TestGateway) -> Page {
@@ -133,6 +136,45 @@ async fn sessions_are_shared_through_sentinel_by_two_gateways() {
         "{replicated}"
     );
 
+    // A planned failover: the old master lives on as a replica (reads still answer there),
+    // its first refused write (READONLY) sends the gateways to the new master.
+    let answer = cluster.sentinels[0].cli(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert!(answer.contains("OK"), "{answer}");
+    cluster.wait_promoted(Duration::from_secs(30)).await;
+    eventually(
+        Duration::from_secs(30),
+        "the old master reconfigured as a replica",
+        || async {
+            (cluster.master.cli(&["ROLE"]).lines().next().map(str::trim) == Some("slave"))
+                .then_some(())
+        },
+    )
+    .await;
+    for gateway in [&a, &b] {
+        let deadline = Deadline::after(Duration::from_secs(15), "a login after the switch");
+        loop {
+            let (statuses, ok) = try_login(gateway.port, BOB).await;
+            if ok {
+                break;
+            }
+            assert!(
+                statuses.iter().all(|s| matches!(s, 200 | 302 | 503)),
+                "{statuses:?}"
+            );
+            deadline.tick_every(Duration::from_millis(200)).await;
+        }
+    }
+    let page = whoami(&mut on_b, &b).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    logs.wait_for_line(
+        &[
+            "Redis master found through Sentinel",
+            &cluster.replica.port.to_string(),
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+
     // The sentinels' password is checked: a wrong one gets no master.
     let mut wrong = cluster.store_lines(&[]);
     for line in &mut wrong {
@@ -226,7 +268,7 @@ async fn a_sentinel_failover_under_traffic_loses_no_session_and_answers_no_500()
         }));
     }
     // One client signing in again and again, on both gateways in turn.
-    let logins: Arc<Mutex<Vec<(Instant, Vec<u16>, bool)>>> = Arc::default();
+    let logins: Arc<Mutex<Vec<LoginAttempt>>> = Arc::default();
     let login_client = {
         let logins = logins.clone();
         tokio::spawn(async move {
@@ -334,6 +376,36 @@ async fn a_sentinel_failover_under_traffic_loses_no_session_and_answers_no_500()
         .replica
         .cli(&["KEYS", "guichet:s:*"])
         .contains("guichet:s:"));
+}
+
+/// Sentinel with `tls: true` and a private CA: sentinels and master over TLS only, and a
+/// failover followed there too.
+#[tokio::test]
+async fn sentinel_over_tls_follows_a_failover() {
+    let pki = TestPki::new();
+    let mut cluster = SentinelCluster::start_with(None, Some(TlsFiles::new(&pki))).await;
+    let store = cluster.store_lines(&[]);
+    let a = gateway_with_store(GatewayOptions::default(), guichet_echo(), &store);
+    wait_ready(&a, 200, Duration::from_secs(10)).await;
+    let mut browser = a.browser();
+    let done = browser.login(&a, "/", ALICE).await;
+    assert_eq!(done.status, 302, "{}", done.body);
+
+    cluster.wait_replicated().await;
+    cluster.master.kill();
+    cluster.wait_promoted(Duration::from_secs(30)).await;
+    let deadline = Deadline::after(Duration::from_secs(15), "the session after the failover");
+    loop {
+        let page = whoami(&mut browser, &a).await;
+        if page.status == 200 {
+            assert_eq!(page.upstream_header("x-remote-user"), ["alice"]);
+            break;
+        }
+        assert_eq!(page.status, 503, "{}", page.body);
+        deadline.tick_every(Duration::from_millis(200)).await;
+    }
+    let (_, ok) = try_login(a.port, BOB).await;
+    assert!(ok, "a login on the new master");
 }
 
 fn guichet_echo() -> Arc<guichet_gateway::echo::EchoServer> {
