@@ -14,6 +14,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
 ensure_packages "to build Guichet and run its tests" "${BUILD_PACKAGES[@]}" redis-server \
   chromium chromium-driver simplesamlphp php-cli php-xml
+# The container image test (tests/tests/e2e/image.rs): buildah builds the image from the
+# runtime tree without pulling a base image, podman with runc runs it; strip (binutils) for the
+# tree.
+ensure_packages "to build and run the container image" buildah podman runc binutils
 # The distribution's redis-server service is not used; the tests start their own.
 
 # Interop peers nobody here wrote, from their registries: panva/node-oidc-provider (npm) and,

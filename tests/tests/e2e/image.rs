@@ -552,10 +552,17 @@ fn collect_env(node: &Value, names: &mut Vec<String>) {
 fn http_status(address: &str, path: &str) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut status_line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !status_line.ends_with(b"\r\n") && stream.read(&mut byte).ok()? == 1 {
+        status_line.push(byte[0]);
+    }
+    text(&status_line).split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A `podman run` in the background, stopped and removed when dropped.
