@@ -67,6 +67,10 @@ if [ ${#filter[@]} -eq 0 ]; then
 fi
 echo "==> building the guichet binary (the CLI tests run it)"
 cargo build --quiet --bin guichet
+# The container image test ships the release binary (CI's quickstart check built it already:
+# then this is a no-op).
+echo "==> building the release binary (the container image test ships it)"
+cargo build --quiet --release --locked --bin guichet
 echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

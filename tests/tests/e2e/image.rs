@@ -6,7 +6,8 @@
 //! Dockerfile's. See docs/container.md.
 //!
 //! The release binary is built by the script (`cargo build --release --locked`, a no-op when it
-//! is fresh; the test command builds it before the tests).
+//! is fresh: the test command builds it before the tests, so that no release build runs beside
+//! them).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -67,6 +68,7 @@ impl Image {
         ] {
             require(tool, package);
         }
+        remove_images_of_dead_runs();
         let dir = tempfile::tempdir().unwrap();
         let tag = format!("localhost/guichet-e2e-{}:test", std::process::id());
         let image = Image { tag, dir };
@@ -94,6 +96,29 @@ impl Image {
 
     fn tree(&self) -> PathBuf {
         self.dir.path().join("rootfs")
+    }
+}
+
+/// The images of earlier runs that were killed before removing theirs (their process is gone).
+fn remove_images_of_dead_runs() {
+    let Ok(images) = Command::new("podman")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .args(["--filter", "reference=localhost/guichet-e2e-*"])
+        .output()
+    else {
+        return;
+    };
+    for tag in text(&images.stdout).lines() {
+        let pid = tag
+            .strip_prefix("localhost/guichet-e2e-")
+            .and_then(|rest| rest.split(':').next());
+        if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+            let _ = Command::new("podman")
+                .args(["rmi", "--force", tag])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
