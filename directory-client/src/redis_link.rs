@@ -262,6 +262,26 @@ impl RedisLink {
         Ok((pubsub?, change))
     }
 
+    /// Subscribes to `channel` on the master. The subscription yields each message's payload
+    /// until the connection is lost or (Sentinel) the master changes: then the caller
+    /// subscribes again (on the new master). Messages published while no subscription was
+    /// open are not heard: a caller that caches what they invalidate drops its cache when it
+    /// subscribes again.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription, ChannelError> {
+        let (mut pubsub, master_change) = self
+            .pubsub()
+            .await
+            .map_err(|e| ChannelError::Redis(describe_error(&e)))?;
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, pubsub.subscribe(channel))
+            .await
+            .map_err(|_| ChannelError::Redis("no answer to SUBSCRIBE within 4s".into()))?
+            .map_err(|e| ChannelError::Redis(describe_error(&e)))?;
+        Ok(Subscription {
+            messages: pubsub.into_on_message(),
+            master_changed: Box::pin(master_change.changed()),
+        })
+    }
+
     async fn send(&self, cmd: &Cmd) -> RedisResult<Value> {
         match &self.inner.mode {
             Mode::Direct { manager, .. } => manager.clone().send_packed_command(cmd).await,
@@ -326,6 +346,41 @@ impl ConnectionLike for RedisLink {
     fn get_db(&self) -> i64 {
         self.inner.db
     }
+}
+
+/// How long subscribing may take before a follower gives up and tries again.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A channel subscribed to by [`RedisLink::subscribe`].
+pub struct Subscription {
+    messages: redis::aio::PubSubStream,
+    master_changed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl Subscription {
+    /// The next message's payload; an error once the subscription is over.
+    pub async fn next(&mut self) -> Result<Vec<u8>, ChannelError> {
+        use futures_util::StreamExt;
+
+        tokio::select! {
+            message = self.messages.next() => match message {
+                Some(message) => Ok(message.get_payload_bytes().to_vec()),
+                None => Err(ChannelError::Ended),
+            },
+            () = &mut self.master_changed => Err(ChannelError::MasterChanged),
+        }
+    }
+}
+
+/// Why a [`Subscription`] ended (never with the URL or a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("Redis: {0}")]
+    Redis(String),
+    #[error("subscription ended")]
+    Ended,
+    #[error("the Redis master changed: subscribing again on the new one")]
+    MasterChanged,
 }
 
 /// Resolves once the master a subscription was opened on is no longer the one in use (never,

@@ -18,6 +18,10 @@
 //!
 //! Identity protocols live in `guichet-protocols`, access decisions in `guichet-policies`.
 
+// The futures of the background services nest deeply (Redis subscriptions inside Sentinel
+// lookups inside reload watches): the default limit of 128 is too low to lay them out.
+#![recursion_limit = "256"]
+
 #[cfg(test)]
 mod architecture_tests;
 pub(crate) mod auth;

@@ -125,6 +125,10 @@ pub fn query_value(url: &url::Url, name: &str) -> Option<String> {
 /// Ports come from below the kernel's ephemeral range (32768 and up on Linux), so no socket
 /// bound to port 0 or outgoing connection can take one between this call and its use, and a
 /// process-wide counter never hands the same port out twice; each is checked free first.
+/// How long a session ended on one replica may still be served by another: the default lifetime
+/// of a replica's local copy of session records (750 ms), with room for a loaded machine.
+pub const CROSS_REPLICA_BOUND: Duration = Duration::from_secs(1);
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
@@ -793,6 +797,22 @@ impl Browser {
 
     pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
         self.client.get(url).header("accept", "text/html")
+    }
+
+    /// Asks `url` (as JSON) until the session is no longer served there (an answer other than
+    /// 200), for at most `within`: replicas keep a short-lived copy of session records, and a
+    /// session ended on another replica is dropped from it when the announcement arrives
+    /// (milliseconds), or when the copy ages out (under [`CROSS_REPLICA_BOUND`]). Returns the
+    /// first answer that is not 200 (or the last 200) and how long it took.
+    pub async fn until_signed_out(&mut self, url: &str, within: Duration) -> (Page, Duration) {
+        let started = Instant::now();
+        loop {
+            let page = self.send(self.get_json(url)).await;
+            if page.status != 200 || started.elapsed() >= within {
+                return (page, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A GET asking the echo app for JSON (authenticated requests only: a JSON request without

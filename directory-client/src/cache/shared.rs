@@ -8,11 +8,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, Key};
-use crate::redis_link::{describe_error, RedisLink, RedisSettings};
+use crate::redis_link::{describe_error, ChannelError, RedisLink, RedisSettings};
 use crate::sealing::Sealer;
 use crate::DirectoryUser;
 
@@ -112,13 +111,18 @@ pub enum SharedCacheError {
     MasterChanged,
 }
 
+fn channel_error(e: ChannelError) -> SharedCacheError {
+    match e {
+        ChannelError::Redis(text) => SharedCacheError::Redis(text),
+        ChannelError::Ended => SharedCacheError::SubscriptionEnded,
+        ChannelError::MasterChanged => SharedCacheError::MasterChanged,
+    }
+}
+
 fn failed(e: redis::RedisError) -> SharedCacheError {
     // Redis' own text may carry the URL: described without it.
     SharedCacheError::Redis(describe_error(&e))
 }
-
-/// How long subscribing may take before the listener gives up and tries again.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(4);
 
 const EVERYONE: &str = "*";
 
@@ -294,25 +298,15 @@ impl L2 {
         F: FnMut(Message) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let (mut pubsub, master_change) = self.link.pubsub().await.map_err(failed)?;
-        tokio::time::timeout(SUBSCRIBE_TIMEOUT, pubsub.subscribe(&self.channel))
+        let mut subscription = self
+            .link
+            .subscribe(&self.channel)
             .await
-            .map_err(|_| SharedCacheError::Redis("no answer to SUBSCRIBE within 4s".into()))?
-            .map_err(failed)?;
+            .map_err(channel_error)?;
         on_message(Message::Subscribed).await;
-        let mut messages = pubsub.on_message();
-        let master_changed = master_change.changed();
-        tokio::pin!(master_changed);
         loop {
-            let message = tokio::select! {
-                message = messages.next() => message,
-                () = &mut master_changed => return Err(SharedCacheError::MasterChanged),
-            };
-            let Some(message) = message else { break };
-            let Ok(payload) = message.get_payload::<String>() else {
-                continue;
-            };
-            if payload == EVERYONE {
+            let payload = subscription.next().await.map_err(channel_error)?;
+            if payload == EVERYONE.as_bytes() {
                 on_message(Message::Everyone).await;
             } else if let Some(key) = hex::decode(&payload)
                 .ok()
@@ -321,6 +315,5 @@ impl L2 {
                 on_message(Message::One(key)).await;
             }
         }
-        Err(SharedCacheError::SubscriptionEnded)
     }
 }

@@ -45,7 +45,49 @@ pub struct RedisStoreConfig {
     /// Prefix of every key Guichet writes, to share a Redis between deployments.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// The short-lived copy of session records each replica keeps in memory (L1).
+    #[serde(default)]
+    pub local_cache: LocalCacheConfig,
 }
+
+/// `session.store.local_cache`: each replica's in-memory copy of the session records it has
+/// just read from Redis, so that a burst of requests of one session costs one Redis read.
+/// A session ended or changed on any replica is dropped from every replica's copy at once
+/// (Redis pub/sub); `ttl` bounds how long a copy can outlive its record when that message is
+/// lost, and how long sessions keep working here while Redis is down.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCacheConfig {
+    /// How long a copy is used before Redis is read again; `0s` turns the copy off.
+    #[serde(default = "default_local_cache_ttl", with = "humantime_serde")]
+    pub ttl: std::time::Duration,
+    /// Copies kept at most (least recently used go first).
+    #[serde(default = "default_local_cache_entries")]
+    pub max_entries: u64,
+}
+
+impl Default for LocalCacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: default_local_cache_ttl(),
+            max_entries: default_local_cache_entries(),
+        }
+    }
+}
+
+/// Under a second, so that a logout is effective on every replica within a second even when
+/// its invalidation message is lost.
+fn default_local_cache_ttl() -> std::time::Duration {
+    std::time::Duration::from_millis(750)
+}
+
+fn default_local_cache_entries() -> u64 {
+    100_000
+}
+
+/// The longest copy allowed: past it, a session ended elsewhere could go on being served here
+/// for too long after a lost invalidation message.
+const MAX_LOCAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +124,9 @@ pub struct ResolvedRedis {
     /// Oldest last or not: each is tried after `encryption_key` in the order given.
     pub previous_encryption_keys: Vec<[u8; 32]>,
     pub key_prefix: String,
+    /// Zero: no local copy.
+    pub local_cache_ttl: std::time::Duration,
+    pub local_cache_entries: u64,
 }
 
 impl std::fmt::Debug for ResolvedRedis {
@@ -217,12 +262,26 @@ pub(super) fn resolve_redis(redis: &RedisStoreConfig) -> Result<ResolvedRedis, C
         };
         ConfigError::new(at(field), e)
     })?;
+    if redis.local_cache.ttl > MAX_LOCAL_CACHE_TTL {
+        return Err(ConfigError::new(
+            at("local_cache.ttl"),
+            "at most 10s: a session ended on another replica is served here until then when the invalidation message is lost (the default, 750ms, keeps that under a second)",
+        ));
+    }
+    if redis.local_cache.max_entries == 0 {
+        return Err(ConfigError::new(
+            at("local_cache.max_entries"),
+            "must be at least 1 (set local_cache.ttl: 0s to turn the copy off)",
+        ));
+    }
     Ok(ResolvedRedis {
         url,
         connection,
         encryption_key,
         previous_encryption_keys,
         key_prefix: redis.key_prefix.clone(),
+        local_cache_ttl: redis.local_cache.ttl,
+        local_cache_entries: redis.local_cache.max_entries,
     })
 }
 

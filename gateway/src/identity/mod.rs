@@ -220,12 +220,17 @@ pub async fn current(
         let mut refreshed = (*record).clone();
         refreshed.last_seen = now;
         let ttl = remaining_ttl(&refreshed, settings.idle_timeout, now);
-        if let Err(e) = gateway.store.save_session(&id, &refreshed, ttl).await {
+        let refreshed = Arc::new(refreshed);
+        if let Err(e) = gateway
+            .store
+            .touch_session(&id, refreshed.clone(), ttl)
+            .await
+        {
             tracing::warn!(error = %e, "could not refresh session activity");
         }
         return Ok(Some(Identity {
             id,
-            record: Arc::new(refreshed),
+            record: refreshed,
         }));
     }
     Ok(Some(Identity { id, record }))

@@ -180,6 +180,10 @@ impl ServeHttp for AdminApp {
                 }
             }
             "/metrics" => {
+                gateway.metrics.sync_session_cache(
+                    &gateway.store.cache_counters(),
+                    gateway.store.is_following_events(),
+                );
                 if let Some(cache) = &gateway.directory {
                     gateway.metrics.sync_directory(cache.stats());
                 }

@@ -1,6 +1,8 @@
 //! Watches the session store in the background: says clearly in the log when it is unreachable
 //! (at start and whenever that changes) and keeps the `guichet_store_up` gauge current, so an
-//! operator learns about a Redis outage from the log, not from users.
+//! operator learns about a Redis outage from the log, not from users. It also runs the store's
+//! own background work (with Redis: following other replicas' session events and writing
+//! batched activity refreshes). The store outlives configuration reloads, so this does too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,20 @@ pub struct StoreWatch {
 #[async_trait]
 impl BackgroundService for StoreWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let store_work = async {
+            self.gateway.store.run_background().await;
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = store_work => {}
+            () = self.watch() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+impl StoreWatch {
+    async fn watch(&self) {
         let mut was_up: Option<bool> = None;
         let store = self.gateway.store.describe();
         loop {
@@ -44,10 +60,7 @@ impl BackgroundService for StoreWatch {
                 }
                 was_up = Some(up);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
-                _ = shutdown.changed() => return,
-            }
+            tokio::time::sleep(self.interval).await;
         }
     }
 }

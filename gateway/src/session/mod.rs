@@ -4,6 +4,7 @@
 //! The browser only ever holds an opaque random id; everything else stays server-side.
 
 mod crypto;
+mod local_copy;
 pub mod login;
 pub mod login_limits;
 mod memory;
@@ -43,6 +44,16 @@ pub trait Store: Send + Sync {
         record: &SessionRecord,
         ttl: Duration,
     ) -> Result<(), StoreError>;
+    /// Writes an activity refresh of an existing record (a later `last_seen`). It may be
+    /// written later, batched with others, and never brings back a record deleted meanwhile.
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        record: Arc<SessionRecord>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.save_session(id, &record, ttl).await
+    }
     async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError>;
 
     /// Short-lived opaque values (login transactions), read once.
@@ -65,6 +76,21 @@ pub trait Store: Send + Sync {
         -> Result<(), StoreError>;
     /// Ends every session filed under `tag`, on every replica; returns how many were filed.
     async fn end_tagged_sessions(&self, tag: &str) -> Result<usize, StoreError>;
+
+    /// The store's own background work (following other replicas' session events, writing
+    /// batched refreshes), run until the process stops. Nothing by default.
+    async fn run_background(&self) {}
+
+    /// Counters of the store's local copy of sessions, for `/metrics`: `(event, total)`.
+    fn cache_counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// Whether the store follows other replicas' session events right now; `None` when it
+    /// keeps no copy that would need them.
+    fn is_following_events(&self) -> Option<bool> {
+        None
+    }
 
     /// Whether the store answers right now (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -4,8 +4,13 @@
 //! (HMAC-SHA-256 under a key derived from the encryption key) of the session id, transaction id
 //! or counter name, so even a counter named after an IPv4 address cannot be brute-forced back,
 //! and values are sealed with AES-256-GCM.
-//! There is no in-process copy of sessions, so a logout on one replica is effective on every
-//! other at its next request. The connection is lazy and reconnects by itself: the gateway
+//! Each replica keeps a short-lived copy of the records it reads ([`LocalCopy`], 750 ms by
+//! default): a session ended or changed anywhere is announced on the `{prefix}session-events`
+//! channel and dropped from every replica's copy at once; the copy's lifetime bounds staleness
+//! when a message is lost. Activity refreshes (the sliding idle timeout) are not written per
+//! request but batched: queued, then written together once a second, and only over a record
+//! that still exists, so a refresh can never bring back a session that ended meanwhile.
+//! The connection is lazy and reconnects by itself: the gateway
 //! starts while Redis is down (`/readyz` says so) and recovers when it comes back. Redis is
 //! reached through a [`RedisLink`]: a URL or Sentinel, whose failovers are followed.
 //!
@@ -16,16 +21,20 @@
 //! logout), named by the same key, keep naming them; new records get the current key's names.
 //! Counters start again under the new names.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use guichet_directory_client::redis_link::{describe_error, RedisLink};
+use rand::RngCore;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::crypto::SealerRing;
+use super::local_copy::LocalCopy;
 use super::{SessionId, SessionRecord, Store, StoreError};
 use crate::config::ResolvedRedis;
 
@@ -45,7 +54,35 @@ pub struct RedisStore {
     /// the encryption keys, never equal to them.
     key_namers: Vec<Hmac<Sha256>>,
     prefix: String,
+    /// Recently read records (L1).
+    local: LocalCopy,
+    /// Where sessions ended or changed are announced to every replica.
+    channel: String,
+    /// This process, in what it announces: it does not act twice on its own messages.
+    origin: String,
+    /// Activity refreshes waiting to be written, by the record's current name.
+    touches: Mutex<HashMap<String, PendingTouch>>,
+    touch_stats: TouchStats,
 }
+
+/// An activity refresh waiting for the next batch.
+struct PendingTouch {
+    names: Vec<String>,
+    plain: Vec<u8>,
+    ttl: Duration,
+}
+
+#[derive(Default)]
+struct TouchStats {
+    written: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// How often queued activity refreshes are written.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Refreshes queued at most: past it (Redis long unreachable and very many active sessions),
+/// new ones are dropped; the sessions concerned are refreshed again at a later request.
+const MAX_PENDING_TOUCHES: usize = 200_000;
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     // Described without Redis' own text, which may carry the URL.
@@ -62,6 +99,31 @@ const SAVE_IN_PLACE: &str = "local target = 1 \
       end \
     end \
     redis.call('SET', KEYS[target], ARGV[target + 1], 'PX', ARGV[1]) return target";
+
+/// An activity refresh: rewrites the first of KEYS that exists, and nothing if none does
+/// (the session ended meanwhile: it must not come back). ARGV as [`SAVE_IN_PLACE`].
+const TOUCH_IN_PLACE: &str = "for i = 1, #KEYS do \
+      if redis.call('EXISTS', KEYS[i]) == 1 then \
+        redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1]) return i \
+      end \
+    end return 0";
+
+/// Ends every session filed under KEYS (one index per key of a rotation, each naming its own
+/// sessions), announces each on channel ARGV[1] as `ARGV[2] <name>`, and returns their names.
+/// One script: the index and its sessions go together, whatever replica asks.
+const END_TAGGED: &str = "local ended = {} \
+    for _, tag in ipairs(KEYS) do \
+      local members = redis.call('SMEMBERS', tag) \
+      for _, k in ipairs(members) do \
+        redis.call('DEL', k) \
+        redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. k) \
+        ended[#ended + 1] = k \
+      end \
+      redis.call('DEL', tag) \
+    end return ended";
+
+/// How long to wait before subscribing again after the channel was lost.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 impl RedisStore {
     /// Does not connect: the first command does, and later ones reconnect as needed.
@@ -83,17 +145,157 @@ impl RedisStore {
                 Hmac::<Sha256>::new_from_slice(&naming_key).expect("HMAC takes any key length")
             })
             .collect();
+        let mut origin = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut origin);
         Ok(Self {
             link,
             sealer: SealerRing::new(&config.encryption_key, &config.previous_encryption_keys),
             key_namers,
             prefix: config.key_prefix.clone(),
+            local: LocalCopy::new(config.local_cache_ttl, config.local_cache_entries),
+            channel: format!("{}session-events", config.key_prefix),
+            origin: hex::encode(origin),
+            touches: Mutex::new(HashMap::new()),
+            touch_stats: TouchStats::default(),
         })
     }
 
-    /// Whether a previous encryption key is configured (a rotation is under way).
-    fn rotating(&self) -> bool {
-        self.key_namers.len() > 1
+    /// What announces that the record named `name` ended or changed.
+    fn announcement(&self, name: &str) -> String {
+        format!("{} {name}", self.origin)
+    }
+
+    /// Adds to `pipe` the announcement of every name of `names`.
+    fn announce(&self, pipe: &mut redis::Pipeline, names: &[String]) {
+        for name in names {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(self.announcement(name))
+                .ignore();
+        }
+    }
+
+    fn pending_touches(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingTouch>> {
+        self.touches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the local copies and queued refreshes of records that ended here.
+    fn forget_locally(&self, names: &[String]) {
+        self.local.forget(names.iter().map(String::as_str));
+        let mut touches = self.pending_touches();
+        for name in names {
+            touches.remove(name);
+        }
+    }
+
+    /// What another replica announced: `<origin> <name>`.
+    fn heard(&self, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let Some((origin, name)) = text.split_once(' ') else {
+            return;
+        };
+        if origin != self.origin {
+            self.local.forget_remote(name);
+            self.pending_touches().remove(name);
+        }
+    }
+
+    /// Follows the announcements of sessions ended or changed on other replicas until the
+    /// process stops, subscribing again after any loss. Every (re)subscription drops the whole
+    /// local copy: announcements made while no subscription was open were not heard.
+    async fn follow_announcements(&self) {
+        let mut lost_logged = false;
+        loop {
+            let error = match self.link.subscribe(&self.channel).await {
+                Ok(mut subscription) => {
+                    self.local.forget_all();
+                    self.local.set_listening(true);
+                    tracing::info!("following session events of other replicas");
+                    lost_logged = false;
+                    loop {
+                        match subscription.next().await {
+                            Ok(payload) => self.heard(&payload),
+                            Err(error) => break error,
+                        }
+                    }
+                }
+                Err(error) => error,
+            };
+            self.local.set_listening(false);
+            if !lost_logged {
+                tracing::warn!(
+                    %error,
+                    ttl = ?self.local.ttl(),
+                    "session event channel lost: subscribing again; local session copies live ttl at most meanwhile"
+                );
+                lost_logged = true;
+            }
+            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+        }
+    }
+
+    /// Writes the queued activity refreshes once a second, in one round trip.
+    async fn write_touches(&self) {
+        let mut interval = tokio::time::interval(TOUCH_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            self.flush_touches().await;
+        }
+    }
+
+    /// Writes every queued refresh now; those that fail are queued again (unless a newer one
+    /// or the session's end came meanwhile).
+    async fn flush_touches(&self) {
+        let batch: Vec<(String, PendingTouch)> = self.pending_touches().drain().collect();
+        if batch.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (_, touch) in &batch {
+            let millis = touch.ttl.as_millis().max(1) as u64;
+            if let [name] = touch.names.as_slice() {
+                pipe.cmd("SET")
+                    .arg(name)
+                    .arg(self.sealer.seal(&touch.plain, name.as_bytes()))
+                    .arg("XX")
+                    .arg("PX")
+                    .arg(millis)
+                    .ignore();
+            } else {
+                let script = pipe.cmd("EVAL");
+                script
+                    .arg(TOUCH_IN_PLACE)
+                    .arg(touch.names.len())
+                    .arg(&touch.names)
+                    .arg(millis);
+                for name in &touch.names {
+                    script.arg(self.sealer.seal(&touch.plain, name.as_bytes()));
+                }
+                script.ignore();
+            }
+        }
+        match pipe.query_async::<()>(&mut self.link.clone()).await {
+            Ok(()) => {
+                self.touch_stats
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.touch_stats
+                    .failed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::warn!(error = %describe_error(&e), sessions = batch.len(), "could not write session activity: trying again");
+                let mut touches = self.pending_touches();
+                for (name, touch) in batch {
+                    if touches.len() < MAX_PENDING_TOUCHES {
+                        touches.entry(name).or_insert(touch);
+                    }
+                }
+            }
+        }
     }
 
     /// The names of `secret` of this `kind`: the current key's first, then the previous keys'.
@@ -157,29 +359,6 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Writes under whichever of `names` holds the record (see [`SAVE_IN_PLACE`]).
-    async fn put_sealed_in_place(
-        &self,
-        names: &[String],
-        plaintext: &[u8],
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let mut script = redis::cmd("EVAL");
-        script
-            .arg(SAVE_IN_PLACE)
-            .arg(names.len())
-            .arg(names)
-            .arg(ttl.as_millis().max(1) as u64);
-        for name in names {
-            script.arg(self.sealer.seal(plaintext, name.as_bytes()));
-        }
-        script
-            .query_async::<i64>(&mut self.link.clone())
-            .await
-            .map(drop)
-            .map_err(unavailable)
-    }
-
     fn open(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.sealer.open(sealed, name.as_bytes()).ok_or_else(|| {
             StoreError::Corrupt("record does not open with the configured keys".into())
@@ -232,10 +411,20 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn load_session(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        match self.get_sealed(&self.session_keys(id)).await {
-            Ok(Some(plain)) => serde_json::from_slice(&plain)
-                .map(|record| Some(Arc::new(record)))
-                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        let names = self.session_keys(id);
+        if let Some(record) = self.local.get(&names[0]) {
+            return Ok(Some(record));
+        }
+        let ticket = self.local.ticket(&names[0]);
+        match self.get_sealed(&names).await {
+            Ok(Some(plain)) => {
+                let record = Arc::new(
+                    serde_json::from_slice::<SessionRecord>(&plain)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+                self.local.keep(ticket, &names[0], &record);
+                Ok(Some(record))
+            }
             Ok(None) => Ok(None),
             // A record sealed with another key (key rotation) is no session, not an outage.
             Err(StoreError::Corrupt(_)) => Ok(None),
@@ -251,18 +440,62 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let plain = serde_json::to_vec(record).expect("a session record always serializes");
-        if self.rotating() {
-            self.put_sealed_in_place(&self.session_keys(id), &plain, ttl)
-                .await
+        let names = self.session_keys(id);
+        // Other replicas drop their copies of the record (it changed), in the same round trip.
+        let mut pipe = redis::pipe();
+        let millis = ttl.as_millis().max(1) as u64;
+        if let [name] = names.as_slice() {
+            pipe.cmd("SET")
+                .arg(name)
+                .arg(self.sealer.seal(&plain, name.as_bytes()))
+                .arg("PX")
+                .arg(millis)
+                .ignore();
         } else {
-            self.put_sealed(&self.session_key(id), &plain, ttl).await
+            let script = pipe.cmd("EVAL");
+            script
+                .arg(SAVE_IN_PLACE)
+                .arg(names.len())
+                .arg(&names)
+                .arg(millis);
+            for name in &names {
+                script.arg(self.sealer.seal(&plain, name.as_bytes()));
+            }
+            script.ignore();
         }
+        self.announce(&mut pipe, &names);
+        self.forget_locally(&names);
+        pipe.query_async::<()>(&mut self.link.clone())
+            .await
+            .map_err(unavailable)?;
+        self.local.put(&names[0], Arc::new(record.clone()));
+        Ok(())
+    }
+
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        record: Arc<SessionRecord>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let names = self.session_keys(id);
+        let plain = serde_json::to_vec(&*record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.local.put(&names[0], record);
+        let mut touches = self.pending_touches();
+        if touches.len() < MAX_PENDING_TOUCHES || touches.contains_key(&names[0]) {
+            touches.insert(names[0].clone(), PendingTouch { names, plain, ttl });
+        }
+        Ok(())
     }
 
     async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
-        redis::cmd("DEL")
-            .arg(self.session_keys(id))
-            .query_async::<()>(&mut self.link.clone())
+        let names = self.session_keys(id);
+        // Forgotten here first: whatever Redis answers, this replica no longer serves it.
+        self.forget_locally(&names);
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&names).ignore();
+        self.announce(&mut pipe, &names);
+        pipe.query_async::<()>(&mut self.link.clone())
             .await
             .map_err(unavailable)
     }
@@ -350,23 +583,44 @@ impl Store for RedisStore {
     }
 
     async fn end_tagged_sessions(&self, tag: &str) -> Result<usize, StoreError> {
-        // One script: the index and its sessions go together, whatever replica asks. One index
-        // per key of a rotation (each names its own sessions).
-        const SCRIPT: &str = "local n = 0 \
-            for _, tag in ipairs(KEYS) do \
-              local members = redis.call('SMEMBERS', tag) \
-              for _, k in ipairs(members) do redis.call('DEL', k) end \
-              redis.call('DEL', tag) n = n + #members \
-            end return n";
         let tags = self.tag_keys(tag);
-        redis::cmd("EVAL")
-            .arg(SCRIPT)
+        let ended: Vec<String> = redis::cmd("EVAL")
+            .arg(END_TAGGED)
             .arg(tags.len())
             .arg(tags)
-            .query_async::<i64>(&mut self.link.clone())
+            .arg(&self.channel)
+            .arg(&self.origin)
+            .query_async(&mut self.link.clone())
             .await
-            .map(|n| n.max(0) as usize)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.forget_locally(&ended);
+        Ok(ended.len())
+    }
+
+    async fn run_background(&self) {
+        tokio::join!(self.follow_announcements(), self.write_touches());
+    }
+
+    fn cache_counters(&self) -> Vec<(&'static str, u64)> {
+        let stats = &self.local.stats;
+        vec![
+            ("hit", stats.hits.load(Ordering::Relaxed)),
+            ("miss", stats.misses.load(Ordering::Relaxed)),
+            (
+                "remote_invalidation",
+                stats.remote_invalidations.load(Ordering::Relaxed),
+            ),
+            ("flush", stats.flushes.load(Ordering::Relaxed)),
+            (
+                "touch_written",
+                self.touch_stats.written.load(Ordering::Relaxed),
+            ),
+            ("touch_failed", self.touch_stats.failed.load(Ordering::Relaxed)),
+        ]
+    }
+
+    fn is_following_events(&self) -> Option<bool> {
+        self.local.is_enabled().then(|| self.local.is_listening())
     }
 
     fn describe(&self) -> String {

@@ -22,6 +22,11 @@ pub struct Metrics {
     /// Directory lookups the in-process cache could not answer, by where the answer came from
     /// (copied from the cache's own counters when metrics are read: nothing on the hot path).
     pub directory_lookups: IntCounterVec,
+    /// The session store's local copy (L1) and batched refreshes, by event (copied from the
+    /// store's counters when metrics are read).
+    pub session_cache: IntCounterVec,
+    /// 1 while the store follows other replicas' session events (absent without a local copy).
+    pub session_events_followed: IntGauge,
 }
 
 impl Metrics {
@@ -85,6 +90,19 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
+        let session_cache = IntCounterVec::new(
+            Opts::new(
+                "guichet_session_cache_total",
+                "Session store's local copy (L1) in front of Redis, by event: hit, miss, remote_invalidation (another replica ended or changed a session), flush (whole copy dropped on resubscription), touch_written and touch_failed (batched activity refreshes)",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
+        let session_events_followed = IntGauge::new(
+            "guichet_session_events_followed",
+            "1 while this replica follows the session events of the others (Redis pub/sub); while 0, local session copies are trusted for their TTL only (always 0 without Redis)",
+        )
+        .expect("valid metric");
         let provider_events = IntCounterVec::new(
             Opts::new(
                 "guichet_provider_events_total",
@@ -111,6 +129,8 @@ impl Metrics {
         .expect("valid metric");
         for collector in [
             Box::new(directory_lookups.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(session_cache.clone()),
+            Box::new(session_events_followed.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_info.clone()),
             Box::new(provider_events.clone()),
@@ -134,6 +154,8 @@ impl Metrics {
             store_errors,
             store_up,
             directory_lookups,
+            session_cache,
+            session_events_followed,
             provider_events,
             config_reloads,
             config_info,
@@ -154,6 +176,20 @@ impl Metrics {
             if *total > seen {
                 counter.inc_by(total - seen);
             }
+        }
+    }
+
+    /// Brings the session cache counters up to the store's.
+    pub fn sync_session_cache(&self, counters: &[(&'static str, u64)], following: Option<bool>) {
+        for (event, total) in counters {
+            let counter = self.session_cache.with_label_values(&[event]);
+            let seen = counter.get();
+            if *total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
+        if let Some(following) = following {
+            self.session_events_followed.set(i64::from(following));
         }
     }
 

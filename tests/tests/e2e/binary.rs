@@ -9,7 +9,9 @@ use guichet_gateway::echo::EchoServer;
 use guichet_tests::binary::GuichetProcess;
 use guichet_tests::cas::MockCas;
 use guichet_tests::oidc::{self, MockOp};
-use guichet_tests::{user_hash, Browser, GatewayOptions, Reachable, RedisServer, Store};
+use guichet_tests::{
+    user_hash, Browser, GatewayOptions, Reachable, RedisServer, Store, CROSS_REPLICA_BOUND,
+};
 
 /// dave is in the directory with role `utilisateur` on bip; his password is "alice".
 const PEOPLE: &str = r#"
@@ -145,13 +147,17 @@ async fn two_processes_share_sessions_through_redis() {
     assert_eq!(page.status, 200, "the session works on the other process");
     assert_eq!(page.upstream_header("x-remote-user"), ["dave"]);
 
-    // Signed out on the second: gone on the first at its next request.
+    // Signed out on the second: gone on the first within a second (at once when the
+    // announcement arrives; the local copy's lifetime bounds it otherwise).
     assert_eq!(sign_out(&mut on_second, &second).await, 302);
-    let page = on_first.send(on_first.get_json(&first.url("/bip/"))).await;
+    let (page, took) = on_first
+        .until_signed_out(&first.url("/bip/"), Duration::from_secs(3))
+        .await;
     assert_eq!(
         page.status, 401,
         "the logout on one process ends it on both"
     );
+    assert!(took < CROSS_REPLICA_BOUND, "ended on the other after {took:?}");
 }
 
 #[tokio::test]
@@ -331,8 +337,11 @@ async fn a_saml_login_and_the_idps_single_logout_through_two_processes() {
         answer.location().unwrap(),
         &TestKey::sp().cert_pem()
     ));
-    let page = browser.send(browser.get_json(&first.url("/bib/"))).await;
+    let (page, took) = browser
+        .until_signed_out(&first.url("/bib/"), Duration::from_secs(3))
+        .await;
     assert_eq!(page.status, 401, "ended on the other process too");
+    assert!(took < CROSS_REPLICA_BOUND, "ended on the other after {took:?}");
     assert!(first.terminate(Duration::from_secs(20)).success());
     assert!(second.terminate(Duration::from_secs(20)).success());
 }

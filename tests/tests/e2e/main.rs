@@ -37,5 +37,6 @@ mod redis_ha;
 mod redis_store;
 mod reload;
 mod saml;
+mod session_cache;
 mod sessions;
 mod tls;

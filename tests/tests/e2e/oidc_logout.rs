@@ -279,8 +279,13 @@ async fn backchannel_logout_reaches_every_replica() {
     // The provider tells replica B; replica A's user is signed out too.
     let token = op.logout_token(&sid, Map::new(), Alg::Rs256);
     assert_eq!(backchannel(&b, &token).await, 200);
-    assert!(!is_signed_in(&mut browser, &a).await);
     assert!(!is_signed_in(&mut on_b, &b).await);
+    // Replica A drops its local copy when the announcement arrives.
+    let (page, took) = browser
+        .until_signed_out(&a.url("/rp/"), std::time::Duration::from_secs(3))
+        .await;
+    assert_eq!(page.status, 401);
+    assert!(took < guichet_tests::CROSS_REPLICA_BOUND, "{took:?}");
 }
 
 /// The generic guard of server-to-server provider endpoints, configured for an OpenID
