@@ -57,8 +57,26 @@ pub struct Decided<'p> {
     /// What the application sees of the person (roles, attributes, headers), when the request
     /// is made as them.
     pub view: Option<Arc<AppView>>,
-    /// The rule that decided, described (or why nothing did).
-    pub rule: String,
+    /// The rule that decided (or why nothing did).
+    pub rule: DecidingRule,
+}
+
+/// What decided, described only when someone reads it (a refusal's audit line, `policy
+/// explain`): formatting it for every allowed request was a measurable part of the request path.
+pub enum DecidingRule {
+    /// The policy's rule at this index, or its default.
+    Policy(Option<usize>),
+    /// The request was stopped before any rule, for this reason.
+    BeforeAnyRule(String),
+}
+
+impl DecidingRule {
+    pub fn describe(&self, app: &App) -> String {
+        match self {
+            DecidingRule::Policy(rule) => app.policy.describe(*rule),
+            DecidingRule::BeforeAnyRule(reason) => format!("before any rule: {reason}"),
+        }
+    }
 }
 
 /// Whether a session counts on `app`: only one from a provider the app accepts (a guest
@@ -112,7 +130,7 @@ pub fn decide<'p>(
                 verdict: Verdict::Blocked(block),
                 as_signed_in: true,
                 view: None,
-                rule: format!("before any rule: {reason}"),
+                rule: DecidingRule::BeforeAnyRule(reason.to_string()),
             };
         }
     }
@@ -143,6 +161,6 @@ pub fn decide<'p>(
         verdict,
         as_signed_in: signed_in.is_some(),
         view,
-        rule: app.policy.describe(outcome.rule),
+        rule: DecidingRule::Policy(outcome.rule),
     }
 }

@@ -170,7 +170,7 @@ pub async fn explain(
             };
             out.push_str(&format!(
                 "decision: {decision} for {method} {path}\nrule: {}\n",
-                decided.rule
+                decided.rule.describe(app)
             ));
         }
     }

@@ -558,7 +558,10 @@ impl ProxyHttp for GuichetProxy {
                 let request = endpoint_request(session, ctx, app_index, &path, None).await;
                 self.start_login(ctx, app, &request).await
             }
-            verdict => self.refusal(session.req_header(), ctx, app, verdict, &decided.rule),
+            verdict => {
+                let rule = decided.rule.describe(app);
+                self.refusal(session.req_header(), ctx, app, verdict, &rule)
+            }
         };
         reply.send(session, &id).await?;
         Ok(true)

@@ -1,8 +1,9 @@
 //! L1: each replica's short-lived copy of the session records it has just read from Redis.
 //!
 //! Without it, every request makes a Redis round trip for its session; with it, a burst of
-//! requests of one session (a page and its assets) costs one. The copy is keyed by the
-//! record's Redis name (a keyed hash of the session id), never by the id itself.
+//! requests of one session (a page and its assets) costs one. The copy is found by session id
+//! (so that a hit costs no hashing), and dropped by the record's Redis name (a keyed hash of the
+//! id), which is all that announcements carry: a second map leads from names to ids.
 //!
 //! Staleness is bounded three ways:
 //! - a session ended or changed on any replica is announced on a Redis channel, and every
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SessionRecord;
+use super::{SessionId, SessionRecord};
 
 /// What the copy counts, for `guichet_session_cache_total`.
 #[derive(Default)]
@@ -35,7 +36,7 @@ pub struct LocalCopyStats {
 pub struct LocalCopy {
     ttl: Duration,
     /// `None` when turned off (`ttl: 0s`).
-    entries: Option<moka::sync::Cache<String, Arc<SessionRecord>>>,
+    entries: Option<Entries>,
     /// Bumped by every invalidation made or heard, one counter per stripe of names (so that
     /// frequent logouts do not keep every read from being kept): a read from Redis that saw
     /// its stripe change is not kept.
@@ -45,6 +46,20 @@ pub struct LocalCopy {
     /// Whether the invalidation channel is subscribed right now.
     listening: AtomicBool,
     pub stats: LocalCopyStats,
+}
+
+/// The copies by session id, and the ids by Redis name (both live `ttl`).
+struct Entries {
+    by_id: moka::sync::Cache<String, Arc<SessionRecord>>,
+    ids_by_name: moka::sync::Cache<String, String>,
+}
+
+impl Entries {
+    fn insert(&self, id: &SessionId, name: &str, record: Arc<SessionRecord>) {
+        let id = id.as_cookie_value();
+        self.ids_by_name.insert(name.to_owned(), id.to_owned());
+        self.by_id.insert(id.to_owned(), record);
+    }
 }
 
 const STRIPES: usize = 64;
@@ -68,11 +83,15 @@ impl LocalCopy {
     pub fn new(ttl: Duration, max_entries: u64) -> LocalCopy {
         LocalCopy {
             ttl,
-            entries: (!ttl.is_zero()).then(|| {
-                moka::sync::Cache::builder()
+            entries: (!ttl.is_zero()).then(|| Entries {
+                by_id: moka::sync::Cache::builder()
                     .max_capacity(max_entries)
                     .time_to_live(ttl)
-                    .build()
+                    .build(),
+                ids_by_name: moka::sync::Cache::builder()
+                    .max_capacity(max_entries)
+                    .time_to_live(ttl)
+                    .build(),
             }),
             invalidations: std::array::from_fn(|_| AtomicU64::new(0)),
             epoch: AtomicU64::new(0),
@@ -89,10 +108,10 @@ impl LocalCopy {
         self.entries.is_some()
     }
 
-    /// The copy of the record named `name`, if one is fresh. Counts a hit or a miss.
-    pub fn get(&self, name: &str) -> Option<Arc<SessionRecord>> {
+    /// The copy of session `id`'s record, if one is fresh. Counts a hit or a miss.
+    pub fn get(&self, id: &SessionId) -> Option<Arc<SessionRecord>> {
         let entries = self.entries.as_ref()?;
-        let found = entries.get(name);
+        let found = entries.by_id.get(id.as_cookie_value());
         let counter = if found.is_some() {
             &self.stats.hits
         } else {
@@ -113,19 +132,26 @@ impl LocalCopy {
     /// Keeps what a read from Redis returned, unless an invalidation of a session of the same
     /// stripe (or of all) was made or heard since `ticket`: the answer may then predate it.
     /// Invalidations are rare next to reads, so this seldom costs a second read.
-    pub fn keep(&self, ticket: ReadTicket, name: &str, record: &Arc<SessionRecord>) {
+    pub fn keep(
+        &self,
+        ticket: ReadTicket,
+        id: &SessionId,
+        name: &str,
+        record: &Arc<SessionRecord>,
+    ) {
         let Some(entries) = &self.entries else { return };
         if self.invalidations[stripe(name)].load(Ordering::Acquire) == ticket.stripe
             && self.epoch.load(Ordering::Acquire) == ticket.epoch
         {
-            entries.insert(name.to_owned(), record.clone());
+            entries.insert(id, name, record.clone());
         }
     }
 
-    /// Stores a record this replica has just written (a login, an activity refresh).
-    pub fn put(&self, name: &str, record: Arc<SessionRecord>) {
+    /// Stores a record this replica has just written (a login, an activity refresh) under
+    /// its current Redis `name`.
+    pub fn put(&self, id: &SessionId, name: &str, record: Arc<SessionRecord>) {
         if let Some(entries) = &self.entries {
-            entries.insert(name.to_owned(), record);
+            entries.insert(id, name, record);
         }
     }
 
@@ -134,7 +160,9 @@ impl LocalCopy {
         for name in names {
             self.invalidations[stripe(name)].fetch_add(1, Ordering::AcqRel);
             if let Some(entries) = &self.entries {
-                entries.invalidate(name);
+                if let Some(id) = entries.ids_by_name.remove(name) {
+                    entries.by_id.invalidate(&id);
+                }
             }
         }
     }
@@ -152,7 +180,8 @@ impl LocalCopy {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         if let Some(entries) = &self.entries {
-            entries.invalidate_all();
+            entries.by_id.invalidate_all();
+            entries.ids_by_name.invalidate_all();
         }
     }
 
@@ -170,53 +199,62 @@ mod tests {
     use super::*;
     use crate::session::record::tests::record;
 
+    fn id(n: u8) -> SessionId {
+        // 42 free characters, then one whose unused low bits are zero.
+        SessionId::parse(&format!("{n:0>42}A")).unwrap()
+    }
+
     #[test]
     fn a_read_that_raced_with_an_invalidation_is_not_kept() {
         let copy = LocalCopy::new(Duration::from_secs(60), 100);
         let ticket = copy.ticket("s1");
         // Another replica ends "s1" while this one reads it from Redis.
         copy.forget_remote("s1");
-        copy.keep(ticket, "s1", &Arc::new(record(0)));
-        assert!(copy.get("s1").is_none());
+        copy.keep(ticket, &id(1), "s1", &Arc::new(record(0)));
+        assert!(copy.get(&id(1)).is_none());
         // Or every copy is dropped meanwhile.
         let ticket = copy.ticket("s1");
         copy.forget_all();
-        copy.keep(ticket, "s1", &Arc::new(record(0)));
-        assert!(copy.get("s1").is_none());
+        copy.keep(ticket, &id(1), "s1", &Arc::new(record(0)));
+        assert!(copy.get(&id(1)).is_none());
         // A read with no invalidation meanwhile is kept.
         let ticket = copy.ticket("s1");
-        copy.keep(ticket, "s1", &Arc::new(record(0)));
-        assert!(copy.get("s1").is_some());
+        copy.keep(ticket, &id(1), "s1", &Arc::new(record(0)));
+        assert!(copy.get(&id(1)).is_some());
     }
 
     #[test]
-    fn an_ended_session_is_dropped_and_the_rest_stays() {
+    fn an_ended_session_is_dropped_by_name_and_the_rest_stays() {
         let copy = LocalCopy::new(Duration::from_secs(60), 100);
-        copy.put("s1", Arc::new(record(0)));
-        copy.put("s2", Arc::new(record(0)));
+        copy.put(&id(1), "s1", Arc::new(record(0)));
+        copy.put(&id(2), "s2", Arc::new(record(0)));
         copy.forget(["s1"]);
-        assert!(copy.get("s1").is_none());
-        assert!(copy.get("s2").is_some());
+        assert!(copy.get(&id(1)).is_none());
+        assert!(copy.get(&id(2)).is_some());
+        copy.forget_remote("s2");
+        assert!(copy.get(&id(2)).is_none());
+        copy.put(&id(3), "s3", Arc::new(record(0)));
         copy.forget_all();
-        assert!(copy.get("s2").is_none());
+        assert!(copy.get(&id(3)).is_none());
         assert_eq!(copy.stats.hits.load(Ordering::Relaxed), 1);
-        assert_eq!(copy.stats.misses.load(Ordering::Relaxed), 2);
+        assert_eq!(copy.stats.misses.load(Ordering::Relaxed), 3);
+        assert_eq!(copy.stats.remote_invalidations.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn a_copy_ages_out_after_its_ttl() {
         let copy = LocalCopy::new(Duration::from_millis(50), 100);
-        copy.put("s1", Arc::new(record(0)));
-        assert!(copy.get("s1").is_some());
+        copy.put(&id(1), "s1", Arc::new(record(0)));
+        assert!(copy.get(&id(1)).is_some());
         std::thread::sleep(Duration::from_millis(120));
-        assert!(copy.get("s1").is_none());
+        assert!(copy.get(&id(1)).is_none());
     }
 
     #[test]
     fn a_zero_ttl_turns_the_copy_off() {
         let copy = LocalCopy::new(Duration::ZERO, 100);
-        copy.put("s1", Arc::new(record(0)));
+        copy.put(&id(1), "s1", Arc::new(record(0)));
         assert!(!copy.is_enabled());
-        assert!(copy.get("s1").is_none());
+        assert!(copy.get(&id(1)).is_none());
     }
 }

@@ -411,10 +411,10 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn load_session(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        let names = self.session_keys(id);
-        if let Some(record) = self.local.get(&names[0]) {
+        if let Some(record) = self.local.get(id) {
             return Ok(Some(record));
         }
+        let names = self.session_keys(id);
         let ticket = self.local.ticket(&names[0]);
         match self.get_sealed(&names).await {
             Ok(Some(plain)) => {
@@ -422,7 +422,7 @@ impl Store for RedisStore {
                     serde_json::from_slice::<SessionRecord>(&plain)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 );
-                self.local.keep(ticket, &names[0], &record);
+                self.local.keep(ticket, id, &names[0], &record);
                 Ok(Some(record))
             }
             Ok(None) => Ok(None),
@@ -468,7 +468,7 @@ impl Store for RedisStore {
         pipe.query_async::<()>(&mut self.link.clone())
             .await
             .map_err(unavailable)?;
-        self.local.put(&names[0], Arc::new(record.clone()));
+        self.local.put(id, &names[0], Arc::new(record.clone()));
         Ok(())
     }
 
@@ -480,7 +480,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let names = self.session_keys(id);
         let plain = serde_json::to_vec(&*record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.local.put(&names[0], record);
+        self.local.put(id, &names[0], record);
         let mut touches = self.pending_touches();
         if touches.len() < MAX_PENDING_TOUCHES || touches.contains_key(&names[0]) {
             touches.insert(names[0].clone(), PendingTouch { names, plain, ttl });
