@@ -20,6 +20,7 @@ use guichet_gateway::server::{self, RunningGateway};
 pub mod binary;
 pub mod cas;
 pub mod chromium;
+pub mod faults;
 pub mod franceconnect;
 pub mod keys;
 pub mod logs;

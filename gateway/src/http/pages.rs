@@ -362,6 +362,10 @@ pub mod text {
         fr: "L'application ne répond pas. Réessayez dans quelques instants.",
         en: "The application is not responding. Please try again in a moment.",
     };
+    pub const UPSTREAM_SLOW: Bilingual = Bilingual {
+        fr: "L'application n'a pas répondu à temps. Réessayez dans quelques instants.",
+        en: "The application did not answer in time. Please try again in a moment.",
+    };
     pub const METHOD: Bilingual = Bilingual {
         fr: "Méthode non autorisée",
         en: "Method not allowed",

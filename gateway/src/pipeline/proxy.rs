@@ -250,10 +250,17 @@ impl GuichetProxy {
         let gateway = &*gateway;
         let id = &ctx.correlation_id;
         let navigation = is_navigation(request);
-        let forbidden_json = |status| {
+        // For scripts: "forbidden" when the person may not; "unavailable" when what decides
+        // could not be asked (the directory down: 503), so a client can tell retrying helps.
+        let forbidden_json = |status: u16| {
+            let error = if status == 503 {
+                "unavailable"
+            } else {
+                "forbidden"
+            };
             Reply::json(
                 status,
-                &serde_json::json!({"error": "forbidden", "correlation_id": id}),
+                &serde_json::json!({"error": error, "correlation_id": id}),
             )
         };
         let subject = ctx
@@ -667,6 +674,16 @@ impl ProxyHttp for GuichetProxy {
         Ok(())
     }
 
+    /// pingora's own line about a failed request carries no correlation id:
+    /// [`Self::fail_to_proxy`] logs one that does, for the gateway's and applications'
+    /// failures, so pingora's is left out for those.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        matches!(
+            error.esource(),
+            ErrorSource::Upstream | ErrorSource::Internal
+        )
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -679,6 +696,19 @@ impl ProxyHttp for GuichetProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {
+                // The application did not answer in time (a gateway timeout), as opposed to
+                // answering badly or not at all (a bad gateway).
+                ErrorSource::Upstream
+                    if matches!(
+                        e.etype(),
+                        ErrorType::ConnectTimedout
+                            | ErrorType::ReadTimedout
+                            | ErrorType::WriteTimedout
+                            | ErrorType::TLSHandshakeTimedout
+                    ) =>
+                {
+                    504
+                }
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
@@ -689,8 +719,26 @@ impl ProxyHttp for GuichetProxy {
         };
         if code > 0 {
             let id = ctx.correlation_id.clone();
+            // The correlation id on the user's page is in the log too, even without the
+            // access log (pingora's own line about the failure carries none).
+            // (Warning for the gateway's and applications' failures; a client's malformed
+            // request is its own business.)
+            let app = ctx
+                .app
+                .map(|i| ctx.gateway.apps[i].id.as_str())
+                .unwrap_or("-");
+            if code >= 500 {
+                tracing::warn!(correlation_id = %id, app, status = code, error = %e, "request failed before the application answered");
+            } else {
+                tracing::debug!(correlation_id = %id, app, status = code, error = %e, "malformed request");
+            }
+            // The page says "keep-alive" only if the connection really stays open: it is
+            // closed after it (the request's body may be half read), so say so, as pingora's
+            // own error path does, instead of leaving the client a reset on its next request.
+            session.set_keepalive(None);
             let (title, message) = match code {
-                502..=504 => (text::UNAVAILABLE, text::UPSTREAM_DOWN),
+                504 => (text::UNAVAILABLE, text::UPSTREAM_SLOW),
+                502 | 503 => (text::UNAVAILABLE, text::UPSTREAM_DOWN),
                 400..=499 => (text::BAD_REQUEST, text::BAD_PATH),
                 _ => (text::UNAVAILABLE, text::UPSTREAM_DOWN),
             };
@@ -769,6 +817,7 @@ fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
         500 => "500".into(),
         502 => "502".into(),
         503 => "503".into(),
+        504 => "504".into(),
         other => other.to_string().into(),
     }
 }
