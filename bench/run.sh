@@ -80,6 +80,11 @@ NGINX_PORT=$((PORT_BASE + 30))
 REDIS_PORT=$((PORT_BASE + 40))
 PROD_PORT=$((PORT_BASE + 41))
 PROD_ADMIN_PORT=$((PORT_BASE + 42))
+# The proxy process of each target that runs in its own process (the demo rows run the echo
+# app in theirs, so their CPU time would include the upstream's): its CPU time per request is
+# reported. Redis' too, for the production mode.
+declare -A TARGET_PID=()
+REDIS_PID=
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -248,6 +253,7 @@ if [[ " $TARGETS " == *" guichet-prod "* ]]; then
     taskset -c 0 redis-server --port "$REDIS_PORT" --bind "$HOST" --save '' --appendonly no \
         --dir "$WORK" >"$WORK/redis.log" 2>&1 &
     PIDS+=($!)
+    REDIS_PID=$!
     for _ in $(seq 1 100); do
         (exec 3<>"/dev/tcp/$HOST/$REDIS_PORT") 2>/dev/null && break
         sleep 0.1
@@ -307,6 +313,7 @@ EOF
     fi
     taskset -c 0 "$GUICHET_BIN" run --config "$WORK/prod.yaml" >"$WORK/guichet-prod.log" 2>&1 &
     PIDS+=($!)
+    TARGET_PID[guichet-prod]=$!
     if ! wait_status "http://$HOST:$PROD_ADMIN_PORT/readyz" 200; then
         tail -n 20 "$WORK/guichet-prod.log" "$WORK/redis.log" >&2 || true
         exit 1
@@ -314,16 +321,23 @@ EOF
     wait_http "http://$HOST:$PROD_PORT/"
     # The directory must have given alice her role: without it every request would be a 403.
     SESSION_PROD=$(login "http://$HOST:$PROD_PORT" 'x-remote-roles</th><td>([^<]*,)?utilisateur(,[^<]*)?</td>')
+    # What one session costs Redis: the sealed record of alice (a person with a name, an
+    # e-mail, a structure and a role), as stored.
+    session_key=$(redis-cli -h "$HOST" -p "$REDIS_PORT" --scan --pattern 'guichet:s:*' | head -n1)
+    SESSION_RECORD_BYTES=$(redis-cli -h "$HOST" -p "$REDIS_PORT" STRLEN "$session_key")
+    log "session record in Redis: $SESSION_RECORD_BYTES bytes (sealed)"
 fi
 
 if [[ " $TARGETS " == *" bare "* || " $TARGETS " == *" bare-hdrs "* ]]; then
     taskset -c 0 "$BARE_BIN" "$HOST:$BARE_PORT" "$HOST:$ECHO_PORT" 1 >"$WORK/bare.log" 2>&1 &
     PIDS+=($!)
+    TARGET_PID[bare]=$! TARGET_PID[bare-hdrs]=$!
     wait_http "http://$HOST:$BARE_PORT/"
 fi
 if [[ " $TARGETS " == *" bare-t2 "* ]]; then
     taskset -c 0 "$BARE_BIN" "$HOST:$BARE2_PORT" "$HOST:$ECHO_PORT" 2 >"$WORK/bare-t2.log" 2>&1 &
     PIDS+=($!)
+    TARGET_PID[bare-t2]=$!
     wait_http "http://$HOST:$BARE2_PORT/"
 fi
 
@@ -360,6 +374,7 @@ EOF
     taskset -c 0 "$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" \
         -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
     PIDS+=($!)
+    TARGET_PID[nginx]=$!
     wait_http "http://$HOST:$NGINX_PORT/"
 fi
 
@@ -426,6 +441,19 @@ ours_ticks() {
     done
     echo "$total"
 }
+# CPU clock ticks (user + system) used so far by a process and its children (nginx's worker).
+proc_ticks() { # pid
+    local pid total=0
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+    done
+    echo "$total"
+}
+# CPU microseconds per request of `pid` between two proc_ticks readings.
+us_per_request() { # ticks-before ticks-after seconds rps
+    awk -v b="$1" -v a="$2" -v t="$3" -v r="$4" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (r > 0 && t > 0) printf "%.1f", (a - b) * 1e6 / hz / (r * t); else print "nan" }'
+}
 # User-mode clock ticks used by this shell's waited-for children (wrk), from `times`. Call it
 # in the shell that ran wrk, not in a $(...) subshell, which has children of its own.
 children_ticks() { # file to write the ticks to
@@ -444,19 +472,29 @@ run_wrk() { # target scenario duration
         c8) args=(-t1 -c8) ;;
         moderate) args=(-t2 -c16) delay=$PACED_DELAY_MS ;;
     esac
-    local before after all0 ours0 kids0 t0 all1 ours1 kids1 t1
+    local before after all0 ours0 kids0 t0 all1 ours1 kids1 t1 pid=${TARGET_PID[$target]:-}
+    local proxy0=0 proxy1=0 redis0=0 redis1=0
     children_ticks "$WORK/kids0"
+    [[ -n $pid ]] && proxy0=$(proc_ticks "$pid")
+    [[ $target == guichet-prod ]] && redis0=$(proc_ticks "$REDIS_PID")
     before=$(cpu0) all0=$(all_ticks) ours0=$(ours_ticks) kids0=$(<"$WORK/kids0") t0=$(date +%s.%N)
     WRK_DELAY_MS=$delay timeout $((duration + 30)) taskset -c 1 wrk "${args[@]}" -d"${duration}s" \
         --timeout 5s -s "$WORK/report.lua" "${HEADERS[@]}" "$(url_of "$target")" \
         >"$WORK/wrk.out" 2>&1 || { log "wrk failed for $target/$scenario"; cat "$WORK/wrk.out" >&2; return 1; }
     children_ticks "$WORK/kids1"
     after=$(cpu0) all1=$(all_ticks) ours1=$(ours_ticks) kids1=$(<"$WORK/kids1") t1=$(date +%s.%N)
+    [[ -n $pid ]] && proxy1=$(proc_ticks "$pid")
+    [[ $target == guichet-prod ]] && redis1=$(proc_ticks "$REDIS_PID")
     local line
     line=$(grep '^RESULT' "$WORK/wrk.out") || { cat "$WORK/wrk.out" >&2; return 1; }
     read -r b_busy b_all <<<"$before"
     read -r a_busy a_all <<<"$after"
-    printf '%s cpu0=%s other=%s\n' "$line" \
+    local rps seconds
+    rps=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<" $line")
+    seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+    printf '%s proxy_us=%s redis_us=%s cpu0=%s other=%s\n' "$line" \
+        "$(if [[ -n $pid ]]; then us_per_request "$proxy0" "$proxy1" "$seconds" "$rps"; else echo nan; fi)" \
+        "$(if [[ $target == guichet-prod ]]; then us_per_request "$redis0" "$redis1" "$seconds" "$rps"; else echo nan; fi)" \
         "$(awk -v b="$((a_busy - b_busy))" -v a="$((a_all - b_all))" 'BEGIN { printf "%.0f", a ? 100 * b / a : 0 }')" \
         "$(awk -v f="$(( (all1 - all0) - (ours1 - ours0) - (kids1 - kids0) ))" -v t0="$t0" -v t1="$t1" \
             -v hz="$(getconf CLK_TCK)" 'BEGIN { v = 100 * f / ((t1 - t0) * hz); printf "%.0f", v < 0 ? 0 : v }')"
@@ -483,7 +521,7 @@ wait_quiet() {
 }
 
 RAW=$WORK/raw.tsv
-printf 'rep\ttarget\tscenario\trps\tp50_us\tp90_us\tp99_us\tmax_us\terrors\tcpu0_busy_pct\tother_cpu_pct\n' >"$RAW"
+printf 'rep\ttarget\tscenario\trps\tp50_us\tp90_us\tp99_us\tmax_us\terrors\tcpu0_busy_pct\tother_cpu_pct\tproxy_cpu_us_per_req\tredis_cpu_us_per_req\n' >"$RAW"
 
 for target in $TARGETS; do
     log "warm-up: $target (${WARMUP}s)"
@@ -497,6 +535,7 @@ for rep in $(seq 1 "$REPS"); do
         for scenario in $SCENARIOS; do
             n=$((n + 1))
             get() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<" $result"; }
+            getn() { sed -n "s/.* $1=\([0-9.a-z]*\).*/\1/p" <<<" $result"; }
             for attempt in $(seq 0 "$RETRIES"); do
                 wait_quiet
                 result=$(run_wrk "$target" "$scenario" "$DURATION")
@@ -507,9 +546,9 @@ for rep in $(seq 1 "$REPS"); do
                 fi
             done
             errors=$(( $(get err_connect) + $(get err_read) + $(get err_write) + $(get err_status) + $(get err_timeout) ))
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$target" "$scenario" \
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$target" "$scenario" \
                 "$(get rps)" "$(get p50_us)" "$(get p90_us)" "$(get p99_us)" "$(get max_us)" \
-                "$errors" "$(get cpu0)" "$(get other)" >>"$RAW"
+                "$errors" "$(get cpu0)" "$(get other)" "$(getn proxy_us)" "$(getn redis_us)" >>"$RAW"
             log "[$n/$total] rep $rep $target $scenario: $(get rps) req/s, p50 $(get p50_us) us, p99 $(get p99_us) us, errors $errors, core0 $(get cpu0)%, other processes $(get other)%"
         done
     done
@@ -525,7 +564,7 @@ median() { # target scenario column
     awk -F'\t' -v t="$1" -v s="$2" -v c="$3" -v max="$max" 'NR > 1 && $2 == t && $3 == s && $11 <= max { print $c }' "$RAW" |
         sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-col() { case $1 in rps) echo 4 ;; p50) echo 5 ;; p99) echo 7 ;; errors) echo 9 ;; cpu) echo 10 ;; other) echo 11 ;; esac; }
+col() { case $1 in rps) echo 4 ;; p50) echo 5 ;; p99) echo 7 ;; errors) echo 9 ;; cpu) echo 10 ;; other) echo 11 ;; proxy_us) echo 12 ;; redis_us) echo 13 ;; esac; }
 m() { median "$1" "$2" "$(col "$3")"; }
 
 echo
@@ -534,6 +573,8 @@ cat "$RAW"
 echo
 echo "== Summary: medians of $REPS run(s) of ${DURATION}s; latency in ms; proxy+upstream on core 0, wrk on core 1 =="
 echo "   (clean: runs during which other processes used at most ${OTHER_MAX}% of a core; medians use those)"
+echo "   (proxy us: CPU microseconds per request of the proxy's own process, user + system, for the"
+echo "    targets running in a process of their own; redis us: the production mode's Redis)"
 for scenario in $SCENARIOS; do
     echo
     case $scenario in
@@ -541,13 +582,14 @@ for scenario in $SCENARIOS; do
         c8) echo "-- c8: wrk -t1 -c8 (closed loop, few connections)" ;;
         moderate) echo "-- moderate: wrk -t2 -c16, ${PACED_DELAY_MS} ms pause before each request (fixed offered load)" ;;
     esac
-    printf '%-14s %12s %9s %9s %8s %8s %8s %6s\n' target 'req/s' 'p50 ms' 'p99 ms' errors 'core0 %' 'other %' clean
+    printf '%-14s %12s %9s %9s %8s %8s %8s %6s %9s %9s\n' target 'req/s' 'p50 ms' 'p99 ms' errors 'core0 %' 'other %' clean 'proxy us' 'redis us'
     for target in $TARGETS; do
-        printf '%-14s %12.0f %9.3f %9.3f %8.0f %8.0f %8.0f %6s\n' "$target" "$(m "$target" "$scenario" rps)" \
+        printf '%-14s %12.0f %9.3f %9.3f %8.0f %8.0f %8.0f %6s %9s %9s\n' "$target" "$(m "$target" "$scenario" rps)" \
             "$(awk -v v="$(m "$target" "$scenario" p50)" 'BEGIN { print v / 1000 }')" \
             "$(awk -v v="$(m "$target" "$scenario" p99)" 'BEGIN { print v / 1000 }')" \
             "$(m "$target" "$scenario" errors)" "$(m "$target" "$scenario" cpu)" \
-            "$(m "$target" "$scenario" other)" "$(clean_runs "$target" "$scenario")/$REPS"
+            "$(m "$target" "$scenario" other)" "$(clean_runs "$target" "$scenario")/$REPS" \
+            "$(m "$target" "$scenario" proxy_us)" "$(m "$target" "$scenario" redis_us)"
     done
 done
 
@@ -573,6 +615,8 @@ if has guichet-prod max; then
     has bare max && echo "production mode, guichet-prod / bare pingora (max): $(ratio "$p" "$(m bare max rps)")" || true
     has nginx max && echo "guichet-prod / nginx (max):                         $(ratio "$p" "$(m nginx max rps)")" || true
     has guichet max && echo "guichet-prod / guichet (demo, memory store) (max): $(ratio "$p" "$(m guichet max rps)")" || true
+    echo "CPU us per request at max, proxy process: guichet-prod $(m guichet-prod max proxy_us) (+ Redis $(m guichet-prod max redis_us))$(has bare max && echo ", bare $(m bare max proxy_us)")$(has nginx max && echo ", nginx $(m nginx max proxy_us)")"
+    echo "session record in Redis (alice, sealed): ${SESSION_RECORD_BYTES:-?} bytes (target: < 1 KiB)"
 fi
 if has guichet moderate && has direct moderate; then
     echo "added p99 at moderate load, guichet - direct:  $(diff_ms "$(m guichet moderate p99)" "$(m direct moderate p99)")   (target: < 1 ms)"
