@@ -141,6 +141,9 @@ pub struct Gateway {
     pub pivots: HashMap<String, PivotConfig>,
     /// Addresses whose login attempts are being slowed down, on this replica.
     pub busy_addresses: crate::session::login_limits::BusyAddresses,
+    /// Logins finishing at once on this replica (`limits.max_concurrent_logins`), kept across
+    /// reloads (a changed bound applies at the next restart).
+    pub login_slots: crate::http::slots::Slots,
     /// What the process was started with and a reload cannot change.
     pub start_settings: StartSettings,
     /// 0 at start, +1 at each reload.
@@ -157,6 +160,7 @@ pub struct StartSettings {
     pub store: String,
     pub log: String,
     pub shutdown: String,
+    pub limits: String,
 }
 
 impl StartSettings {
@@ -169,6 +173,7 @@ impl StartSettings {
             store: format!("{:?}", file.session.store),
             log: format!("{:?}", file.log),
             shutdown: format!("{:?}", file.shutdown),
+            limits: format!("{:?}", file.limits),
         }
     }
 }
@@ -261,6 +266,15 @@ impl Gateway {
             busy_addresses: previous
                 .map(|previous| previous.busy_addresses.clone())
                 .unwrap_or_default(),
+            login_slots: previous.map_or_else(
+                || {
+                    crate::http::slots::Slots::new(
+                        file.limits.max_concurrent_logins,
+                        file.limits.login_queue_timeout,
+                    )
+                },
+                |previous| previous.login_slots.clone(),
+            ),
             start_settings: previous
                 .map(|previous| previous.start_settings.clone())
                 .unwrap_or_else(|| StartSettings::of(config)),

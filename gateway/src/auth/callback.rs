@@ -79,6 +79,23 @@ pub async fn finish(
         }
     }
 
+    // A login waits on its provider from here (token endpoint, ticket validation): at most
+    // `limits.max_concurrent_logins` at once, so that a slow provider cannot pile up tasks.
+    // Taken before the transaction is: a refused user can retry the same callback.
+    let Some(_slot) = gateway.login_slots.take().await else {
+        fail(
+            req,
+            provider_id,
+            &format!(
+                "too many logins in progress on this replica ({} at once: limits.max_concurrent_logins)",
+                gateway.login_slots.capacity()
+            ),
+            "busy",
+        );
+        return Ok(Reply::error(503, text::UNAVAILABLE, text::TRY_AGAIN, &id)
+            .with_header("retry-after", "5".to_owned()));
+    };
+
     // Single use: replaying a callback finds nothing.
     let txn = match transaction(gateway, req, true).await? {
         Some((_, txn)) => Some(txn),

@@ -7,6 +7,7 @@
 mod cas;
 mod directory;
 pub mod identity_headers;
+mod limits;
 mod model;
 mod oidc;
 mod overrides;
@@ -30,6 +31,7 @@ pub use directory::{
     DirectoryBackendConfig, DirectoryCacheConfig, DirectoryConfig, IdentityPivotConfig,
     PivotConfig, ResolvedDirectory, ScimConfig, UnknownPerson,
 };
+pub use limits::LimitsConfig;
 pub use model::*;
 pub use oidc::{
     ClientAuthMethod, EncryptionKeyConfig, FranceConnectEnvironment, OidcFlavour,

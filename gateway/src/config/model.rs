@@ -42,6 +42,10 @@ pub struct ConfigFile {
     /// What SIGTERM does (see docs/deployment.md).
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Bounds on connections, request sizes and times, and logins in flight (see
+    /// docs/configuration.md, "Resource limits").
+    #[serde(default)]
+    pub limits: super::LimitsConfig,
 }
 
 /// SIGTERM: readiness turns 503 at once, listeners stop accepting, and requests in flight have

@@ -5,4 +5,5 @@ pub mod headers;
 pub mod pages;
 pub mod respond;
 pub mod routing;
+pub mod slots;
 pub mod upstream;

@@ -2,11 +2,14 @@
 
 pub mod admin;
 pub mod background;
+pub(crate) mod body_guard;
+pub(crate) mod connections;
 pub mod directory_cli;
 pub mod directory_watch;
 pub mod drain;
 pub mod explain;
 pub mod reload;
+pub(crate) mod request_head;
 pub mod saml_cli;
 pub mod server;
 pub mod store_watch;

@@ -180,6 +180,9 @@ fn restart_only_changes(running: &Gateway, config: &Config) -> Vec<&'static str>
     if start.threads != file.threads {
         changed.push("threads");
     }
+    if start.limits != format!("{:?}", file.limits) {
+        changed.push("limits");
+    }
     if start.store != format!("{:?}", file.session.store) {
         changed.push("session.store");
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -14,10 +15,12 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::BackgroundRuntime;
+use crate::ops::connections::GuardedProxy;
 use crate::ops::reload::{ConfigReload, ReloadSource};
 use crate::ops::store_watch::StoreWatch;
 use crate::pipeline::proxy::GuichetProxy;
 use crate::state::{Gateway, LiveGateway, StartError};
+use crate::telemetry::metrics::ConnectionMetrics;
 
 /// Builds the pingora server for a validated config. Nothing listens until it runs.
 ///
@@ -48,15 +51,30 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let server_conf = server.configuration.clone();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server_conf,
-        GuichetProxy::new(live.clone()),
-        "guichet-proxy",
+    // pingora's HTTP proxy behind the connection layer (connection limit, request head and
+    // body deadlines and sizes: see `ops::connections`).
+    let limits = &file.limits;
+    limits
+        .validate()
+        .map_err(|e| StartError::Setting(e.to_string()))?;
+    let guarded = GuardedProxy::new(
+        pingora::proxy::http_proxy(&server_conf, GuichetProxy::new(live.clone())),
+        limits,
+        ConnectionMetrics::register(&gateway.metrics),
     );
+    let mut proxy = Service::new("guichet-proxy".to_string(), guarded);
     for listener in &file.listen {
         let address = listener.address.to_string();
         match &listener.tls {
-            None => proxy.add_tcp(&address),
+            // No read buffer in front of plain sockets: pingora's default, 64 KiB per
+            // connection allocated at accept, is most of what an idle connection costs
+            // (docs/resilience.md, "Resource bounds"). Request heads are read into a buffer
+            // of their own (`ops::request_head`), bodies into pingora's.
+            None => proxy.add_listener(
+                ListenerConfig::tcp(address).l4_buffer(L4BufferSettings::default().read(0)),
+            ),
+            // TLS records are read 16 KiB at a time: the buffer saves system calls there, and
+            // a TLS session costs more than it anyway.
             Some(tls) => proxy
                 .add_tls(
                     &address,

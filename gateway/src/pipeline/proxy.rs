@@ -29,9 +29,6 @@ use crate::identity::{AppView, Identity};
 use crate::state::{App, Gateway, LiveGateway};
 use crate::telemetry::audit::{self, AuditContext};
 
-/// Requests whose headers add up to more than this are refused (431).
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-
 pub struct GuichetProxy {
     /// The gateway now serving: each request takes it once, in [`ProxyHttp::new_ctx`].
     pub live: LiveGateway,
@@ -151,9 +148,6 @@ impl GuichetProxy {
         let gateway = ctx.gateway.clone();
         let gateway = &*gateway;
         let id = &ctx.correlation_id;
-        if header_bytes(session.req_header()) > MAX_HEADER_BYTES {
-            return Err(Reply::error(431, text::BAD_REQUEST, text::TOO_LARGE, id));
-        }
         // Methods are case-sensitive and rules name them in capitals; many frameworks
         // uppercase what they receive, so `delete` would be decided as an unknown method and
         // run as DELETE. Refused instead.
@@ -462,18 +456,6 @@ fn is_navigation(request: &RequestHeader) -> bool {
     }
     let accept = header("accept");
     !accept.contains("application/json") || accept.contains("text/html")
-}
-
-fn header_bytes(request: &RequestHeader) -> usize {
-    request
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
-        + request
-            .uri
-            .path_and_query()
-            .map_or(0, |pq| pq.as_str().len())
 }
 
 #[async_trait]

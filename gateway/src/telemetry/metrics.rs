@@ -252,3 +252,56 @@ impl StatusCounters {
         }
     }
 }
+
+/// The connection layer's metrics (`limits:` in the configuration): connections open and
+/// refused, and requests cut off before they reach the proxy (too slow, too large). Registered
+/// once per gateway's registry, by the server that owns the listeners.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    /// Client connections open now.
+    pub open: IntGauge,
+    /// Connections refused because `limits.max_connections` were open.
+    pub refused: prometheus::IntCounter,
+    /// Requests cut off, by reason: `header_timeout`, `body_timeout`, `headers_too_large`,
+    /// `too_many_headers`.
+    pub cut: IntCounterVec,
+}
+
+impl ConnectionMetrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "metric definitions are constants with unique names"
+    )]
+    pub fn register(metrics: &Metrics) -> Self {
+        let open = IntGauge::new(
+            "guichet_connections_open",
+            "Client connections open now (at most limits.max_connections)",
+        )
+        .expect("valid metric");
+        let refused = prometheus::IntCounter::new(
+            "guichet_connections_refused_total",
+            "Client connections refused (503, then closed) because limits.max_connections were open",
+        )
+        .expect("valid metric");
+        let cut = IntCounterVec::new(
+            Opts::new(
+                "guichet_requests_cut_total",
+                "Requests cut off before the proxy, by reason: header_timeout, body_timeout (limits.header_timeout, limits.body_timeout), headers_too_large, too_many_headers (limits.max_header_bytes, limits.max_headers)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(refused.clone()),
+            Box::new(cut.clone()),
+        ] {
+            // Only a second server built on the same registry would find them there: the
+            // counters still count, the first server's series are the ones exported.
+            if let Err(e) = metrics.registry.register(collector) {
+                tracing::warn!(error = %e, "connection metrics not exported");
+            }
+        }
+        Self { open, refused, cut }
+    }
+}

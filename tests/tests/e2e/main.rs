@@ -23,6 +23,7 @@ mod image;
 mod interop_cas;
 mod interop_oidc;
 mod interop_saml;
+mod limits;
 mod login;
 mod login_limits;
 mod logout;
