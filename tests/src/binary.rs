@@ -40,12 +40,24 @@ pub struct GuichetProcess {
 impl GuichetProcess {
     /// The test kit's usual gateway ([`config_yaml`]) as a process, in front of `echo`.
     pub fn start(options: &GatewayOptions, echo: SocketAddr) -> GuichetProcess {
+        Self::start_with_binary(options, echo, &guichet_binary(), Launch::default())
+    }
+
+    /// [`GuichetProcess::start`] with another binary (the release build, for the load
+    /// benchmarks) and `launch` (`--set` overrides, environment).
+    pub fn start_with_binary(
+        options: &GatewayOptions,
+        echo: SocketAddr,
+        binary: &Path,
+        launch: Launch,
+    ) -> GuichetProcess {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("guichet.yaml");
         std::fs::write(&path, config_yaml(options, port, admin_port, echo)).expect("config");
-        let mut process = Self::spawn(&path, port, admin_port, Launch::default());
+        let args = ["run".as_ref(), "--config".as_ref(), path.as_os_str()];
+        let mut process = Self::spawn_command(binary, &args, port, admin_port, launch);
         process.config_path = Some(path);
         process._dir = Some(dir);
         process
@@ -55,7 +67,7 @@ impl GuichetProcess {
     /// (set them with `launch.overrides` when the file says otherwise).
     pub fn spawn(path: &Path, port: u16, admin_port: u16, launch: Launch) -> GuichetProcess {
         let args = ["run".as_ref(), "--config".as_ref(), path.as_os_str()];
-        Self::spawn_command(&args, port, admin_port, launch)
+        Self::spawn_command(&guichet_binary(), &args, port, admin_port, launch)
     }
 
     /// `guichet demo` (the README's quickstart) on these ports.
@@ -63,16 +75,23 @@ impl GuichetProcess {
         let listen = format!("127.0.0.1:{port}");
         let admin = format!("127.0.0.1:{admin_port}");
         let args = ["demo", "--listen", &listen, "--admin", &admin].map(std::ffi::OsStr::new);
-        Self::spawn_command(&args, port, admin_port, Launch::default())
+        Self::spawn_command(
+            &guichet_binary(),
+            &args,
+            port,
+            admin_port,
+            Launch::default(),
+        )
     }
 
     fn spawn_command(
+        binary: &Path,
         args: &[&std::ffi::OsStr],
         port: u16,
         admin_port: u16,
         launch: Launch,
     ) -> GuichetProcess {
-        let mut command = Command::new(guichet_binary());
+        let mut command = Command::new(binary);
         command
             .args(args)
             .env_clear()
@@ -121,6 +140,11 @@ impl GuichetProcess {
             config_path: None,
             _dir: None,
         }
+    }
+
+    /// The process id, while it runs (to read its CPU time in `/proc/PID/stat`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Everything the process printed so far (its log lines).
