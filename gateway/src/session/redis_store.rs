@@ -615,7 +615,10 @@ impl Store for RedisStore {
                 "touch_written",
                 self.touch_stats.written.load(Ordering::Relaxed),
             ),
-            ("touch_failed", self.touch_stats.failed.load(Ordering::Relaxed)),
+            (
+                "touch_failed",
+                self.touch_stats.failed.load(Ordering::Relaxed),
+            ),
         ]
     }
 

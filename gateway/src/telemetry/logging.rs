@@ -29,12 +29,13 @@ pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
     // Buffered: the writer thread drains every line queued, then flushes them in one write,
     // instead of one system call per line (stdout alone is line-buffered), which showed in
     // profiles of the request path under load. An idle gateway's lines still go out at once.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    let (writer, guard) =
+        NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            ));
     let installed = match config.format {
         LogFormat::Json => fmt()
             .json()

@@ -157,7 +157,10 @@ async fn two_processes_share_sessions_through_redis() {
         page.status, 401,
         "the logout on one process ends it on both"
     );
-    assert!(took < CROSS_REPLICA_BOUND, "ended on the other after {took:?}");
+    assert!(
+        took < CROSS_REPLICA_BOUND,
+        "ended on the other after {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -341,7 +344,10 @@ async fn a_saml_login_and_the_idps_single_logout_through_two_processes() {
         .until_signed_out(&first.url("/bib/"), Duration::from_secs(3))
         .await;
     assert_eq!(page.status, 401, "ended on the other process too");
-    assert!(took < CROSS_REPLICA_BOUND, "ended on the other after {took:?}");
+    assert!(
+        took < CROSS_REPLICA_BOUND,
+        "ended on the other after {took:?}"
+    );
     assert!(first.terminate(Duration::from_secs(20)).success());
     assert!(second.terminate(Duration::from_secs(20)).success());
 }

@@ -812,7 +812,10 @@ async fn session_alive(gw: &TestGateway, browser: &mut Browser) -> bool {
 /// [`guichet_tests::CROSS_REPLICA_BOUND`] in any case).
 async fn session_alive_after_announcements(gw: &TestGateway, browser: &mut Browser) -> bool {
     let (page, took) = browser
-        .until_signed_out(&gw.url("/bib/catalogue?q=1"), std::time::Duration::from_secs(3))
+        .until_signed_out(
+            &gw.url("/bib/catalogue?q=1"),
+            std::time::Duration::from_secs(3),
+        )
         .await;
     assert!(took < guichet_tests::CROSS_REPLICA_BOUND, "{took:?}");
     page.status == 200
