@@ -78,6 +78,18 @@ set +e
 cargo test --workspace -- "${filter[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# The fuzz corpus (fuzz/corpus/), replayed through every fuzz target on stable Rust: a seed
+# that once crashed a target fails here if the bug comes back. No nightly, no libFuzzer (the
+# fuzzing itself is scripts/fuzz.sh). The fuzz crate is outside the workspace and builds into
+# the same target directory; not --locked: its lock file follows the workspace's dependencies.
+if [ ${#filter[@]} -eq 0 ]; then
+  echo "==> fuzz corpus replay (fuzz/tests/replay.rs)"
+  set +e
+  cargo test --manifest-path fuzz/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}" --no-default-features 2>&1 | tee -a "$log"
+  fuzz_status=${PIPESTATUS[0]}
+  set -e
+  [ "$fuzz_status" -eq 0 ] || status=$fuzz_status
+fi
 # One closing line for the whole run (cargo prints one per test binary, doc-tests last).
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
 echo

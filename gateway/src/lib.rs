@@ -39,5 +39,8 @@ pub(crate) mod telemetry;
 // Guichet); everything else stays inside the crate.
 pub use dev::{demo, echo};
 pub use http::{headers, routing};
+// For the fuzz targets (`fuzz/`) only.
+#[doc(hidden)]
+pub use http::cookies;
 pub use ops::{directory_cli, explain, reload, saml_cli, server};
 pub use telemetry::logging;

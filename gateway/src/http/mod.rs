@@ -2,8 +2,12 @@
 
 pub mod cookies;
 pub mod headers;
+#[cfg(test)]
+mod headers_props;
 pub mod pages;
 pub mod respond;
 pub mod routing;
+#[cfg(test)]
+mod routing_props;
 pub mod slots;
 pub mod upstream;

@@ -60,6 +60,17 @@ impl Discovered {
     pub fn jwks(&self) -> &CoreJsonWebKeySet {
         self.metadata.jwks()
     }
+
+    /// Metadata already holding its JWKS, as fetched now (for the fuzz targets' entry point,
+    /// `oidc::fuzzing`).
+    pub(crate) fn loaded(metadata: Metadata) -> Self {
+        let now = Instant::now();
+        Discovered {
+            metadata,
+            fetched_at: now,
+            jwks_fetched_at: now,
+        }
+    }
 }
 
 pub struct ProviderKeys {

@@ -97,10 +97,27 @@ pub fn verify(
     } else {
         select_key(keys, header.kid.as_deref(), &alg)?
     };
+    if !hmac_length_fits(&alg, &signature) {
+        return Err(JwsError::BadSignature);
+    }
     key.verify_signature(&alg, signing_input, &signature)
         .map_err(|_| JwsError::BadSignature)?;
     let claims = decode_json(payload_part)?;
     Ok(Verified { header, claims })
+}
+
+/// Whether an HMAC signature has its algorithm's length (every other signature passes).
+/// openidconnect 4.1 turns an HMAC signature of another length into a fixed-size array with
+/// `into()`, which panics (found by the `oidc` fuzz target): such a signature is simply bad,
+/// and is refused before it gets there.
+pub(crate) fn hmac_length_fits(alg: &CoreJwsSigningAlgorithm, signature: &[u8]) -> bool {
+    let expected = match alg {
+        CoreJwsSigningAlgorithm::HmacSha256 => 32,
+        CoreJwsSigningAlgorithm::HmacSha384 => 48,
+        CoreJwsSigningAlgorithm::HmacSha512 => 64,
+        _ => return true,
+    };
+    signature.len() == expected
 }
 
 /// The key a token must be verified with: the one with its `kid` (and compatible with its
@@ -456,6 +473,22 @@ mod tests {
             verify(&token, &keys, &[RS256], Some(secret)).err(),
             Some(JwsError::DisallowedAlg("HS256".into()))
         );
+    }
+
+    #[test]
+    fn an_hmac_signature_of_the_wrong_length_is_bad_not_a_panic() {
+        // The `oidc` fuzz target's crash: a 35-byte HS256 signature made openidconnect panic.
+        let secret = "the client secret";
+        let token = hs256(secret, claims());
+        let input = token.rsplit_once('.').unwrap().0;
+        for length in [0, 31, 33, 35, 64] {
+            let forged = format!("{input}.{}", b64(vec![7u8; length]));
+            assert_eq!(
+                verify(&forged, &two_rsa_keys(), &[HS256], Some(secret)).err(),
+                Some(JwsError::BadSignature),
+                "{length} bytes"
+            );
+        }
     }
 
     #[test]

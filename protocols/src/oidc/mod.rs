@@ -10,6 +10,8 @@ mod assertion;
 mod claims;
 mod discovery;
 mod encrypted;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub mod jwe;
 pub mod jws;
@@ -211,6 +213,21 @@ impl OidcProvider {
         id_token: &'t CoreIdToken,
         nonce: &Nonce,
     ) -> Result<&'t openidconnect::core::CoreIdTokenClaims, ClaimsVerificationError> {
+        // An allowed HMAC algorithm with a signature of another length would make the crate
+        // panic (see `jws::hmac_length_fits`): refused here as the bad signature it is.
+        if let Ok(alg) = id_token.signing_alg() {
+            let raw = id_token.to_string();
+            let signature = raw
+                .rsplit('.')
+                .next()
+                .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
+                .unwrap_or_default();
+            if self.settings.allowed_algs.contains(alg) && !jws::hmac_length_fits(alg, &signature) {
+                return Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::CryptoError("bad HMAC".into()),
+                ));
+            }
+        }
         let skew = self.settings.clock_skew;
         let verifier = client
             .id_token_verifier()

@@ -28,6 +28,8 @@
 mod attributes;
 mod blocking;
 mod decrypt;
+#[doc(hidden)]
+pub mod fuzzing;
 mod instant;
 mod logout;
 mod metadata;
