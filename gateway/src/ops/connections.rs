@@ -11,20 +11,22 @@
 //! session the head it read and lets pingora do the rest, as it would have. Between requests,
 //! it waits for the next one `idle_timeout` at most, holding no buffer.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{GetSocketDigest, Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::body_guard::{BodyLimits, GuardedStream, OnCut};
+use super::plain_stream::PlainStream;
 use super::request_head::{self, Head, HeadLimits, Refusal};
 use crate::config::LimitsConfig;
 use crate::http::pages::{text, Bilingual};
@@ -202,7 +204,7 @@ impl GuardedProxy {
     }
 
     /// Refuses a connection over `max_connections`: a short 503, then closed.
-    async fn refuse_connection(&self, mut stream: Stream) {
+    async fn refuse_connection<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
         self.metrics.refused.inc();
         if let Some(refused) = self.refusals.take_report() {
             tracing::warn!(
@@ -252,13 +254,23 @@ impl GuardedProxy {
     }
 }
 
-#[async_trait]
-impl ServerApp for GuardedProxy {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl GuardedProxy {
+    /// Serves a connection accepted by Guichet's own listener ([`super::plain_listener`]).
+    pub async fn serve_plain(&self, socket: TcpStream, peer: SocketAddr, shutdown: &ShutdownWatch) {
+        let Ok(slot) = self.connections.clone().try_acquire_owned() else {
+            self.refuse_connection(socket).await;
+            return;
+        };
+        let _open = Open::new(&self.metrics);
+        self.serve_http1(Box::new(PlainStream::new(socket, peer)), shutdown)
+            .await;
+        drop(slot);
+    }
+}
+
+impl GuardedProxy {
+    /// Serves a connection accepted by pingora's TLS listening service.
+    pub async fn serve_tls(&self, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let Ok(slot) = self.connections.clone().try_acquire_owned() else {
             self.refuse_connection(stream).await;
             return None;
@@ -276,8 +288,8 @@ impl ServerApp for GuardedProxy {
         None
     }
 
-    async fn cleanup(&self) {
-        // Tells pingora's sessions waiting on a keep-alive connection that the service stops.
+    /// Tells pingora's sessions waiting on a keep-alive connection that the service stops.
+    pub async fn cleanup(&self) {
         self.proxy.http_cleanup().await;
     }
 }

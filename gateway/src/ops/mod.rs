@@ -8,6 +8,8 @@ pub mod directory_cli;
 pub mod directory_watch;
 pub mod drain;
 pub mod explain;
+pub(crate) mod plain_listener;
+pub(crate) mod plain_stream;
 pub mod reload;
 pub(crate) mod request_head;
 pub mod saml_cli;

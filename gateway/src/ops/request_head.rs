@@ -13,10 +13,12 @@
 //! body's framing, which the body deadline needs ([`Framing`]); pingora still parses and
 //! validates everything.
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::Instant;
 
 /// The bounds of one request head.
@@ -244,19 +246,28 @@ fn framing(head: &[u8]) -> Framing {
 }
 
 /// How much the first read of a request takes: most request heads fit, so that one read
-/// (one system call) usually brings the whole head. The buffer is on the connection task's
-/// stack only while it waits, so an idle connection holds this much and no heap buffer.
-/// (Reading one byte first, then the rest, cost a system call more per request.)
+/// (one system call) usually brings the whole head. (Reading one byte first, then the rest,
+/// cost a system call more per request.)
 pub const FIRST_READ: usize = 1024;
 
 /// Waits for the start of a request and returns what the client sent first (at most
 /// [`FIRST_READ`] bytes): `None` when the client closes or the read fails.
+///
+/// The read buffer lives only inside each poll, on the thread's stack: a future holding it
+/// across the wait would make every idle connection's task that much larger, and a heap
+/// buffer would be held by every idle connection.
 pub async fn first_bytes<S: AsyncRead + Unpin>(stream: &mut S) -> Option<BytesMut> {
-    let mut buffer = [0u8; FIRST_READ];
-    match stream.read(&mut buffer).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(BytesMut::from(&buffer[..n])),
-    }
+    std::future::poll_fn(|cx| {
+        let mut buffer = [0u8; FIRST_READ];
+        let mut read = ReadBuf::new(&mut buffer);
+        match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(())) => Poll::Ready(Some(BytesMut::from(read.filled()))),
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
 use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use tokio::sync::Notify;
@@ -16,6 +18,7 @@ use crate::config::Config;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::BackgroundRuntime;
 use crate::ops::connections::GuardedProxy;
+use crate::ops::plain_listener::PlainListeners;
 use crate::ops::reload::{ConfigReload, ReloadSource};
 use crate::ops::store_watch::StoreWatch;
 use crate::pipeline::proxy::GuichetProxy;
@@ -57,32 +60,43 @@ pub fn build(
     limits
         .validate()
         .map_err(|e| StartError::Setting(e.to_string()))?;
-    let guarded = GuardedProxy::new(
+    let guarded = Arc::new(GuardedProxy::new(
         pingora::proxy::http_proxy(&server_conf, GuichetProxy::new(live.clone())),
         limits,
         ConnectionMetrics::register(&gateway.metrics),
+    ));
+    // Plain listeners: Guichet's own accept loop, a few hundred bytes per idle connection
+    // (`ops::plain_listener`). TLS listeners: pingora's listening service, its handshake
+    // and its read buffer (TLS records are read 16 KiB at a time; a TLS session costs more
+    // than the buffer anyway).
+    let plain: Vec<_> = file
+        .listen
+        .iter()
+        .filter(|listener| listener.tls.is_none())
+        .map(|listener| listener.address)
+        .collect();
+    if !plain.is_empty() {
+        let listeners =
+            PlainListeners::bind(guarded.clone(), &plain, None).map_err(StartError::Setting)?;
+        server.add_service(listeners);
+    }
+    let mut tls_listeners = Service::new(
+        "guichet-proxy-tls".to_string(),
+        TlsConnections(guarded.clone()),
     );
-    let mut proxy = Service::new("guichet-proxy".to_string(), guarded);
     for listener in &file.listen {
+        let Some(tls) = &listener.tls else { continue };
         let address = listener.address.to_string();
-        match &listener.tls {
-            // No read buffer in front of plain sockets: pingora's default, 64 KiB per
-            // connection allocated at accept, is most of what an idle connection costs
-            // (docs/resilience.md, "Resource bounds"). Request heads are read into a buffer
-            // of their own (`ops::request_head`), bodies into pingora's.
-            None => proxy.add_listener(
-                ListenerConfig::tcp(address).l4_buffer(L4BufferSettings::default().read(0)),
-            ),
-            // TLS records are read 16 KiB at a time: the buffer saves system calls there, and
-            // a TLS session costs more than it anyway.
-            Some(tls) => proxy
-                .add_tls(
-                    &address,
-                    &tls.cert_file.to_string_lossy(),
-                    &tls.key_file.to_string_lossy(),
-                )
-                .map_err(|e| StartError::Setting(format!("listen: TLS for {address}: {e}")))?,
-        }
+        tls_listeners
+            .add_tls(
+                &address,
+                &tls.cert_file.to_string_lossy(),
+                &tls.key_file.to_string_lossy(),
+            )
+            .map_err(|e| StartError::Setting(format!("listen: TLS for {address}: {e}")))?;
+    }
+    if file.listen.iter().any(|listener| listener.tls.is_some()) {
+        server.add_service(tls_listeners);
     }
     let mut admin = Service::new("guichet-admin".to_string(), AdminApp { live: live.clone() });
     admin.add_tcp(&file.admin.to_string());
@@ -96,7 +110,6 @@ pub fn build(
         },
     );
 
-    server.add_service(proxy);
     server.add_service(admin);
     server.add_service(watch);
     server.add_service(pingora::services::background::background_service(
@@ -126,6 +139,24 @@ pub fn build(
     }
     server.bootstrap();
     Ok((server, live))
+}
+
+/// The connection layer behind pingora's TLS listeners.
+struct TlsConnections(Arc<GuardedProxy>);
+
+#[async_trait]
+impl ServerApp for TlsConnections {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.0.serve_tls(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.0.cleanup().await
+    }
 }
 
 /// A shutdown signal that code can fire: how tests and the demo stop an in-process gateway.

@@ -1,14 +1,14 @@
 //! Log setup: `tracing` in human or JSON format, with pingora's `log` records bridged in.
 //!
-//! Lines are handed to a background writer thread (`tracing-appender`), so a slow stdout (a
-//! pipe to a log collector) never stalls the proxy's workers; formatting still happens on the
-//! calling thread.
+//! Lines are handed to a background writer thread ([`super::log_writer`]), so a slow stdout
+//! (a pipe to a log collector) never stalls the proxy's workers; formatting still happens on
+//! the calling thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{fmt, EnvFilter};
 
+use super::log_writer::{self, WriterGuard};
 use crate::config::{LogConfig, LogFormat};
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -17,25 +17,22 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// tests that boot several gateways rely on. Keep the returned guard until the process ends:
 /// dropping it flushes the lines still queued.
 #[must_use = "dropping the guard stops the log writer"]
-pub fn init(config: &LogConfig) -> Option<WorkerGuard> {
+pub fn init(config: &LogConfig) -> Option<WriterGuard> {
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return None;
     }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Lossless: under a flood of lines, callers wait rather than lines being dropped (audit
-    // events must not be lost).
-    // Buffered: the writer thread drains every line queued, then flushes them in one write,
-    // instead of one system call per line (stdout alone is line-buffered), which showed in
-    // profiles of the request path under load. An idle gateway's lines still go out at once.
-    let (writer, guard) =
-        NonBlockingBuilder::default()
-            .lossy(false)
-            .finish(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::io::stdout(),
-            ));
+    // Lines are written by a thread of their own, in batches (`log_writer`): lossless, and
+    // no wake-up of that thread per line.
+    let (writer, guard) = match log_writer::start(std::io::stdout()) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("guichet: cannot start the log writer thread: {e}");
+            return None;
+        }
+    };
     let installed = match config.format {
         LogFormat::Json => fmt()
             .json()

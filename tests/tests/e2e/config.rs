@@ -268,6 +268,41 @@ fn the_binary_exits_non_zero_with_one_line_and_listens_on_nothing() {
     );
 }
 
+#[test]
+fn an_address_in_use_is_a_start_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Held for the whole test: the gateway cannot have it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let admin = guichet_tests::free_port();
+    let config = dir.path().join("taken.yaml");
+    std::fs::write(
+        &config,
+        VALID.replace(
+            "127.0.0.1:18080",
+            &format!("127.0.0.1:{port}\nadmin: 127.0.0.1:{admin}"),
+        ),
+    )
+    .unwrap();
+    let output = Command::new(guichet_tests::guichet_binary())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "guichet: listen: cannot listen on 127.0.0.1:{port}: "
+        )),
+        "{stderr}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_err(),
+        "the admin listener did not start"
+    );
+}
+
 /// `VALID` with a FranceConnect provider (`extra`: more of its settings, one a line).
 fn with_franceconnect(extra: &str) -> String {
     let mut provider = String::from(
